@@ -1,0 +1,136 @@
+package backend
+
+import (
+	"context"
+	"time"
+)
+
+// Backend is the storage contract every Ductwork backend implements. Only the
+// ductwork Client and the supervisor call it; users hold concrete types.
+//
+// Every method takes a context and a params struct and returns a result struct,
+// so fields can be added without breaking third-party backends. Every method is
+// safe for concurrent use by many goroutines and many processes sharing one
+// database. All times that decide "is it due" or "is it stale" are taken from
+// the database's clock; params carry durations, never host timestamps.
+type Backend interface {
+	// Capabilities describes what the backend does natively. Callers degrade
+	// to a working fallback (polling) for anything missing.
+	Capabilities() Capabilities
+
+	// Migrate brings the schema to the newest version. It is idempotent and
+	// safe to call from several processes at once (it takes a cross-process
+	// lock). It records the version it applied.
+	Migrate(ctx context.Context) error
+
+	// Trigger inserts a run and the job of its first step atomically. When
+	// params.Tx is non-nil the inserts join that transaction (the backend's own
+	// transaction type, documented by each backend) and the caller commits; a
+	// rollback leaves no row. A Tx of the wrong type returns ErrUnsupportedTx.
+	Trigger(ctx context.Context, params *TriggerParams) (*TriggerResult, error)
+
+	// Claim atomically takes up to params.Limit due jobs of running runs whose
+	// (pipeline, fingerprint) is in params.Definitions, marks them running,
+	// owned by params.ProcessID, and gives each a new fencing token. A job is
+	// claimed by at most one caller. Not-yet-due jobs are not claimed. An empty
+	// result is not an error.
+	Claim(ctx context.Context, params *ClaimParams) (*ClaimResult, error)
+
+	// Complete records a job's output and applies params.Plan (new jobs, join
+	// openings and arrivals, run completion) in one transaction guarded by the
+	// job's fencing token and owner. If the token or owner no longer match it
+	// returns ErrStaleClaim and changes nothing. A join whose last arrival is
+	// applied here gets its job inserted in the same transaction, so a join
+	// fires exactly once.
+	Complete(ctx context.Context, params *CompleteParams) (*CompleteResult, error)
+
+	// Fail records a failed execution, fenced like Complete. With a non-nil
+	// params.RetryAfter the job becomes due again after that delay and its
+	// attempt count grows; otherwise the job is marked failed and the run is
+	// halted with params.Error as its reason. Result.Halted is true only for
+	// the one call that moved the run from running to halted.
+	Fail(ctx context.Context, params *FailParams) (*FailResult, error)
+
+	// Release gives a claimed job back (graceful shutdown), fenced like
+	// Complete. The job is due at once and its retry budget is not spent.
+	Release(ctx context.Context, params *ReleaseParams) (*ReleaseResult, error)
+
+	// RegisterProcess inserts (or refreshes) a process row with a fresh
+	// heartbeat. It is idempotent for the same ID.
+	RegisterProcess(ctx context.Context, params *RegisterProcessParams) (*RegisterProcessResult, error)
+
+	// Heartbeat refreshes a process's heartbeat from the database's clock. It
+	// returns ErrProcessNotFound if the process row is gone (it was reaped).
+	Heartbeat(ctx context.Context, params *HeartbeatParams) (*HeartbeatResult, error)
+
+	// DeregisterProcess removes a process row after releasing whatever it
+	// still holds. Idempotent.
+	DeregisterProcess(ctx context.Context, params *DeregisterProcessParams) error
+
+	// Reap removes processes whose heartbeat is older than params.Threshold by
+	// the database's clock, in one transaction that re-checks staleness. Their
+	// running jobs become due again as crash re-runs (Crashes+1, Attempt
+	// unchanged, new fencing token on next claim). Jobs left running by an
+	// owner that has no process row are reset too. Reaping is idempotent and
+	// safe from many processes at once: each dead process is reaped once.
+	Reap(ctx context.Context, params *ReapParams) (*ReapResult, error)
+
+	// GetRun returns one run, or ErrRunNotFound.
+	GetRun(ctx context.Context, params *GetRunParams) (*Run, error)
+
+	// ListRuns returns runs, newest first, filtered and paginated.
+	ListRuns(ctx context.Context, params *ListRunsParams) (*ListRunsResult, error)
+
+	// ListJobs returns the jobs (step instances) of one run, in creation order,
+	// paginated.
+	ListJobs(ctx context.Context, params *ListJobsParams) (*ListJobsResult, error)
+
+	// CancelRun moves a pending, running, waiting or halted run to cancelled.
+	// Its unclaimed jobs are never claimed afterwards. It returns
+	// ErrRunNotFound, or ErrRunState if the run already finished.
+	CancelRun(ctx context.Context, params *CancelRunParams) (*CancelRunResult, error)
+
+	// ReviveRun moves a halted run back to running: its failed jobs become due
+	// at once with a fresh retry budget; completed jobs are kept. It returns
+	// ErrRunNotFound, or ErrRunState if the run is not halted.
+	ReviveRun(ctx context.Context, params *ReviveRunParams) (*ReviveRunResult, error)
+
+	// SetValue writes one key of a run's key-value context. Without
+	// params.Overwrite an existing key is left as it is and ErrValueExists is
+	// returned; concurrent writers of a new key have exactly one winner.
+	SetValue(ctx context.Context, params *SetValueParams) error
+
+	// GetValue reads one key of a run's key-value context, or ErrValueNotFound.
+	GetValue(ctx context.Context, params *GetValueParams) (*GetValueResult, error)
+
+	// StrandedDefinitions lists (pipeline, fingerprint) pairs that have
+	// unfinished runs but are not in params.Known: work that the caller will
+	// never claim. Callers report them; nothing is changed.
+	StrandedDefinitions(ctx context.Context, params *StrandedDefinitionsParams) (*StrandedDefinitionsResult, error)
+
+	// Now returns the database's clock.
+	Now(ctx context.Context) (time.Time, error)
+
+	// Close releases what the backend itself opened. It never closes a handle
+	// the caller passed in.
+	Close(ctx context.Context) error
+}
+
+// Capabilities describes what a backend does natively.
+type Capabilities struct {
+	// SkipLocked: claims use FOR UPDATE SKIP LOCKED (many concurrent claimers
+	// without blocking). Without it claims are serialized by a single writer.
+	SkipLocked bool
+	// Notify: the backend can wake idle workers when work becomes available
+	// (Notifications returns a channel). Without it callers poll.
+	Notify bool
+	// TimePrecision is the resolution of stored timestamps.
+	TimePrecision time.Duration
+}
+
+// Notifier is implemented by backends whose Capabilities report Notify.
+type Notifier interface {
+	// Notifications returns a channel that receives a value whenever new work
+	// may be available. It is closed when ctx is done.
+	Notifications(ctx context.Context) <-chan struct{}
+}

@@ -1,0 +1,376 @@
+package backend
+
+import (
+	"errors"
+	"time"
+)
+
+// Run statuses.
+const (
+	RunRunning   = "running"
+	RunWaiting   = "waiting"
+	RunCompleted = "completed"
+	RunHalted    = "halted"
+	RunCancelled = "cancelled"
+)
+
+// Job statuses.
+const (
+	JobPending   = "pending"
+	JobRunning   = "running"
+	JobCompleted = "completed"
+	JobFailed    = "failed"
+)
+
+// Sentinel errors. Backends return them (possibly wrapped); callers use errors.Is.
+var (
+	// ErrStaleClaim: the fencing token or owner presented with a commit or
+	// release no longer matches the job; nothing was changed.
+	ErrStaleClaim = errors.New("ductwork: stale claim: the job was reaped or claimed by another execution")
+	// ErrProcessNotFound: the process row is gone (it was reaped).
+	ErrProcessNotFound = errors.New("ductwork: process not found (reaped)")
+	// ErrRunNotFound: no run has that ID.
+	ErrRunNotFound = errors.New("ductwork: run not found")
+	// ErrRunState: the run is not in a state that allows the operation.
+	ErrRunState = errors.New("ductwork: run is not in a state that allows this operation")
+	// ErrValueExists: a write-once run context key is already set.
+	ErrValueExists = errors.New("ductwork: run context key already set")
+	// ErrValueNotFound: the run context has no such key.
+	ErrValueNotFound = errors.New("ductwork: run context key not found")
+	// ErrUnsupportedTx: the transaction handed to Trigger is not of the type
+	// this backend joins.
+	ErrUnsupportedTx = errors.New("ductwork: transaction type not supported by this backend")
+	// ErrClosed: the backend or its database handle has been closed.
+	ErrClosed = errors.New("ductwork: database is closed")
+)
+
+// DefinitionRef names one version of a pipeline definition.
+type DefinitionRef struct {
+	Pipeline    string
+	Fingerprint string
+}
+
+// NewJob describes a job (one step instance) to insert.
+type NewJob struct {
+	// NodeID is the definition node the job executes.
+	NodeID string
+	// Scope is the expansion path of the step instance ("" at the top level,
+	// "3" inside the 4th element of an expand, "3.0" one level deeper).
+	// (RunID, NodeID, Scope) is unique.
+	Scope string
+	// Input is the encoded input. Nil for a join job, whose input is the
+	// ordered list of its arrivals' outputs.
+	Input []byte
+	// Delay postpones the job: due at the database's now + Delay.
+	Delay time.Duration
+	// Priority orders due jobs; higher first.
+	Priority int
+}
+
+// OpenJoin opens a join that waits for Expected arrivals. When the last one
+// arrives (or at once when Expected is 0), a join job for (NodeID, Scope) is
+// inserted whose input is the outputs of the arrivals in slot order.
+type OpenJoin struct {
+	NodeID   string
+	Scope    string
+	Expected int
+	Delay    time.Duration
+	Priority int
+}
+
+// Arrival marks the completing job as arriving at slot Slot of the join
+// (NodeID, Scope), opened earlier by an OpenJoin in the same run.
+type Arrival struct {
+	NodeID string
+	Scope  string
+	Slot   int
+}
+
+// Plan is what follows a completed job, decided by the engine. The backend
+// applies it, inside the completion transaction, without interpreting it.
+type Plan struct {
+	// Jobs to insert.
+	Jobs []NewJob
+	// Joins to open (expand and divide).
+	OpenJoins []OpenJoin
+	// Arrive, if set, counts the completing job as an arrival at a join.
+	Arrive *Arrival
+	// CompleteRun marks the run completed with the job's output as its output.
+	CompleteRun bool
+}
+
+// TriggerParams are the arguments of Backend.Trigger.
+type TriggerParams struct {
+	Pipeline    string
+	Fingerprint string
+	Input       []byte
+	Metadata    map[string]string
+	First       NewJob
+	// Tx, if non-nil, is a transaction of the backend's own type that the
+	// inserts join. The caller commits or rolls back.
+	Tx any
+}
+
+// TriggerResult is the result of Backend.Trigger.
+type TriggerResult struct {
+	RunID int64
+	JobID int64
+}
+
+// ClaimParams are the arguments of Backend.Claim.
+type ClaimParams struct {
+	ProcessID   string
+	Limit       int
+	Definitions []DefinitionRef
+}
+
+// ClaimResult is the result of Backend.Claim.
+type ClaimResult struct {
+	Jobs []*Job
+}
+
+// Job is a claimed job, with what the executor needs to run it.
+type Job struct {
+	ID          int64
+	RunID       int64
+	Pipeline    string
+	Fingerprint string
+	NodeID      string
+	Scope       string
+	Input       []byte
+	// Join is true for a join job; JoinInputs then holds the arrivals'
+	// outputs in slot order (possibly empty).
+	Join       bool
+	JoinInputs [][]byte
+	// Attempt is 1 for the first execution and grows with each retry. Crash
+	// re-runs do not change it.
+	Attempt int
+	// Crashes counts executions lost to a dead process or released claims.
+	Crashes int
+	// Fence is the fencing token of this claim; present it to Complete, Fail
+	// and Release.
+	Fence     int64
+	Metadata  map[string]string
+	CreatedAt time.Time
+	DueAt     time.Time
+	ClaimedAt time.Time
+}
+
+// CompleteParams are the arguments of Backend.Complete.
+type CompleteParams struct {
+	JobID     int64
+	ProcessID string
+	Fence     int64
+	Output    []byte
+	Plan      Plan
+}
+
+// CompleteResult is the result of Backend.Complete.
+type CompleteResult struct {
+	// NewJobs counts jobs inserted (including a fired join's job).
+	NewJobs int
+	// JoinFired is true when this completion was the last arrival of a join.
+	JoinFired bool
+	// RunCompleted is true when this completion finished the run.
+	RunCompleted bool
+}
+
+// FailParams are the arguments of Backend.Fail.
+type FailParams struct {
+	JobID     int64
+	ProcessID string
+	Fence     int64
+	Error     string
+	// Retry schedules another attempt after RetryAfter; otherwise the job
+	// fails and the run halts.
+	Retry      bool
+	RetryAfter time.Duration
+}
+
+// FailResult is the result of Backend.Fail.
+type FailResult struct {
+	// Halted is true only for the call that moved the run to halted.
+	Halted bool
+}
+
+// ReleaseParams are the arguments of Backend.Release.
+type ReleaseParams struct {
+	JobID     int64
+	ProcessID string
+	Fence     int64
+}
+
+// ReleaseResult is the result of Backend.Release.
+type ReleaseResult struct{}
+
+// RegisterProcessParams are the arguments of Backend.RegisterProcess.
+type RegisterProcessParams struct {
+	ProcessID   string
+	Host        string
+	PID         int
+	Definitions []DefinitionRef
+}
+
+// RegisterProcessResult is the result of Backend.RegisterProcess.
+type RegisterProcessResult struct {
+	StartedAt time.Time
+}
+
+// HeartbeatParams are the arguments of Backend.Heartbeat.
+type HeartbeatParams struct {
+	ProcessID string
+}
+
+// HeartbeatResult is the result of Backend.Heartbeat.
+type HeartbeatResult struct {
+	At time.Time
+}
+
+// DeregisterProcessParams are the arguments of Backend.DeregisterProcess.
+type DeregisterProcessParams struct {
+	ProcessID string
+}
+
+// ReapParams are the arguments of Backend.Reap.
+type ReapParams struct {
+	// ProcessID is the reaper itself; it is never reaped.
+	ProcessID string
+	// Threshold: processes whose heartbeat is older are dead.
+	Threshold time.Duration
+}
+
+// ReapResult is the result of Backend.Reap.
+type ReapResult struct {
+	Processes []string
+	Jobs      int
+}
+
+// GetRunParams are the arguments of Backend.GetRun.
+type GetRunParams struct {
+	RunID int64
+}
+
+// Run is a stored run.
+type Run struct {
+	ID          int64
+	Pipeline    string
+	Fingerprint string
+	Status      string
+	Input       []byte
+	Output      []byte
+	Error       string
+	Metadata    map[string]string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// ListRunsParams are the arguments of Backend.ListRuns.
+type ListRunsParams struct {
+	// Pipeline and Status filter when non-empty.
+	Pipeline string
+	Status   string
+	// Limit caps the page (default 100).
+	Limit int
+	// BeforeID continues a listing: only runs with a smaller ID.
+	BeforeID int64
+}
+
+// ListRunsResult is the result of Backend.ListRuns.
+type ListRunsResult struct {
+	Runs []*Run
+	// Next is the BeforeID of the next page, 0 when this was the last.
+	Next int64
+}
+
+// ListJobsParams are the arguments of Backend.ListJobs.
+type ListJobsParams struct {
+	RunID int64
+	// Status filters when non-empty.
+	Status string
+	Limit  int
+	// AfterID continues a listing: only jobs with a larger ID.
+	AfterID int64
+}
+
+// JobInfo is a stored job, as listed.
+type JobInfo struct {
+	ID         int64
+	RunID      int64
+	NodeID     string
+	Scope      string
+	Status     string
+	Input      []byte
+	Output     []byte
+	Error      string
+	Join       bool
+	Attempt    int
+	Crashes    int
+	Fence      int64
+	ProcessID  string
+	CreatedAt  time.Time
+	DueAt      time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+}
+
+// ListJobsResult is the result of Backend.ListJobs.
+type ListJobsResult struct {
+	Jobs []*JobInfo
+	// Next is the AfterID of the next page, 0 when this was the last.
+	Next int64
+}
+
+// CancelRunParams are the arguments of Backend.CancelRun.
+type CancelRunParams struct {
+	RunID  int64
+	Reason string
+}
+
+// CancelRunResult is the result of Backend.CancelRun.
+type CancelRunResult struct{}
+
+// ReviveRunParams are the arguments of Backend.ReviveRun.
+type ReviveRunParams struct {
+	RunID int64
+}
+
+// ReviveRunResult is the result of Backend.ReviveRun.
+type ReviveRunResult struct {
+	// Jobs counts failed jobs made due again.
+	Jobs int
+}
+
+// SetValueParams are the arguments of Backend.SetValue.
+type SetValueParams struct {
+	RunID     int64
+	Key       string
+	Value     []byte
+	Overwrite bool
+}
+
+// GetValueParams are the arguments of Backend.GetValue.
+type GetValueParams struct {
+	RunID int64
+	Key   string
+}
+
+// GetValueResult is the result of Backend.GetValue.
+type GetValueResult struct {
+	Value []byte
+}
+
+// StrandedDefinitionsParams are the arguments of Backend.StrandedDefinitions.
+type StrandedDefinitionsParams struct {
+	Known []DefinitionRef
+}
+
+// StrandedDefinitionsResult is the result of Backend.StrandedDefinitions.
+type StrandedDefinitionsResult struct {
+	Definitions []StrandedDefinition
+}
+
+// StrandedDefinition is a definition with unfinished runs that no caller knows.
+type StrandedDefinition struct {
+	DefinitionRef
+	Runs int
+}

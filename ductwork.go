@@ -1,0 +1,315 @@
+package ductwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/flow"
+	"github.com/ductwork-go/ductwork/internal/bridge"
+	"github.com/ductwork-go/ductwork/internal/engine"
+	"github.com/ductwork-go/ductwork/internal/graph"
+)
+
+func init() {
+	bridge.EngineOf = func(c any) *engine.Engine {
+		if cl, ok := c.(*Client); ok && cl != nil {
+			return cl.eng
+		}
+		return nil
+	}
+}
+
+// Config configures a Client. The zero value is valid.
+type Config struct {
+	// Logger receives the client's and its supervisors' logs. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Hooks observe step executions and halts (see package otel).
+	Hooks *Hooks
+}
+
+// Hooks are observers of the client's work. Nil fields are skipped.
+type Hooks = engine.Hooks
+
+// Client is the entry point: it registers definitions, triggers runs and
+// inspects them. A supervisor (package supervisor) executes the work. A
+// Client is safe for concurrent use.
+type Client struct {
+	b      backend.Backend
+	eng    *engine.Engine
+	logger *slog.Logger
+}
+
+// NewClient returns a Client on b. It does no I/O; run the backend's Migrate
+// first.
+func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
+	if b == nil {
+		return nil, errors.New("ductwork: NewClient: backend is nil")
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Client{b: b, eng: engine.New(b, c.Logger, c.Hooks), logger: c.Logger}, nil
+}
+
+// Backend returns the client's backend.
+func (c *Client) Backend() backend.Backend { return c.b }
+
+// Definition is implemented by *flow.Definition of any type.
+type Definition interface {
+	Name() string
+	Fingerprint() string
+	Graph() *graph.Graph
+}
+
+// Register makes definitions known to this client, so its supervisors claim
+// their work. Several versions of one pipeline can be registered side by side
+// (during a rolling deploy); each run continues on the version it started
+// with.
+func (c *Client) Register(defs ...Definition) error {
+	for _, d := range defs {
+		if d == nil || d.Graph() == nil {
+			return errors.New("ductwork: Register: nil definition")
+		}
+		c.eng.Register(d.Graph())
+	}
+	return nil
+}
+
+// TriggerOption modifies a trigger.
+type TriggerOption func(*backend.TriggerParams)
+
+// WithMetadata attaches string metadata to the run (for example a trace
+// context); it travels with the run through the database.
+func WithMetadata(md map[string]string) TriggerOption {
+	return func(p *backend.TriggerParams) {
+		if p.Metadata == nil {
+			p.Metadata = map[string]string{}
+		}
+		for k, v := range md {
+			p.Metadata[k] = v
+		}
+	}
+}
+
+// Trigger starts a run of d with input in: the run and its first step are
+// written in one transaction. The definition need not be registered with c to
+// be triggered, but only processes that registered it will run it.
+func Trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Out], in In, opts ...TriggerOption) (*Run[Out], error) {
+	return trigger(ctx, c, d, nil, in, opts)
+}
+
+// TriggerTx is Trigger inside the caller's transaction: the run exists only
+// if tx commits. tx is the backend's transaction type (*sql.Tx for SQLite and
+// MySQL, pgx.Tx for PostgreSQL); another type returns ErrUnsupportedTx.
+func TriggerTx[In, Out any](ctx context.Context, c *Client, tx any, d *flow.Definition[In, Out], in In, opts ...TriggerOption) (*Run[Out], error) {
+	if tx == nil {
+		return nil, fmt.Errorf("ductwork: TriggerTx: nil transaction: %w", ErrUnsupportedTx)
+	}
+	return trigger(ctx, c, d, tx, in, opts)
+}
+
+func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Out], tx any, in In, opts []TriggerOption) (*Run[Out], error) {
+	if c == nil || d == nil {
+		return nil, errors.New("ductwork: Trigger: nil client or definition")
+	}
+	g := d.Graph()
+	input, err := g.Codec.Marshal(in)
+	if err != nil {
+		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
+	}
+	p := &backend.TriggerParams{
+		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx,
+		First: backend.NewJob{NodeID: g.Start.ID, Input: input, Delay: g.Start.Options.Delay, Priority: g.Start.Options.Priority},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	res, err := c.b.Trigger(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
+	}
+	return &Run[Out]{ID: res.RunID, c: c, g: g}, nil
+}
+
+// Open returns the handle of an existing run of d. It returns ErrRunNotFound,
+// or *UnknownDefinitionError when the run belongs to another pipeline or to a
+// version of d that this client has not registered and that differs from d.
+func Open[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Out], runID int64) (*Run[Out], error) {
+	r, err := c.b.GetRun(ctx, &backend.GetRunParams{RunID: runID})
+	if err != nil {
+		return nil, err
+	}
+	ref := backend.DefinitionRef{Pipeline: r.Pipeline, Fingerprint: r.Fingerprint}
+	if r.Pipeline != d.Name() {
+		return nil, &UnknownDefinitionError{RunID: runID, Pipeline: r.Pipeline, Fingerprint: r.Fingerprint, Expected: d.Graph().Ref()}
+	}
+	g := d.Graph()
+	if r.Fingerprint != d.Fingerprint() {
+		known, ok := c.eng.Lookup(ref)
+		if !ok {
+			return nil, &UnknownDefinitionError{RunID: runID, Pipeline: r.Pipeline, Fingerprint: r.Fingerprint, Expected: g.Ref()}
+		}
+		g = known
+	}
+	return &Run[Out]{ID: runID, c: c, g: g}, nil
+}
+
+// Cancel cancels a run: steps not yet started never start; a step in flight
+// finishes but nothing follows it.
+func (c *Client) Cancel(ctx context.Context, runID int64) error {
+	_, err := c.b.CancelRun(ctx, &backend.CancelRunParams{RunID: runID, Reason: "cancelled"})
+	return err
+}
+
+// Revive resumes a halted run: completed steps are kept, the failed step
+// runs again with a fresh retry budget.
+func (c *Client) Revive(ctx context.Context, runID int64) error {
+	_, err := c.b.ReviveRun(ctx, &backend.ReviveRunParams{RunID: runID})
+	return err
+}
+
+// Inspect returns a run's stored record, whatever its pipeline. It reports
+// Known false when this client has not registered the run's definition.
+func (c *Client) Inspect(ctx context.Context, runID int64) (*RunInfo, error) {
+	r, err := c.b.GetRun(ctx, &backend.GetRunParams{RunID: runID})
+	if err != nil {
+		return nil, err
+	}
+	_, known := c.eng.Lookup(backend.DefinitionRef{Pipeline: r.Pipeline, Fingerprint: r.Fingerprint})
+	return &RunInfo{Run: *r, Known: known}, nil
+}
+
+// RunInfo is a stored run as Inspect returns it.
+type RunInfo struct {
+	backend.Run
+	// Known is true when this client registered the run's definition.
+	Known bool
+}
+
+// Status is a run's state.
+type Status string
+
+// Run statuses.
+const (
+	StatusRunning   Status = backend.RunRunning
+	StatusWaiting   Status = backend.RunWaiting
+	StatusCompleted Status = backend.RunCompleted
+	StatusHalted    Status = backend.RunHalted
+	StatusCancelled Status = backend.RunCancelled
+)
+
+// Terminal reports whether s is final (completed or cancelled; a halted run
+// can still be revived but does not progress on its own).
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusCancelled || s == StatusHalted
+}
+
+// Run is a handle on one run whose output type is Out.
+type Run[Out any] struct {
+	ID int64
+	c  *Client
+	g  *graph.Graph
+}
+
+// Status reads the run's status from the database.
+func (r *Run[Out]) Status(ctx context.Context) (Status, error) {
+	run, err := r.c.b.GetRun(ctx, &backend.GetRunParams{RunID: r.ID})
+	if err != nil {
+		return "", err
+	}
+	return Status(run.Status), nil
+}
+
+// Wait blocks until the run finishes and returns its output. A halted run
+// returns *HaltedError, a cancelled one ErrCancelled. Wait polls the
+// database, and returns early when a supervisor in this process finishes the
+// run.
+func (r *Run[Out]) Wait(ctx context.Context) (Out, error) {
+	var zero Out
+	done, stop := r.c.eng.WaitChan(r.ID)
+	defer stop()
+	delay := 5 * time.Millisecond
+	for {
+		run, err := r.c.b.GetRun(ctx, &backend.GetRunParams{RunID: r.ID})
+		if err != nil {
+			return zero, err
+		}
+		switch run.Status {
+		case backend.RunCompleted:
+			var out Out
+			if err := r.g.Codec.Unmarshal(run.Output, &out); err != nil {
+				return zero, fmt.Errorf("ductwork: decode output of run %d: %w", r.ID, err)
+			}
+			return out, nil
+		case backend.RunHalted:
+			return zero, &HaltedError{RunID: r.ID, Reason: run.Error}
+		case backend.RunCancelled:
+			return zero, ErrCancelled
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-done:
+			done, stop = r.c.eng.WaitChan(r.ID)
+			defer stop()
+		case <-time.After(delay):
+			delay = min(delay*2, 250*time.Millisecond)
+		}
+	}
+}
+
+// StepInfo is one step instance of a run, as Steps lists it.
+type StepInfo struct {
+	ID     int64
+	Node   string
+	Scope  string
+	Status string
+	Input  []byte
+	Output []byte
+	Error  string
+	// Attempt counts executions spent on errors (1 = first try);
+	// CrashReruns counts executions lost to dead processes or released
+	// claims, which do not spend the retry budget.
+	Attempt     int
+	CrashReruns int
+	CreatedAt   time.Time
+	StartedAt   *time.Time
+	FinishedAt  *time.Time
+}
+
+// Steps lists the run's step instances in creation order.
+func (r *Run[Out]) Steps(ctx context.Context) ([]StepInfo, error) {
+	return r.c.Steps(ctx, r.ID)
+}
+
+// Steps lists a run's step instances in creation order.
+func (c *Client) Steps(ctx context.Context, runID int64) ([]StepInfo, error) {
+	var out []StepInfo
+	var after int64
+	for {
+		res, err := c.b.ListJobs(ctx, &backend.ListJobsParams{RunID: runID, AfterID: after, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range res.Jobs {
+			out = append(out, StepInfo{
+				ID: j.ID, Node: j.NodeID, Scope: j.Scope, Status: j.Status, Input: j.Input, Output: j.Output,
+				Error: j.Error, Attempt: j.Attempt, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
+				StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
+			})
+		}
+		if res.Next == 0 {
+			return out, nil
+		}
+		after = res.Next
+	}
+}

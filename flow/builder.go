@@ -1,0 +1,221 @@
+package flow
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/ductwork-go/ductwork/internal/graph"
+	"github.com/ductwork-go/ductwork/step"
+)
+
+// frame is an open structure (expand, divide, divert) on a branch.
+type frame struct {
+	kind   graph.Kind // KindExpand, KindDivide or KindCase
+	opener *bnode     // the node whose output opened it (divide, divert) or the expand node
+	branch int
+	key    string
+	other  bool
+}
+
+type bnode struct {
+	b      *builder
+	g      *graph.Node
+	frames []frame
+	// divide: number of branches opened from this node.
+	branches int
+	closed   bool // an expand already collapsed, a divide already combined, a divert already converged
+}
+
+type builder struct {
+	name   string
+	codec  step.Codec
+	inType reflect.Type
+	nodes  []*bnode
+	ids    map[string]*bnode
+	start  *bnode
+	err    error
+	// sealed is set when Define returns: a finished definition never changes,
+	// so transitions on its nodes are refused.
+	sealed bool
+}
+
+func (b *builder) errf(n *bnode, rule, detail string, args ...any) *DefinitionError {
+	e := &DefinitionError{Pipeline: b.name, Rule: rule}
+	if n != nil && n.g != nil {
+		e.Node = n.g.ID
+	}
+	if detail != "" {
+		e.Detail = fmt.Sprintf(detail, args...)
+	}
+	return e
+}
+
+// fail records the first error; later transitions become no-ops.
+func (b *builder) fail(e *DefinitionError) {
+	if b.err == nil {
+		b.err = e
+	}
+}
+
+// stepInfo is what a transition knows about the step it attaches.
+type stepInfo struct {
+	name     string
+	nilStep  bool
+	opts     step.Options
+	in, out  reflect.Type
+	call     func(ctx step.Context, in any) (any, error)
+	decode   func(c step.Codec, input []byte, parts [][]byte) (any, error)
+	nameNode string
+}
+
+func infoOf[In, Out any](s step.Step[In, Out]) stepInfo {
+	si := stepInfo{in: reflect.TypeFor[In](), out: reflect.TypeFor[Out]()}
+	if s == nil || reflect.ValueOf(s).Kind() == reflect.Pointer && reflect.ValueOf(s).IsNil() {
+		si.nilStep = true
+		return si
+	}
+	si.name = s.Name()
+	if o, ok := s.(step.Optioned); ok {
+		si.opts = o.StepOptions()
+	}
+	si.call = func(ctx step.Context, in any) (any, error) {
+		v, _ := in.(In)
+		return s.Execute(ctx, v)
+	}
+	si.decode = func(c step.Codec, input []byte, _ [][]byte) (any, error) {
+		var v In
+		if err := c.Unmarshal(input, &v); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	return si
+}
+
+// check validates preds and the step, returning false (after recording an
+// error) when the transition must not proceed.
+func (b *builder) check(si stepInfo, preds ...*bnode) bool {
+	if b.err != nil || b.sealed {
+		return false
+	}
+	for _, p := range preds {
+		if p == nil {
+			b.fail(b.errf(nil, RuleNilNode, "while attaching step %q", si.name))
+			return false
+		}
+		if p.b != b {
+			b.fail(b.errf(p, RuleForeignNode, "while attaching step %q", si.name))
+			return false
+		}
+	}
+	if si.nilStep {
+		d := ""
+		if len(preds) > 0 {
+			d = "after node " + preds[0].g.ID
+		}
+		b.fail(&DefinitionError{Pipeline: b.name, Rule: RuleNilStep, Detail: d})
+		return false
+	}
+	if si.name == "" {
+		b.fail(&DefinitionError{Pipeline: b.name, Rule: RuleEmptyName})
+		return false
+	}
+	if _, dup := b.ids[si.name]; dup {
+		b.fail(&DefinitionError{Pipeline: b.name, Node: si.name, Rule: RuleDuplicateName})
+		return false
+	}
+	return true
+}
+
+func (b *builder) add(si stepInfo, kind graph.Kind, frames []frame, preds ...*bnode) *bnode {
+	g := &graph.Node{
+		ID: si.name, Pos: len(b.nodes), Kind: kind, InType: si.in, OutType: si.out,
+		Options: si.opts, Call: si.call, Decode: si.decode,
+	}
+	n := &bnode{b: b, g: g, frames: frames}
+	for _, p := range preds {
+		g.Preds = append(g.Preds, p.g)
+		p.g.Succs = append(p.g.Succs, g)
+	}
+	b.nodes = append(b.nodes, n)
+	b.ids[si.name] = n
+	return n
+}
+
+// free reports whether p can take one more (non-divide) successor.
+func (b *builder) free(p *bnode, name string) bool {
+	if len(p.g.Succs) > 0 || p.g.Divert != nil {
+		b.fail(b.errf(p, RuleAlreadyContinues, "cannot also continue to %q", name))
+		return false
+	}
+	return true
+}
+
+func push(frames []frame, f frame) []frame {
+	out := make([]frame, len(frames), len(frames)+1)
+	copy(out, frames)
+	return append(out, f)
+}
+
+func top(n *bnode) (frame, bool) {
+	if len(n.frames) == 0 {
+		return frame{}, false
+	}
+	return n.frames[len(n.frames)-1], true
+}
+
+func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error) {
+	if b.start == nil {
+		return nil, &DefinitionError{Pipeline: b.name, Rule: RuleNoStart}
+	}
+	if end == nil {
+		return nil, &DefinitionError{Pipeline: b.name, Rule: RuleNilDefine,
+			Detail: "the returned node was never built: was a transition given a zero Node or a node of another pipeline?"}
+	}
+	if end.b != b {
+		return nil, b.errf(end, RuleForeignNode, "returned as the end")
+	}
+	if len(end.frames) > 0 {
+		f := end.frames[len(end.frames)-1]
+		return nil, b.errf(end, RuleEndOpen, "%s opened at %q is not closed", f.kind, f.opener.g.ID)
+	}
+	g := &graph.Graph{
+		Pipeline: b.name, Codec: b.codec, ByID: map[string]*graph.Node{},
+		Start: b.start.g, End: end.g, InType: b.inType, OutType: outType,
+	}
+	if err := b.codec.Check(b.inType); err != nil {
+		return nil, &DefinitionError{Pipeline: b.name, Rule: RuleNotEncodable, Detail: "pipeline input: " + err.Error()}
+	}
+	for _, n := range b.nodes {
+		g.Nodes = append(g.Nodes, n.g)
+		g.ByID[n.g.ID] = n.g
+		if err := b.codec.Check(n.g.OutType); err != nil {
+			return nil, b.errf(n, RuleNotEncodable, "output: %v", err)
+		}
+		if d := n.g.Divert; d != nil {
+			if d.Otherwise == nil {
+				return nil, b.errf(n, RuleNoOtherwise, "")
+			}
+			if !n.closed {
+				return nil, b.errf(n, RuleDangling, "its Divert is never converged")
+			}
+			continue
+		}
+		if n != end && len(n.g.Succs) == 0 {
+			return nil, b.errf(n, RuleDangling, "")
+		}
+	}
+	g.Fingerprint = g.ComputeFingerprint()
+	return g, nil
+}
+
+func keysOf(m map[string]*graph.Node) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}

@@ -1,0 +1,332 @@
+// Package engine executes claimed jobs: it decodes the input, runs the step,
+// and commits the result together with the plan of what follows (computed by
+// package graph) through the Backend. It is shared by the ductwork Client and
+// the supervisor.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/graph"
+	"github.com/ductwork-go/ductwork/step"
+)
+
+// Log attribute keys.
+const (
+	AttrRunID    = "ductwork.run_id"
+	AttrStepID   = "ductwork.step_id"
+	AttrStep     = "ductwork.step"
+	AttrPipeline = "ductwork.pipeline"
+	AttrAttempt  = "ductwork.attempt"
+	AttrProcess  = "ductwork.process_id"
+)
+
+// Engine holds the registered definitions and executes jobs.
+type Engine struct {
+	Backend backend.Backend
+	Logger  *slog.Logger
+	Hooks   *Hooks
+
+	mu     sync.RWMutex
+	defs   map[backend.DefinitionRef]*graph.Graph
+	refs   []backend.DefinitionRef
+	byName map[string]*graph.Graph
+
+	wmu     sync.Mutex
+	waiters map[int64][]chan struct{}
+}
+
+// New returns an Engine on b.
+func New(b backend.Backend, logger *slog.Logger, hooks *Hooks) *Engine {
+	if hooks == nil {
+		hooks = &Hooks{}
+	}
+	return &Engine{
+		Backend: b, Logger: logger, Hooks: hooks,
+		defs: map[backend.DefinitionRef]*graph.Graph{}, byName: map[string]*graph.Graph{},
+		waiters: map[int64][]chan struct{}{},
+	}
+}
+
+// Register adds a definition. Registering the same version twice is a no-op;
+// several versions of one pipeline may be registered side by side.
+func (e *Engine) Register(g *graph.Graph) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ref := g.Ref()
+	if _, ok := e.defs[ref]; ok {
+		return
+	}
+	e.defs[ref] = g
+	e.refs = append(e.refs, ref)
+	e.byName[g.Pipeline] = g
+}
+
+// Lookup returns the registered definition for ref.
+func (e *Engine) Lookup(ref backend.DefinitionRef) (*graph.Graph, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	g, ok := e.defs[ref]
+	return g, ok
+}
+
+// Refs lists the registered definition versions.
+func (e *Engine) Refs() []backend.DefinitionRef {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return append([]backend.DefinitionRef(nil), e.refs...)
+}
+
+// WaitChan returns a channel closed when this process sees run finish
+// (complete or halt). It is a hint: callers still poll the database.
+func (e *Engine) WaitChan(runID int64) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	e.wmu.Lock()
+	e.waiters[runID] = append(e.waiters[runID], ch)
+	e.wmu.Unlock()
+	return ch, func() {
+		e.wmu.Lock()
+		defer e.wmu.Unlock()
+		ws := e.waiters[runID]
+		for i, w := range ws {
+			if w == ch {
+				e.waiters[runID] = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(e.waiters[runID]) == 0 {
+			delete(e.waiters, runID)
+		}
+	}
+}
+
+func (e *Engine) runFinished(runID int64) {
+	e.wmu.Lock()
+	ws := e.waiters[runID]
+	delete(e.waiters, runID)
+	e.wmu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+// Result is what Execute did.
+type Result struct {
+	// Completed: the output was committed. NewJobs counts jobs it created.
+	Completed bool
+	NewJobs   int
+	// Retried / Halted: the step failed and was scheduled again / halted the run.
+	Retried bool
+	Halted  bool
+	// Released: the claim was given back (shutdown).
+	Released bool
+	// Stale: the claim had been lost; nothing was committed.
+	Stale bool
+	Err   error
+}
+
+// Execute runs one claimed job to a committed outcome. runCtx bounds the
+// step's execution (cancelled after the shutdown grace period); commits use a
+// context that outlives it.
+func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job) Result {
+	ref := backend.DefinitionRef{Pipeline: job.Pipeline, Fingerprint: job.Fingerprint}
+	g, ok := e.Lookup(ref)
+	commitCtx := context.WithoutCancel(runCtx)
+	if !ok {
+		// Claims filter on registered definitions, so this is a bug or a race
+		// with unregistering; give the job back.
+		err := e.release(commitCtx, processID, job)
+		return Result{Released: err == nil, Err: fmt.Errorf("definition %s@%s not registered", ref.Pipeline, ref.Fingerprint)}
+	}
+	node := g.ByID[job.NodeID]
+	logger := e.Logger.With(slog.Int64(AttrRunID, job.RunID), slog.Int64(AttrStepID, job.ID),
+		slog.String(AttrStep, job.NodeID), slog.String(AttrPipeline, job.Pipeline), slog.Int(AttrAttempt, job.Attempt))
+	if node == nil {
+		return e.fail(commitCtx, g, processID, job, fmt.Errorf("node %q is not in definition %s@%s", job.NodeID, g.Pipeline, g.Fingerprint), false, logger)
+	}
+
+	in, err := node.Decode(g.Codec, job.Input, job.JoinInputs)
+	if err != nil {
+		return e.fail(commitCtx, g, processID, job, fmt.Errorf("decode input of %q: %w", node.ID, err), false, logger)
+	}
+
+	ctx := runCtx
+	var cancel context.CancelFunc
+	if node.Options.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, node.Options.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec}
+	hctx, end := e.Hooks.stepStart(ctx, job)
+	sc.Context = hctx
+	out, err := call(node, sc, in)
+	cancel()
+
+	if err != nil {
+		if runCtx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+			// Shutdown interrupted the step: not the step's fault.
+			rerr := e.release(commitCtx, processID, job)
+			end(StepEnd{Err: err, Released: true})
+			return Result{Released: rerr == nil, Err: rerr}
+		}
+		res := e.fail(commitCtx, g, processID, job, err, !step.IsPermanent(err), logger)
+		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted})
+		return res
+	}
+
+	outBytes, err := g.Codec.Marshal(out)
+	if err != nil {
+		err = &graph.EncodeError{Node: node.ID, Err: err}
+		res := e.fail(commitCtx, g, processID, job, err, false, logger)
+		end(StepEnd{Err: err, Halted: res.Halted})
+		return res
+	}
+	plan, err := g.Plan(node, job.Scope, out, outBytes)
+	if err != nil {
+		res := e.fail(commitCtx, g, processID, job, err, false, logger)
+		end(StepEnd{Err: err, Halted: res.Halted})
+		return res
+	}
+	var cr *backend.CompleteResult
+	err = e.retryCommit(commitCtx, logger, func(ctx context.Context) error {
+		var err error
+		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
+			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan,
+		})
+		return err
+	})
+	if errors.Is(err, backend.ErrStaleClaim) {
+		logger.WarnContext(commitCtx, "ductwork: result discarded, the claim was lost (reaped or re-claimed)")
+		end(StepEnd{Stale: true})
+		return Result{Stale: true, Err: err}
+	}
+	if err != nil {
+		end(StepEnd{Err: err})
+		return Result{Err: err}
+	}
+	end(StepEnd{})
+	if cr.RunCompleted {
+		e.runFinished(job.RunID)
+	}
+	return Result{Completed: true, NewJobs: cr.NewJobs}
+}
+
+func call(node *graph.Node, sc *stepContext, in any) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &step.PanicError{Value: r, Stack: string(debug.Stack())}
+		}
+	}()
+	return node.Call(sc, in)
+}
+
+func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job *backend.Job, stepErr error, retryable bool, logger *slog.Logger) Result {
+	node := g.ByID[job.NodeID]
+	retries, base, maxDelay := g.Retries, g.Backoff, g.MaxBackoff
+	if node != nil {
+		if node.Options.Retries != nil {
+			retries = *node.Options.Retries
+		}
+		if node.Options.Backoff > 0 {
+			base = node.Options.Backoff
+		}
+		if node.Options.MaxBackoff > 0 {
+			maxDelay = node.Options.MaxBackoff
+		}
+	}
+	msg := stepErr.Error()
+	var pe *step.PanicError
+	if errors.As(stepErr, &pe) {
+		msg += "\n" + pe.Stack
+	}
+	params := &backend.FailParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Error: msg}
+	if retryable && job.Attempt <= retries {
+		params.Retry = true
+		params.RetryAfter = Backoff(job.Attempt, base, maxDelay)
+	}
+	var fr *backend.FailResult
+	err := e.retryCommit(ctx, logger, func(ctx context.Context) error {
+		var err error
+		fr, err = e.Backend.Fail(ctx, params)
+		return err
+	})
+	if errors.Is(err, backend.ErrStaleClaim) {
+		logger.WarnContext(ctx, "ductwork: failure discarded, the claim was lost (reaped or re-claimed)")
+		return Result{Stale: true, Err: err}
+	}
+	if err != nil {
+		return Result{Err: err}
+	}
+	if params.Retry {
+		logger.InfoContext(ctx, "ductwork: step failed, will retry", slog.String("error", stepErr.Error()), slog.Duration("retry_after", params.RetryAfter))
+		return Result{Retried: true, Err: stepErr}
+	}
+	logger.WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
+	if fr.Halted {
+		e.runFinished(job.RunID)
+		e.Hooks.halt(ctx, job, msg)
+		if g.OnHalt != nil {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						logger.ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("panic", r))
+					}
+				}()
+				g.OnHalt(ctx, job.RunID, msg)
+			}()
+		}
+	}
+	return Result{Halted: fr.Halted, Err: stepErr}
+}
+
+func (e *Engine) release(ctx context.Context, processID string, job *backend.Job) error {
+	_, err := e.Backend.Release(ctx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence})
+	return err
+}
+
+// retryCommit retries fn while the database is unreachable, with capped
+// exponential backoff, for up to two minutes. A stale claim is final.
+func (e *Engine) retryCommit(ctx context.Context, logger *slog.Logger, fn func(ctx context.Context) error) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	delay := 50 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || errors.Is(err, backend.ErrStaleClaim) || errors.Is(err, backend.ErrClosed) || time.Now().After(deadline) {
+			return err
+		}
+		logger.WarnContext(ctx, "ductwork: commit failed, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// Backoff is the delay before retry number attempt (1-based): base doubled
+// per attempt, capped at maxDelay, with ±20% jitter.
+func Backoff(attempt int, base, maxDelay time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	if d <= 0 {
+		return 0
+	}
+	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1))
+	if rand.IntN(2) == 0 {
+		return d - jitter
+	}
+	return min(d+jitter, maxDelay+maxDelay/5)
+}

@@ -1,0 +1,235 @@
+// Package graph holds the erased, immutable form of a pipeline definition and
+// the pure advancement logic: given a node that finished and its output, the
+// plan of what follows. It does no I/O.
+package graph
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/step"
+)
+
+// Kind is how a node is reached from its predecessor(s).
+type Kind int
+
+// Node kinds.
+const (
+	KindStart    Kind = iota + 1 // first step of the pipeline
+	KindChain                    // one predecessor, same branch
+	KindExpand                   // one job per element of the predecessor's slice output
+	KindCollapse                 // join of an expansion, inputs in index order
+	KindDivide                   // one branch of a divide: same input as its siblings
+	KindCombine                  // join of a divide's branches, inputs in branch order
+	KindCase                     // a case (or the otherwise) of a divert
+	KindConverge                 // the diverted branch's output, whichever it was
+)
+
+var kindNames = map[Kind]string{
+	KindStart: "start", KindChain: "chain", KindExpand: "expand", KindCollapse: "collapse",
+	KindDivide: "divide", KindCombine: "combine", KindCase: "case", KindConverge: "converge",
+}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Node is one step of a definition.
+type Node struct {
+	ID    string // the step name; unique in the pipeline
+	Pos   int    // order of definition
+	Kind  Kind
+	Preds []*Node
+	// Succs are the nodes that take this node's output (filled by Finish).
+	Succs []*Node
+
+	InType, OutType reflect.Type
+	Options         step.Options
+
+	// Branch is the divide branch index (KindDivide) or the case key (KindCase).
+	Branch   int
+	CaseKey  string
+	Fallback bool // KindCase: this is the Otherwise branch
+
+	// Divert, when set, routes this node's output to one of its cases.
+	Divert *Divert
+	// Join is the join node (collapse or combine) that closes the expansion or
+	// divide opened towards this node's successors (Expand and Divide children).
+	Join *Node
+
+	// Decode turns the stored input (or, for joins, the arrivals) into the
+	// step's typed input, boxed.
+	Decode func(c step.Codec, input []byte, parts [][]byte) (any, error)
+	// Call executes the step on a decoded input.
+	Call func(ctx step.Context, in any) (any, error)
+	// Split (KindExpand) encodes each element of the predecessor's slice output.
+	Split func(c step.Codec, out any) ([][]byte, error)
+}
+
+// Divert routes a node's output by key.
+type Divert struct {
+	Key       func(out any) string
+	Cases     map[string]*Node
+	Otherwise *Node
+}
+
+// Graph is a finished, validated definition.
+type Graph struct {
+	Pipeline    string
+	Fingerprint string
+	Codec       step.Codec
+	Nodes       []*Node
+	ByID        map[string]*Node
+	Start       *Node
+	End         *Node
+	// Retries and backoff defaults for steps that set none.
+	Retries    int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	MaxFanOut  int
+	InType     reflect.Type
+	OutType    reflect.Type
+	// OnHalt runs at most once per halt, after the halt is committed.
+	OnHalt func(ctx context.Context, runID int64, reason string)
+}
+
+// Ref names the definition version.
+func (g *Graph) Ref() backend.DefinitionRef {
+	return backend.DefinitionRef{Pipeline: g.Pipeline, Fingerprint: g.Fingerprint}
+}
+
+// ComputeFingerprint derives the fingerprint from the definition's shape:
+// node IDs, kinds, positions, edges, types and divert keys.
+func (g *Graph) ComputeFingerprint() string {
+	var b strings.Builder
+	b.WriteString(g.Pipeline)
+	for _, n := range g.Nodes {
+		fmt.Fprintf(&b, "|%d:%s:%s:%v->%v:b%d:k%q:f%t", n.Pos, n.ID, n.Kind, n.InType, n.OutType, n.Branch, n.CaseKey, n.Fallback)
+		for _, p := range n.Preds {
+			b.WriteString("<" + p.ID)
+		}
+		if n.Divert != nil {
+			b.WriteString("/divert")
+		}
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:8])
+}
+
+// ChildScope is the scope of element i of an expansion opened at scope s.
+func ChildScope(s string, i int) string {
+	if s == "" {
+		return strconv.Itoa(i)
+	}
+	return s + "." + strconv.Itoa(i)
+}
+
+// ParentScope splits a child scope into its parent and its index.
+func ParentScope(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, '.')
+	parent, last := "", s
+	if i >= 0 {
+		parent, last = s[:i], s[i+1:]
+	}
+	n, err := strconv.Atoi(last)
+	if err != nil {
+		return "", 0, fmt.Errorf("scope %q is not inside an expansion", s)
+	}
+	return parent, n, nil
+}
+
+// FanOutError is returned by Plan when an expansion exceeds the pipeline's
+// maximum fan-out.
+type FanOutError struct {
+	Node  string
+	Count int
+	Max   int
+}
+
+func (e *FanOutError) Error() string {
+	return fmt.Sprintf("expand into %q: %d elements exceed the pipeline's max fan-out of %d", e.Node, e.Count, e.Max)
+}
+
+// EncodeError is returned when a value cannot be encoded by the codec.
+type EncodeError struct {
+	Node string
+	Err  error
+}
+
+func (e *EncodeError) Error() string { return fmt.Sprintf("encode output of %q: %v", e.Node, e.Err) }
+func (e *EncodeError) Unwrap() error { return e.Err }
+
+// Plan decides what follows node n, which finished at scope with the typed
+// output out (encoded as outBytes).
+func (g *Graph) Plan(n *Node, scope string, out any, outBytes []byte) (backend.Plan, error) {
+	var p backend.Plan
+	if n == g.End {
+		p.CompleteRun = true
+		return p, nil
+	}
+	if n.Divert != nil {
+		key := n.Divert.Key(out)
+		next, ok := n.Divert.Cases[key]
+		if !ok {
+			next = n.Divert.Otherwise
+		}
+		p.Jobs = append(p.Jobs, newJob(next, scope, outBytes))
+		return p, nil
+	}
+	if len(n.Succs) == 0 {
+		return p, fmt.Errorf("node %q has no successor", n.ID)
+	}
+	first := n.Succs[0]
+	switch first.Kind {
+	case KindChain, KindConverge:
+		p.Jobs = append(p.Jobs, newJob(first, scope, outBytes))
+	case KindExpand:
+		parts, err := first.Split(g.Codec, out)
+		if err != nil {
+			return p, &EncodeError{Node: n.ID, Err: err}
+		}
+		if g.MaxFanOut > 0 && len(parts) > g.MaxFanOut {
+			return p, &FanOutError{Node: first.ID, Count: len(parts), Max: g.MaxFanOut}
+		}
+		p.OpenJoins = append(p.OpenJoins, openJoin(first.Join, scope, len(parts)))
+		p.Jobs = make([]backend.NewJob, 0, len(parts))
+		for i, part := range parts {
+			p.Jobs = append(p.Jobs, newJob(first, ChildScope(scope, i), part))
+		}
+	case KindDivide:
+		p.OpenJoins = append(p.OpenJoins, openJoin(first.Join, scope, len(n.Succs)))
+		for _, s := range n.Succs {
+			p.Jobs = append(p.Jobs, newJob(s, scope, outBytes))
+		}
+	case KindCollapse:
+		parent, slot, err := ParentScope(scope)
+		if err != nil {
+			return p, err
+		}
+		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: parent, Slot: slot}
+	case KindCombine:
+		slot := -1
+		for i, pred := range first.Preds {
+			if pred == n {
+				slot = i
+			}
+		}
+		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: scope, Slot: slot}
+	default:
+		return p, fmt.Errorf("node %q: unexpected successor kind %s", n.ID, first.Kind)
+	}
+	return p, nil
+}
+
+func newJob(n *Node, scope string, input []byte) backend.NewJob {
+	return backend.NewJob{NodeID: n.ID, Scope: scope, Input: input, Delay: n.Options.Delay, Priority: n.Options.Priority}
+}
+
+func openJoin(n *Node, scope string, expected int) backend.OpenJoin {
+	return backend.OpenJoin{NodeID: n.ID, Scope: scope, Expected: expected, Delay: n.Options.Delay, Priority: n.Options.Priority}
+}

@@ -1,0 +1,183 @@
+package step
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// Step is one unit of work of a pipeline: it receives the previous step's
+// output as In and hands Out to the next. Its Name is its stable identity in
+// the database; renaming a step changes the pipeline's definition.
+//
+// A Step may run more than once for the same step instance (after a crash);
+// use Context.IdempotencyKey to make external side effects repeatable.
+type Step[In, Out any] interface {
+	Name() string
+	Execute(ctx Context, in In) (Out, error)
+}
+
+// Optioned is implemented by steps that carry Options. Steps made by New do;
+// a custom Step type can implement it too, or be wrapped with WithOptions.
+type Optioned interface {
+	StepOptions() Options
+}
+
+// Func is the signature of a step function.
+type Func[In, Out any] func(ctx Context, in In) (Out, error)
+
+// New returns a Step named name that runs fn.
+func New[In, Out any](name string, fn Func[In, Out], opts ...Option) Step[In, Out] {
+	s := &funcStep[In, Out]{name: name, fn: fn}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	return s
+}
+
+type funcStep[In, Out any] struct {
+	name string
+	fn   Func[In, Out]
+	opts Options
+}
+
+func (s *funcStep[In, Out]) Name() string { return s.name }
+
+func (s *funcStep[In, Out]) Execute(ctx Context, in In) (Out, error) {
+	if s.fn == nil {
+		var zero Out
+		return zero, fmt.Errorf("step %q has no function", s.name)
+	}
+	return s.fn(ctx, in)
+}
+
+func (s *funcStep[In, Out]) StepOptions() Options { return s.opts }
+
+// WithOptions returns s with opts applied on top of any options it already has.
+func WithOptions[In, Out any](s Step[In, Out], opts ...Option) Step[In, Out] {
+	w := &optionedStep[In, Out]{Step: s}
+	if o, ok := s.(Optioned); ok {
+		w.opts = o.StepOptions()
+	}
+	for _, o := range opts {
+		o(&w.opts)
+	}
+	return w
+}
+
+type optionedStep[In, Out any] struct {
+	Step[In, Out]
+	opts Options
+}
+
+func (s *optionedStep[In, Out]) StepOptions() Options { return s.opts }
+
+// Options are per-step settings fixed at definition time. The zero value means
+// "use the pipeline's defaults".
+type Options struct {
+	// Retries is how many times a failed execution is retried (so a step runs
+	// at most Retries+1 times for errors). Nil means the pipeline default.
+	Retries *int
+	// Backoff is the base delay before the first retry; it doubles with each
+	// retry, with jitter, up to MaxBackoff. Zero means the pipeline default.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// Timeout bounds one execution; zero means none.
+	Timeout time.Duration
+	// Delay postpones the step's start after its input is ready.
+	Delay time.Duration
+	// Priority orders due steps; higher runs first.
+	Priority int
+}
+
+// Option sets one of Options.
+type Option func(*Options)
+
+// Retries sets how many times a failed execution is retried.
+func Retries(n int) Option { return func(o *Options) { o.Retries = &n } }
+
+// Backoff sets the base and maximum retry delay.
+func Backoff(base, maxDelay time.Duration) Option {
+	return func(o *Options) { o.Backoff, o.MaxBackoff = base, maxDelay }
+}
+
+// Timeout bounds one execution of the step.
+func Timeout(d time.Duration) Option { return func(o *Options) { o.Timeout = d } }
+
+// Delay postpones the step's start after its input is ready.
+func Delay(d time.Duration) Option { return func(o *Options) { o.Delay = d } }
+
+// Priority orders due steps; higher runs first.
+func Priority(p int) Option { return func(o *Options) { o.Priority = p } }
+
+// Context is the context a step executes with. It is a context.Context
+// (cancelled on timeout, shutdown or when the claim is lost) that also
+// describes the execution.
+type Context interface {
+	context.Context
+	// IdempotencyKey is the same for every execution of this step instance:
+	// retries and crash re-runs alike.
+	IdempotencyKey() string
+	// Attempt is 1 for the first execution and grows with each retry. Crash
+	// re-runs keep the attempt number.
+	Attempt() int
+	// Crashes counts earlier executions of this attempt lost to a dead process.
+	Crashes() int
+	// RunID identifies the run; StepID the step instance.
+	RunID() int64
+	StepID() int64
+	// Pipeline and Node name what is executing.
+	Pipeline() string
+	Node() string
+	// Get decodes the run context value stored under key into dst. It reports
+	// false when the key is not set.
+	Get(key string, dst any) (bool, error)
+	// Set stores v under key in the run context. Keys are write-once:
+	// setting a key that exists returns ErrValueExists unless Overwrite is
+	// passed.
+	Set(key string, v any, opts ...SetOption) error
+	// Logger is a logger carrying run and step attributes.
+	Logger() *slog.Logger
+}
+
+// SetOption modifies Context.Set.
+type SetOption int
+
+// Overwrite lets Context.Set replace an existing key.
+const Overwrite SetOption = 1
+
+// ErrValueExists is returned by Context.Set for a key that is already set.
+var ErrValueExists = backend.ErrValueExists
+
+// PanicError is the error recorded when a step panics. The panic counts as a
+// step error: it spends the retry budget like any other.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("step panicked: %v", e.Value) }
+
+// Permanent marks err as not worth retrying: the step fails at once and the
+// run halts, whatever budget is left.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,402 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/bridge"
+	"github.com/ductwork-go/ductwork/internal/engine"
+)
+
+// Role selects which loops a supervisor runs.
+type Role int
+
+// Roles.
+const (
+	// RoleAll runs workers and maintenance (the default).
+	RoleAll Role = iota
+	// RoleWorker claims and executes steps, and heartbeats; it does not reap.
+	RoleWorker
+	// RoleMaintenance only reaps dead processes and reports stranded work.
+	RoleMaintenance
+)
+
+// Config configures a Supervisor. The zero value is valid.
+type Config struct {
+	// Workers is the number of steps executed at once. Default 16.
+	Workers int
+	// Role selects the loops to run. Default RoleAll.
+	Role Role
+	// ProcessID identifies this process in the database. Default: random.
+	ProcessID string
+	// PollInterval is how often an idle worker pool looks for due work when
+	// the backend cannot notify. Default 100ms.
+	PollInterval time.Duration
+	// HeartbeatInterval is how often the process row is refreshed. Default
+	// ReapThreshold/4.
+	HeartbeatInterval time.Duration
+	// ReapThreshold is how old a heartbeat must be, by the database's clock,
+	// for its process to be reaped. Default 20s.
+	ReapThreshold time.Duration
+	// ReapInterval is how often the reaper runs. Default ReapThreshold/2.
+	ReapInterval time.Duration
+	// ShutdownGrace is how long in-flight steps may run after shutdown
+	// begins; after it their contexts are cancelled and their claims
+	// released. Default 10s.
+	ShutdownGrace time.Duration
+	// Logger defaults to the client's logger.
+	Logger *slog.Logger
+	// Hooks observe the supervisor's lifecycle.
+	Hooks Hooks
+}
+
+// Hooks are lifecycle callbacks. Nil fields are skipped.
+type Hooks struct {
+	// OnStart runs after the process is registered.
+	OnStartFunc func(processID string)
+	// OnStopFunc runs after shutdown completes.
+	OnStopFunc func(processID string)
+	// OnLoopRestartFunc runs when a loop died (panicked) and is restarted.
+	OnLoopRestartFunc func(loop string, cause any)
+	// OnReapFunc runs after this process reaped others.
+	OnReapFunc func(res *backend.ReapResult)
+	// OnStrandedFunc runs when unfinished runs exist whose definition this
+	// process has not registered.
+	OnStrandedFunc func(defs []backend.StrandedDefinition)
+}
+
+// Supervisor claims and executes steps, heartbeats, and reaps dead processes.
+type Supervisor struct {
+	cfg    Config
+	eng    *engine.Engine
+	b      backend.Backend
+	logger *slog.Logger
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	running bool
+}
+
+// New returns a Supervisor for client. It does no I/O until Run.
+func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
+	if client == nil {
+		return nil, errors.New("supervisor: nil client")
+	}
+	eng := bridge.EngineOf(client)
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 {
+		return nil, &ConfigError{Reason: "negative Workers or duration"}
+	}
+	if c.Workers == 0 {
+		c.Workers = 16
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.ReapThreshold == 0 {
+		c.ReapThreshold = 20 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.ReapThreshold / 4
+	}
+	if c.HeartbeatInterval >= c.ReapThreshold {
+		return nil, &ConfigError{Reason: fmt.Sprintf("HeartbeatInterval %s must be shorter than ReapThreshold %s", c.HeartbeatInterval, c.ReapThreshold)}
+	}
+	if c.ReapInterval == 0 {
+		c.ReapInterval = c.ReapThreshold / 2
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.ProcessID == "" {
+		var buf [8]byte
+		_, _ = rand.Read(buf[:])
+		host, _ := os.Hostname()
+		c.ProcessID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(buf[:]))
+	}
+	if c.Logger == nil {
+		c.Logger = eng.Logger
+	}
+	return &Supervisor{cfg: c, eng: eng, b: eng.Backend, logger: c.Logger.With(slog.String(engine.AttrProcess, c.ProcessID)), wake: make(chan struct{}, 1)}, nil
+}
+
+// ConfigError reports an invalid Config.
+type ConfigError struct{ Reason string }
+
+func (e *ConfigError) Error() string { return "supervisor: invalid config: " + e.Reason }
+
+// ProcessID returns the ID this supervisor registers as.
+func (s *Supervisor) ProcessID() string { return s.cfg.ProcessID }
+
+// Run registers the process and runs its loops until ctx is cancelled, then
+// shuts down gracefully: no new claims, in-flight steps get ShutdownGrace to
+// finish, then their claims are released and the process deregistered. Run
+// returns nil after a clean shutdown, or the error that kept it from starting.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("supervisor: already running")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.running = false; s.mu.Unlock() }()
+
+	if err := s.register(ctx); err != nil {
+		return err
+	}
+	if f := s.cfg.Hooks.OnStartFunc; f != nil {
+		f(s.cfg.ProcessID)
+	}
+	// hardCtx outlives ctx by the grace period: it bounds step executions.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+
+	var loops sync.WaitGroup
+	start := func(name string, fn func(context.Context)) {
+		loops.Add(1)
+		go func() { defer loops.Done(); s.supervise(ctx, name, fn) }()
+	}
+	start("heartbeat", s.heartbeatLoop)
+	var inflight sync.WaitGroup
+	if s.cfg.Role != RoleMaintenance {
+		start("fetch", func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, &inflight) })
+	}
+	if s.cfg.Role != RoleWorker {
+		start("reaper", s.reapLoop)
+		start("stranded", s.strandedLoop)
+	}
+	<-ctx.Done()
+	loops.Wait()
+
+	// Graceful shutdown: wait for in-flight steps, up to the grace period.
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.logger.Warn("ductwork: shutdown grace period over, cancelling in-flight steps")
+		hardCancel()
+		<-done
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.b.DeregisterProcess(cctx, &backend.DeregisterProcessParams{ProcessID: s.cfg.ProcessID}); err != nil {
+		s.logger.Warn("ductwork: deregister failed; the reaper will recover this process's claims", slog.String("error", err.Error()))
+	}
+	if f := s.cfg.Hooks.OnStopFunc; f != nil {
+		f(s.cfg.ProcessID)
+	}
+	return nil
+}
+
+func (s *Supervisor) register(ctx context.Context) error {
+	host, _ := os.Hostname()
+	delay := 100 * time.Millisecond
+	for {
+		_, err := s.b.RegisterProcess(ctx, &backend.RegisterProcessParams{
+			ProcessID: s.cfg.ProcessID, Host: host, PID: os.Getpid(), Definitions: s.eng.Refs(),
+		})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, backend.ErrClosed) {
+			return fmt.Errorf("supervisor: register process: %w", err)
+		}
+		s.logger.Warn("ductwork: cannot register process, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("supervisor: register process: %w", err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// supervise runs fn until ctx is done, restarting it (with backoff) if it
+// panics.
+func (s *Supervisor) supervise(ctx context.Context, name string, fn func(context.Context)) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		panicked := func() (p bool) {
+			defer func() {
+				if r := recover(); r != nil {
+					p = true
+					s.logger.Error("ductwork: loop died, restarting", slog.String("loop", name), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+					if f := s.cfg.Hooks.OnLoopRestartFunc; f != nil {
+						f(name, r)
+					}
+				}
+			}()
+			fn(ctx)
+			return false
+		}()
+		if !panicked {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+func (s *Supervisor) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID})
+		if errors.Is(err, backend.ErrProcessNotFound) {
+			s.logger.Warn("ductwork: this process was reaped (it stalled past the reap threshold); its claims moved on, re-registering")
+			if err := s.register(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Error("ductwork: re-register failed", slog.String("error", err.Error()))
+			}
+		} else if err != nil && ctx.Err() == nil {
+			s.logger.Warn("ductwork: heartbeat failed", slog.String("error", err.Error()))
+		}
+	}
+}
+
+func (s *Supervisor) reapLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		res, err := s.b.Reap(ctx, &backend.ReapParams{ProcessID: s.cfg.ProcessID, Threshold: s.cfg.ReapThreshold})
+		if err != nil && ctx.Err() == nil {
+			s.logger.Warn("ductwork: reap failed", slog.String("error", err.Error()))
+		} else if err == nil && (len(res.Processes) > 0 || res.Jobs > 0) {
+			s.logger.Info("ductwork: reaped dead processes", slog.Any("processes", res.Processes), slog.Int("steps", res.Jobs))
+			if f := s.cfg.Hooks.OnReapFunc; f != nil {
+				f(res)
+			}
+			s.Wake()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Supervisor) strandedLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	reported := map[backend.DefinitionRef]bool{}
+	for {
+		res, err := s.b.StrandedDefinitions(ctx, &backend.StrandedDefinitionsParams{Known: s.eng.Refs()})
+		if err == nil && len(res.Definitions) > 0 {
+			var fresh []backend.StrandedDefinition
+			for _, d := range res.Definitions {
+				if !reported[d.DefinitionRef] {
+					reported[d.DefinitionRef] = true
+					fresh = append(fresh, d)
+					s.logger.Warn("ductwork: unfinished runs of a definition this process has not registered; they wait for a process that has",
+						slog.String("pipeline", d.Pipeline), slog.String("fingerprint", d.Fingerprint), slog.Int("runs", d.Runs))
+				}
+			}
+			if f := s.cfg.Hooks.OnStrandedFunc; f != nil && len(fresh) > 0 {
+				f(fresh)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Wake makes an idle worker pool look for work at once.
+func (s *Supervisor) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.WaitGroup) {
+	slots := make(chan struct{}, s.cfg.Workers)
+	var notify <-chan struct{}
+	if n, ok := s.b.(backend.Notifier); ok && s.b.Capabilities().Notify {
+		notify = n.Notifications(ctx)
+	}
+	delay := s.cfg.PollInterval
+	for ctx.Err() == nil {
+		// Wait for at least one free slot.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		free := 1
+	fill:
+		for free < s.cfg.Workers {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				break fill
+			}
+		}
+		refs := s.eng.Refs()
+		var jobs []*backend.Job
+		if len(refs) > 0 {
+			res, err := s.b.Claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: free, Definitions: refs})
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logger.Warn("ductwork: claim failed", slog.String("error", err.Error()), slog.Duration("retry_after", delay))
+				}
+			} else {
+				jobs = res.Jobs
+				delay = s.cfg.PollInterval
+			}
+			if err != nil {
+				delay = min(delay*2, 5*time.Second)
+			}
+		}
+		for range free - len(jobs) {
+			<-slots
+		}
+		for _, job := range jobs {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-slots }()
+				res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job)
+				if res.NewJobs > 0 || res.Retried {
+					s.Wake()
+				}
+			}()
+		}
+		if len(jobs) == free {
+			continue // there may be more
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-notify:
+		case <-time.After(delay):
+		}
+	}
+}
