@@ -272,7 +272,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 	}
 	logger.WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
 	if fr.Halted {
-		e.runFinished(job.RunID)
+		defer e.runFinished(job.RunID)
 		e.Hooks.halt(ctx, job, msg)
 		if g.OnHalt != nil {
 			func() {
