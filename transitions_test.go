@@ -247,7 +247,7 @@ func TestRunContextWriteOnce(t *testing.T) {
 		var k2 int
 		ok, err := ctx.Get("k", &v)
 		if err != nil || !ok {
-			return "", fmt.Errorf("get k: %v %v", ok, err)
+			return "", fmt.Errorf("get k: found=%v: %w", ok, err)
 		}
 		if _, err := ctx.Get("k2", &k2); err != nil {
 			return "", err

@@ -61,13 +61,12 @@ func (b *builder) fail(e *DefinitionError) {
 
 // stepInfo is what a transition knows about the step it attaches.
 type stepInfo struct {
-	name     string
-	nilStep  bool
-	opts     step.Options
-	in, out  reflect.Type
-	call     func(ctx step.Context, in any) (any, error)
-	decode   func(c step.Codec, input []byte, parts [][]byte) (any, error)
-	nameNode string
+	name    string
+	nilStep bool
+	opts    step.Options
+	in, out reflect.Type
+	call    func(ctx step.Context, in any) (any, error)
+	decode  func(c step.Codec, input []byte, parts [][]byte) (any, error)
 }
 
 func infoOf[In, Out any](s step.Step[In, Out]) stepInfo {

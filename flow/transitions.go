@@ -278,7 +278,7 @@ func Divert[A any](n Node[A], key func(A) string) Diversion[A] {
 		Key:   func(out any) string { v, _ := out.(A); return key(v) },
 		Cases: map[string]*graph.Node{},
 	}
-	return Diversion[A]{n.n}
+	return Diversion[A](n)
 }
 
 // Case runs s when the diversion's key equals key.
