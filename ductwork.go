@@ -133,10 +133,18 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	for _, o := range opts {
 		o(p)
 	}
+	info := &engine.TriggerInfo{Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Metadata: p.Metadata}
+	if info.Metadata == nil {
+		info.Metadata = map[string]string{}
+	}
+	ctx, end := c.eng.Hooks.TriggerStart(ctx, info)
+	p.Metadata = info.Metadata
 	res, err := c.b.Trigger(ctx, p)
 	if err != nil {
+		end(0, err)
 		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
 	}
+	end(res.RunID, nil)
 	return &Run[Out]{ID: res.RunID, c: c, g: g}, nil
 }
 
@@ -173,8 +181,12 @@ func (c *Client) Cancel(ctx context.Context, runID int64) error {
 // Revive resumes a halted run: completed steps are kept, the failed step
 // runs again with a fresh retry budget.
 func (c *Client) Revive(ctx context.Context, runID int64) error {
-	_, err := c.b.ReviveRun(ctx, &backend.ReviveRunParams{RunID: runID})
-	return err
+	res, err := c.b.ReviveRun(ctx, &backend.ReviveRunParams{RunID: runID})
+	if err != nil {
+		return err
+	}
+	c.eng.Hooks.Revived(ctx, runID, res.Jobs)
+	return nil
 }
 
 // Inspect returns a run's stored record, whatever its pipeline. It reports

@@ -285,6 +285,7 @@ func (s *Supervisor) reapLoop(ctx context.Context) {
 			s.logger.Warn("ductwork: reap failed", slog.String("error", err.Error()))
 		} else if err == nil && (len(res.Processes) > 0 || res.Jobs > 0) {
 			s.logger.Info("ductwork: reaped dead processes", slog.Any("processes", res.Processes), slog.Int("steps", res.Jobs))
+			s.eng.Hooks.Reaped(ctx, s.cfg.ProcessID, res)
 			if f := s.cfg.Hooks.OnReapFunc; f != nil {
 				f(res)
 			}
@@ -369,6 +370,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 			} else {
 				jobs = res.Jobs
 				delay = s.cfg.PollInterval
+				s.eng.Hooks.Claimed(ctx, s.cfg.ProcessID, jobs)
 			}
 			if err != nil {
 				delay = min(delay*2, 5*time.Second)

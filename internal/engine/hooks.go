@@ -8,15 +8,36 @@ import (
 
 // StepEnd describes how a step execution ended, for hooks.
 type StepEnd struct {
-	Err      error
-	Retried  bool
-	Halted   bool
+	// Err is the step's error (or the commit's), nil on success.
+	Err error
+	// Retried: the failure was scheduled for another attempt.
+	Retried bool
+	// Halted: the failure halted the run.
+	Halted bool
+	// Released: shutdown interrupted the step and its claim was given back.
 	Released bool
-	Stale    bool
+	// Stale: the claim had been lost; nothing was committed.
+	Stale bool
 }
 
-// StepTracer is called around every step execution. Start returns the
-// context the step runs with.
+// TriggerInfo describes a run being triggered. A TriggerTracer may add
+// entries to Metadata; they are stored with the run and handed back with
+// each of its jobs (backend.Job.Metadata), which is how a trace context
+// travels between processes.
+type TriggerInfo struct {
+	Pipeline    string
+	Fingerprint string
+	Metadata    map[string]string
+}
+
+// TriggerTracer is called around Trigger. The returned function receives the
+// new run's ID (0 on error) and the error.
+type TriggerTracer interface {
+	TriggerStart(ctx context.Context, info *TriggerInfo) (context.Context, func(runID int64, err error))
+}
+
+// StepTracer is called around every step execution. StepStart returns the
+// context the step runs with and a function called once with the outcome.
 type StepTracer interface {
 	StepStart(ctx context.Context, job *backend.Job) (context.Context, func(StepEnd))
 }
@@ -26,10 +47,38 @@ type HaltTracer interface {
 	RunHalted(ctx context.Context, job *backend.Job, reason string)
 }
 
-// Hooks are the observers plugged into an Engine. Nil fields are skipped.
+// ReviveTracer is called after a run was revived.
+type ReviveTracer interface {
+	RunRevived(ctx context.Context, runID int64, jobs int)
+}
+
+// ClaimTracer is called after a supervisor claimed jobs (not for empty claims).
+type ClaimTracer interface {
+	Claimed(ctx context.Context, processID string, jobs []*backend.Job)
+}
+
+// ReapTracer is called after a supervisor reaped dead processes.
+type ReapTracer interface {
+	Reaped(ctx context.Context, processID string, res *backend.ReapResult)
+}
+
+// Hooks are the observers plugged into a client. Nil fields are skipped.
+// Package otel provides an implementation of all of them.
 type Hooks struct {
-	Step StepTracer
-	Halt HaltTracer
+	Trigger TriggerTracer
+	Step    StepTracer
+	Halt    HaltTracer
+	Revive  ReviveTracer
+	Claim   ClaimTracer
+	Reap    ReapTracer
+}
+
+// TriggerStart calls the trigger hook, if any.
+func (h *Hooks) TriggerStart(ctx context.Context, info *TriggerInfo) (context.Context, func(int64, error)) {
+	if h == nil || h.Trigger == nil {
+		return ctx, func(int64, error) {}
+	}
+	return h.Trigger.TriggerStart(ctx, info)
 }
 
 func (h *Hooks) stepStart(ctx context.Context, job *backend.Job) (context.Context, func(StepEnd)) {
@@ -42,5 +91,26 @@ func (h *Hooks) stepStart(ctx context.Context, job *backend.Job) (context.Contex
 func (h *Hooks) halt(ctx context.Context, job *backend.Job, reason string) {
 	if h != nil && h.Halt != nil {
 		h.Halt.RunHalted(ctx, job, reason)
+	}
+}
+
+// Revived calls the revive hook, if any.
+func (h *Hooks) Revived(ctx context.Context, runID int64, jobs int) {
+	if h != nil && h.Revive != nil {
+		h.Revive.RunRevived(ctx, runID, jobs)
+	}
+}
+
+// Claimed calls the claim hook, if any.
+func (h *Hooks) Claimed(ctx context.Context, processID string, jobs []*backend.Job) {
+	if h != nil && h.Claim != nil && len(jobs) > 0 {
+		h.Claim.Claimed(ctx, processID, jobs)
+	}
+}
+
+// Reaped calls the reap hook, if any.
+func (h *Hooks) Reaped(ctx context.Context, processID string, res *backend.ReapResult) {
+	if h != nil && h.Reap != nil {
+		h.Reap.Reaped(ctx, processID, res)
 	}
 }
