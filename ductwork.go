@@ -145,6 +145,9 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
 	}
 	end(res.RunID, nil)
+	if tx == nil {
+		c.eng.WakeAll()
+	}
 	return &Run[Out]{ID: res.RunID, c: c, g: g}, nil
 }
 
@@ -186,6 +189,7 @@ func (c *Client) Revive(ctx context.Context, runID int64) error {
 		return err
 	}
 	c.eng.Hooks.Revived(ctx, runID, res.Jobs)
+	c.eng.WakeAll()
 	return nil
 }
 

@@ -44,8 +44,8 @@ type Backend interface {
 	// fires exactly once.
 	Complete(ctx context.Context, params *CompleteParams) (*CompleteResult, error)
 
-	// Fail records a failed execution, fenced like Complete. With a non-nil
-	// params.RetryAfter the job becomes due again after that delay and its
+	// Fail records a failed execution, fenced like Complete. With
+	// params.Retry the job becomes due again after params.RetryAfter and its
 	// attempt count grows; otherwise the job is marked failed and the run is
 	// halted with params.Error as its reason. Result.Halted is true only for
 	// the one call that moved the run from running to halted.
@@ -56,7 +56,8 @@ type Backend interface {
 	Release(ctx context.Context, params *ReleaseParams) (*ReleaseResult, error)
 
 	// RegisterProcess inserts (or refreshes) a process row with a fresh
-	// heartbeat. It is idempotent for the same ID.
+	// heartbeat. It is idempotent for the same ID (an existing row keeps its
+	// StartedAt).
 	RegisterProcess(ctx context.Context, params *RegisterProcessParams) (*RegisterProcessResult, error)
 
 	// Heartbeat refreshes a process's heartbeat from the database's clock. It
@@ -82,20 +83,22 @@ type Backend interface {
 	ListRuns(ctx context.Context, params *ListRunsParams) (*ListRunsResult, error)
 
 	// ListJobs returns the jobs (step instances) of one run, in creation order,
-	// paginated.
+	// paginated. An unknown run has no jobs (an empty result, not an error).
 	ListJobs(ctx context.Context, params *ListJobsParams) (*ListJobsResult, error)
 
-	// CancelRun moves a pending, running, waiting or halted run to cancelled.
+	// CancelRun moves a running, waiting or halted run to cancelled.
 	// Its unclaimed jobs are never claimed afterwards. It returns
 	// ErrRunNotFound, or ErrRunState if the run already finished.
 	CancelRun(ctx context.Context, params *CancelRunParams) (*CancelRunResult, error)
 
-	// ReviveRun moves a halted run back to running: its failed jobs become due
-	// at once with a fresh retry budget; completed jobs are kept. It returns
+	// ReviveRun moves a halted run back to running and clears its error: its
+	// failed jobs become due at once with a fresh retry budget; completed jobs
+	// are kept. It returns
 	// ErrRunNotFound, or ErrRunState if the run is not halted.
 	ReviveRun(ctx context.Context, params *ReviveRunParams) (*ReviveRunResult, error)
 
-	// SetValue writes one key of a run's key-value context. Without
+	// SetValue writes one key of a run's key-value context (ErrRunNotFound
+	// if the run does not exist). Without
 	// params.Overwrite an existing key is left as it is and ErrValueExists is
 	// returned; concurrent writers of a new key have exactly one winner.
 	SetValue(ctx context.Context, params *SetValueParams) error

@@ -7,7 +7,9 @@ import (
 
 // Run statuses.
 const (
-	RunRunning   = "running"
+	RunRunning = "running"
+	// RunWaiting is reserved for runs waiting on human input; no operation
+	// sets it yet, but every operation treats it like running.
 	RunWaiting   = "waiting"
 	RunCompleted = "completed"
 	RunHalted    = "halted"

@@ -158,6 +158,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := s.register(ctx); err != nil {
 		return err
 	}
+	defer s.eng.AddWaker(s.Wake)()
 	if f := s.cfg.Hooks.OnStartFunc; f != nil {
 		f(s.cfg.ProcessID)
 	}
@@ -335,6 +336,15 @@ func (s *Supervisor) Wake() {
 	}
 }
 
+// wakeAfter wakes the pool when work this process scheduled becomes due
+// (by the host's clock: only a hint, the claim still asks the database), so
+// short retries and delays do not wait for the next poll.
+func (s *Supervisor) wakeAfter(d time.Duration) {
+	if d < s.cfg.PollInterval {
+		time.AfterFunc(d+time.Millisecond, s.Wake)
+	}
+}
+
 func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.WaitGroup) {
 	slots := make(chan struct{}, s.cfg.Workers)
 	var notify <-chan struct{}
@@ -385,6 +395,12 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 				defer inflight.Done()
 				defer func() { <-slots }()
 				res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job)
+				switch {
+				case res.Retried && res.RetryAfter > 0:
+					s.wakeAfter(res.RetryAfter)
+				case res.NextDelay > 0:
+					s.wakeAfter(res.NextDelay)
+				}
 				if res.NewJobs > 0 || res.Retried {
 					s.Wake()
 				}

@@ -42,6 +42,36 @@ type Engine struct {
 
 	wmu     sync.Mutex
 	waiters map[int64][]chan struct{}
+
+	kmu    sync.Mutex
+	wakers map[*func()]struct{}
+}
+
+// AddWaker registers fn to be called when this process creates due work
+// (a trigger, a revive); the returned function removes it. Supervisors use
+// it to start new work without waiting for their next poll.
+func (e *Engine) AddWaker(fn func()) (remove func()) {
+	e.kmu.Lock()
+	defer e.kmu.Unlock()
+	if e.wakers == nil {
+		e.wakers = map[*func()]struct{}{}
+	}
+	p := &fn
+	e.wakers[p] = struct{}{}
+	return func() {
+		e.kmu.Lock()
+		defer e.kmu.Unlock()
+		delete(e.wakers, p)
+	}
+}
+
+// WakeAll calls every registered waker.
+func (e *Engine) WakeAll() {
+	e.kmu.Lock()
+	defer e.kmu.Unlock()
+	for p := range e.wakers {
+		(*p)()
+	}
 }
 
 // New returns an Engine on b.
@@ -124,8 +154,12 @@ type Result struct {
 	Completed bool
 	NewJobs   int
 	// Retried / Halted: the step failed and was scheduled again / halted the run.
-	Retried bool
-	Halted  bool
+	// RetryAfter is the retry's delay.
+	Retried    bool
+	RetryAfter time.Duration
+	Halted     bool
+	// NextDelay is the shortest Delay among the jobs the plan created.
+	NextDelay time.Duration
 	// Released: the claim was given back (shutdown).
 	Released bool
 	// Stale: the claim had been lost; nothing was committed.
@@ -179,7 +213,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 			return Result{Released: rerr == nil, Err: rerr}
 		}
 		res := e.fail(commitCtx, g, processID, job, err, !step.IsPermanent(err), logger)
-		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted})
+		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
 
@@ -187,13 +221,13 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	if err != nil {
 		err = &graph.EncodeError{Node: node.ID, Err: err}
 		res := e.fail(commitCtx, g, processID, job, err, false, logger)
-		end(StepEnd{Err: err, Halted: res.Halted})
+		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
 	plan, err := g.Plan(node, job.Scope, out, outBytes)
 	if err != nil {
 		res := e.fail(commitCtx, g, processID, job, err, false, logger)
-		end(StepEnd{Err: err, Halted: res.Halted})
+		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
 	var cr *backend.CompleteResult
@@ -213,11 +247,11 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		end(StepEnd{Err: err})
 		return Result{Err: err}
 	}
-	end(StepEnd{})
+	end(StepEnd{RunCompleted: cr.RunCompleted})
 	if cr.RunCompleted {
 		e.runFinished(job.RunID)
 	}
-	return Result{Completed: true, NewJobs: cr.NewJobs}
+	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan)}
 }
 
 func call(node *graph.Node, sc *stepContext, in any) (out any, err error) {
@@ -268,7 +302,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 	}
 	if params.Retry {
 		logger.InfoContext(ctx, "ductwork: step failed, will retry", slog.String("error", stepErr.Error()), slog.Duration("retry_after", params.RetryAfter))
-		return Result{Retried: true, Err: stepErr}
+		return Result{Retried: true, RetryAfter: params.RetryAfter, Err: stepErr}
 	}
 	logger.WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
 	if fr.Halted {
@@ -329,4 +363,19 @@ func Backoff(attempt int, base, maxDelay time.Duration) time.Duration {
 		return d - jitter
 	}
 	return min(d+jitter, maxDelay+maxDelay/5)
+}
+
+func minDelay(p backend.Plan) time.Duration {
+	var d time.Duration
+	for _, j := range p.Jobs {
+		if j.Delay > 0 && (d == 0 || j.Delay < d) {
+			d = j.Delay
+		}
+	}
+	for _, j := range p.OpenJoins {
+		if j.Expected == 0 && j.Delay > 0 && (d == 0 || j.Delay < d) {
+			d = j.Delay
+		}
+	}
+	return d
 }

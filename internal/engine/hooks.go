@@ -18,6 +18,8 @@ type StepEnd struct {
 	Released bool
 	// Stale: the claim had been lost; nothing was committed.
 	Stale bool
+	// RunCompleted: the step's commit completed the run.
+	RunCompleted bool
 }
 
 // TriggerInfo describes a run being triggered. A TriggerTracer may add

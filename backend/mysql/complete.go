@@ -1,0 +1,257 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// errJoinNotFound is returned (wrapped) by Complete when Plan.Arrive names a
+// join that was never opened in the run. The transaction is rolled back.
+var errJoinNotFound = errors.New("ductwork/mysql: arrival at a join that was not opened")
+
+// Complete records the job's output and applies params.Plan in one
+// transaction fenced by (JobID, Fence, ProcessID, status running): if the
+// fence or owner no longer match it returns backend.ErrStaleClaim and changes
+// nothing. In order it opens Plan.OpenJoins (a join with Expected 0 gets its
+// join job at once), inserts Plan.Jobs with multi-row INSERTs of at most
+// Config.InsertBatchRows rows, counts Plan.Arrive (the arrival that brings the
+// join to its expected count inserts the join job, so a join fires once) and
+// applies Plan.CompleteRun. New jobs are due at the completion time plus their
+// delay. An arrival at a join that was never opened, or a job whose (node,
+// scope) already exists in the run, is an error and rolls everything back. The
+// transaction is rerun as a whole after a deadlock.
+func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
+	const op = "complete"
+	if err := b.checkOpen(op); err != nil {
+		return nil, err
+	}
+	if err := validatePlan(&params.Plan); err != nil {
+		return nil, err
+	}
+	var res backend.CompleteResult
+	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
+		res = backend.CompleteResult{}
+		return b.completeTx(ctx, tx, params, &res)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
+	r, err := tx.ExecContext(ctx, qCompleteJob, p.Output, p.JobID, p.Fence, p.ProcessID)
+	if err != nil {
+		return err
+	}
+	if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+		return err
+	}
+	plan := &p.Plan
+	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun {
+		return nil
+	}
+	// The completion time, read back from the row, is the "now" every new
+	// job's due time is computed from: the database's clock, read once.
+	var runID, now int64
+	if err := tx.QueryRowContext(ctx, qJobRunAndFinish, p.JobID).Scan(&runID, &now); err != nil {
+		return err
+	}
+
+	for _, oj := range plan.OpenJoins {
+		r, err := tx.ExecContext(ctx, qInsertJoin, runID, oj.NodeID, oj.Scope, oj.Expected, oj.Priority, micros(oj.Delay))
+		if err != nil {
+			return err
+		}
+		if oj.Expected > 0 {
+			continue
+		}
+		joinID, err := r.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qInsertJoinJob, runID, oj.NodeID, oj.Scope, oj.Priority, joinID,
+			now, now+micros(oj.Delay)); err != nil {
+			return err
+		}
+		res.NewJobs++
+	}
+
+	if err := b.insertJobs(ctx, tx, runID, now, plan.Jobs); err != nil {
+		return err
+	}
+	res.NewJobs += len(plan.Jobs)
+
+	if a := plan.Arrive; a != nil {
+		r, err := tx.ExecContext(ctx, qArriveJoin, runID, a.NodeID, a.Scope)
+		if err != nil {
+			return err
+		}
+		if err := expectOne(r, errJoinNotFound); err != nil {
+			return fmt.Errorf("%w (node %q, scope %q)", err, a.NodeID, a.Scope)
+		}
+		var joinID, delay int64
+		var expected, arrived, priority int
+		if err := tx.QueryRowContext(ctx, qJoinRow, runID, a.NodeID, a.Scope).
+			Scan(&joinID, &expected, &arrived, &priority, &delay); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qMarkArrival, joinID, a.Slot, p.JobID); err != nil {
+			return err
+		}
+		if arrived == expected {
+			if _, err := tx.ExecContext(ctx, qInsertJoinJob, runID, a.NodeID, a.Scope, priority, joinID,
+				now, now+delay); err != nil {
+				return err
+			}
+			res.NewJobs++
+			res.JoinFired = true
+		}
+	}
+
+	if plan.CompleteRun {
+		r, err := tx.ExecContext(ctx, qCompleteRun, p.Output, runID)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		res.RunCompleted = n == 1
+	}
+	return nil
+}
+
+// insertJobs inserts jobs with multi-row INSERTs of at most InsertBatchRows
+// rows and about insertBatchBytes bytes of input each.
+func (b *Backend) insertJobs(ctx context.Context, tx *sql.Tx, runID, now int64, jobs []backend.NewJob) error {
+	const insertBatchBytes = 4 << 20
+	for len(jobs) > 0 {
+		n, size := 0, 0
+		for n < len(jobs) && n < b.cfg.InsertBatchRows && (n == 0 || size+len(jobs[n].Input) <= insertBatchBytes) {
+			size += len(jobs[n].Input) + len(jobs[n].NodeID) + len(jobs[n].Scope)
+			n++
+		}
+		args := make([]any, 0, n*insertJobParams)
+		for _, j := range jobs[:n] {
+			args = append(args, runID, j.NodeID, j.Scope, j.Priority, j.Input, now, now+micros(j.Delay))
+		}
+		if _, err := tx.ExecContext(ctx, qInsertJobsHead+placeholders(insertJobRow, n), args...); err != nil {
+			return err
+		}
+		jobs = jobs[n:]
+	}
+	return nil
+}
+
+func validatePlan(p *backend.Plan) error {
+	for i, j := range p.Jobs {
+		if err := checkLen("Plan.Jobs["+strconv.Itoa(i)+"].NodeID", j.NodeID); err != nil {
+			return err
+		}
+		if err := checkLen("Plan.Jobs["+strconv.Itoa(i)+"].Scope", j.Scope); err != nil {
+			return err
+		}
+	}
+	for i, j := range p.OpenJoins {
+		if err := checkLen("Plan.OpenJoins["+strconv.Itoa(i)+"].NodeID", j.NodeID); err != nil {
+			return err
+		}
+		if err := checkLen("Plan.OpenJoins["+strconv.Itoa(i)+"].Scope", j.Scope); err != nil {
+			return err
+		}
+		if j.Expected < 0 {
+			return fmt.Errorf("ductwork/mysql: Plan.OpenJoins[%d].Expected is negative (%d)", i, j.Expected)
+		}
+	}
+	return nil
+}
+
+// expectOne returns sentinel unless the statement changed exactly one row.
+// Every statement it guards changes a column (status, a counter), so
+// "changed rows" and "matched rows" agree whatever the DSN's clientFoundRows.
+func expectOne(r sql.Result, sentinel error) error {
+	n, err := r.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return sentinel
+	}
+	return nil
+}
+
+// Fail records a failed execution, fenced like Complete (a stale fence or
+// owner returns backend.ErrStaleClaim and changes nothing). With params.Retry
+// the job becomes pending again, due at the database's now plus RetryAfter,
+// with attempt+1, the error recorded and no owner. Otherwise, in one
+// transaction, the job is marked failed and its run moves from running or
+// waiting to halted with params.Error as its reason; Halted reports whether
+// this call made that move.
+func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backend.FailResult, error) {
+	const op = "fail"
+	if params.Retry {
+		err := b.retry(ctx, op, func() error {
+			r, err := b.db.ExecContext(ctx, qRetryJob, micros(params.RetryAfter), params.Error,
+				params.JobID, params.Fence, params.ProcessID)
+			if err != nil {
+				return err
+			}
+			return expectOne(r, backend.ErrStaleClaim)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &backend.FailResult{}, nil
+	}
+	var res backend.FailResult
+	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
+		res = backend.FailResult{}
+		r, err := tx.ExecContext(ctx, qFailJob, params.Error, params.JobID, params.Fence, params.ProcessID)
+		if err != nil {
+			return err
+		}
+		if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+			return err
+		}
+		var runID int64
+		if err := tx.QueryRowContext(ctx, qJobRun, params.JobID).Scan(&runID); err != nil {
+			return err
+		}
+		r, err = tx.ExecContext(ctx, qHaltRun, params.Error, runID)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		res.Halted = n == 1
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Release gives a claimed job back, fenced like Complete: it becomes pending,
+// due at once, without an owner, with crashes+1 and its attempt unchanged (the
+// retry budget is not spent). A stale fence or owner returns
+// backend.ErrStaleClaim.
+func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
+	err := b.retry(ctx, "release", func() error {
+		r, err := b.db.ExecContext(ctx, qReleaseJob, params.JobID, params.Fence, params.ProcessID)
+		if err != nil {
+			return err
+		}
+		return expectOne(r, backend.ErrStaleClaim)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &backend.ReleaseResult{}, nil
+}

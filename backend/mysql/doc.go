@@ -1,0 +1,52 @@
+// Package mysql is the MySQL and MariaDB implementation of backend.Backend,
+// on database/sql with the github.com/go-sql-driver/mysql driver.
+//
+// It needs MySQL 8.0.1+ or MariaDB 10.8+ (FOR UPDATE SKIP LOCKED and
+// descending indexes) with InnoDB.
+//
+// # Use
+//
+//	db, err := sql.Open("mysql", "user:pass@tcp(host:3306)/app")
+//	...
+//	b, err := mysql.New(db, nil) // no I/O
+//	err = b.Migrate(ctx)          // creates or upgrades the ductwork_ tables
+//
+// New does no I/O and never closes db; Close only marks the Backend closed.
+// Migrate applies the embedded, numbered migrations under a GET_LOCK named
+// after the database, so several processes may call it at once;
+// MigrationSQL prints the same SQL.
+//
+// # DSN
+//
+// The DSN must name the database that holds the schema. It needs no other
+// setting: the statements are run one by one (no multiStatements), and
+// times are stored as BIGINT unix microseconds computed in SQL from
+// UTC_TIMESTAMP(6), the database's clock, so parseTime, loc and the session
+// time zone cannot change what is stored or compared, and the host's clock is
+// never consulted. Every time returned is in UTC. clientFoundRows does not
+// matter either: every guarded UPDATE changes a column. interpolateParams=true
+// saves a round trip per statement and is safe with this backend.
+//
+// # Semantics
+//
+// Claims select due jobs with FOR UPDATE SKIP LOCKED in claim-index order and
+// mark them in the same READ COMMITTED transaction, so concurrent claimers
+// never wait for each other or take the same job. Every write to a claimed
+// job is fenced by its token and owner and returns backend.ErrStaleClaim when
+// they no longer match. A completion, with all the jobs, join rows and
+// arrivals of its plan, is one transaction; a fan-out is inserted with
+// multi-row INSERTs. A transaction that hits a deadlock (1213) or a lock wait
+// timeout (1205) is rerun as a whole after a short randomized backoff
+// (Config.TxRetries). Trigger can join a caller's *sql.Tx.
+//
+// Capabilities: SkipLocked, no Notify (workers poll), microsecond
+// timestamps.
+//
+// # Errors
+//
+// The sentinels of package backend are returned wrapped (use errors.Is). A
+// closed *sql.DB or *sql.Conn maps to backend.ErrClosed. Values longer than
+// their column are refused before any write with *TooLongError; identifiers
+// (pipeline, fingerprint, node ID, scope, process ID, host, context key) are
+// stored as VARBINARY(255) and compared byte for byte.
+package mysql

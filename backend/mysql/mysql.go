@@ -1,0 +1,280 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+	gomysql "github.com/go-sql-driver/mysql"
+)
+
+// Defaults applied by New to the zero fields of a Config.
+const (
+	DefaultTxRetries            = 8
+	DefaultInsertBatchRows      = 500
+	DefaultMigrationLockTimeout = time.Minute
+	// MaxClaimLimit caps ClaimParams.Limit: a claim takes at most this many
+	// jobs at once.
+	MaxClaimLimit = 1000
+	// MaxIdentifierLen is the longest pipeline, fingerprint, node ID, scope,
+	// process ID, host or context key the schema stores, in bytes.
+	MaxIdentifierLen = 255
+)
+
+// Config tunes a Backend. Its zero value is valid; New applies the defaults to
+// a copy and never modifies the caller's Config.
+type Config struct {
+	// TxRetries is how many times a transaction that hit a deadlock (error
+	// 1213) or a lock wait timeout (error 1205) is rerun from the start, after
+	// a short randomized backoff. Zero means DefaultTxRetries; a negative value
+	// disables retries.
+	TxRetries int
+	// InsertBatchRows caps the rows of one multi-row INSERT when a completion
+	// inserts many jobs (a fan-out). Zero means DefaultInsertBatchRows.
+	InsertBatchRows int
+	// MigrationLockTimeout is how long Migrate waits for the cross-process
+	// migration lock (GET_LOCK). Zero means DefaultMigrationLockTimeout.
+	MigrationLockTimeout time.Duration
+	// Logger receives debug records about retried transactions. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// ConfigError reports an invalid Config field.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("ductwork/mysql: invalid Config.%s: %s", e.Field, e.Reason)
+}
+
+// TooLongError reports a value longer than the column that stores it. It is
+// returned before any statement runs, so nothing is written.
+type TooLongError struct {
+	// Field names the parameter, such as "Pipeline" or "Plan.Jobs[3].Scope".
+	Field string
+	Len   int
+	Max   int
+}
+
+// Error implements error.
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("ductwork/mysql: %s is %d bytes long, the limit is %d", e.Field, e.Len, e.Max)
+}
+
+// Backend is the MySQL/MariaDB implementation of backend.Backend on a
+// caller-owned *sql.DB. It is safe for concurrent use.
+type Backend struct {
+	db     *sql.DB
+	cfg    Config
+	closed atomic.Bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a Backend that uses db, which must come from the
+// github.com/go-sql-driver/mysql driver and name a database (the schema lives
+// in that database). cfg may be nil. New does no I/O: call Migrate to create
+// the schema. The DSN needs no parseTime, loc or multiStatements setting.
+func New(db *sql.DB, cfg *Config) (*Backend, error) {
+	if db == nil {
+		return nil, &ConfigError{Field: "db", Reason: "nil *sql.DB"}
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.TxRetries == 0 {
+		c.TxRetries = DefaultTxRetries
+	} else if c.TxRetries < 0 {
+		c.TxRetries = 0
+	}
+	switch {
+	case c.InsertBatchRows == 0:
+		c.InsertBatchRows = DefaultInsertBatchRows
+	case c.InsertBatchRows < 0:
+		return nil, &ConfigError{Field: "InsertBatchRows", Reason: "negative"}
+	case c.InsertBatchRows*insertJobParams > maxPlaceholders:
+		return nil, &ConfigError{Field: "InsertBatchRows", Reason: fmt.Sprintf("above %d", maxPlaceholders/insertJobParams)}
+	}
+	switch {
+	case c.MigrationLockTimeout == 0:
+		c.MigrationLockTimeout = DefaultMigrationLockTimeout
+	case c.MigrationLockTimeout < time.Second:
+		return nil, &ConfigError{Field: "MigrationLockTimeout", Reason: "below one second"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Backend{db: db, cfg: c}, nil
+}
+
+// Capabilities reports SkipLocked (claims use FOR UPDATE SKIP LOCKED), no
+// Notify (workers poll) and microsecond timestamps.
+func (b *Backend) Capabilities() backend.Capabilities {
+	return backend.Capabilities{SkipLocked: true, Notify: false, TimePrecision: time.Microsecond}
+}
+
+// Now returns the database's clock (UTC_TIMESTAMP(6)), in UTC.
+func (b *Backend) Now(ctx context.Context) (time.Time, error) {
+	if err := b.checkOpen("now"); err != nil {
+		return time.Time{}, err
+	}
+	var us int64
+	if err := b.db.QueryRowContext(ctx, qNow).Scan(&us); err != nil {
+		return time.Time{}, mapErr("now", err)
+	}
+	return fromMicros(us), nil
+}
+
+// Close marks the Backend closed: later calls return backend.ErrClosed. It
+// never closes the *sql.DB passed to New, which the caller owns.
+func (b *Backend) Close(ctx context.Context) error {
+	b.closed.Store(true)
+	return nil
+}
+
+func (b *Backend) checkOpen(op string) error {
+	if b.closed.Load() {
+		return fmt.Errorf("ductwork/mysql: %s: %w", op, backend.ErrClosed)
+	}
+	return nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// withTx runs fn in a READ COMMITTED transaction and commits it. A deadlock
+// or lock wait timeout anywhere (including the commit) rolls back and reruns
+// fn from the start, so fn must only derive its effects from what it reads
+// inside the transaction. Errors are mapped by mapErr.
+func (b *Backend) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	return b.retry(ctx, op, func() error {
+		tx, err := b.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// retry runs fn, rerunning it after a deadlock or lock wait timeout, and
+// maps the final error. fn must be safe to rerun (a whole transaction, or a
+// single autocommitted statement).
+func (b *Backend) retry(ctx context.Context, op string, fn func() error) error {
+	if err := b.checkOpen(op); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !retryable(err) || attempt >= b.cfg.TxRetries {
+			return mapErr(op, err)
+		}
+		b.cfg.Logger.DebugContext(ctx, "ductwork/mysql: retrying transaction",
+			slog.String("ductwork.op", op), slog.Int("ductwork.attempt", attempt+1), slog.Any("error", err))
+		// Randomized, growing backoff: 1-2ms, 2-4ms, ... capped at 64-128ms.
+		base := time.Millisecond << min(attempt, 6)
+		t := time.NewTimer(base + rand.N(base))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return mapErr(op, errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+	}
+}
+
+// MySQL error numbers the backend acts on.
+const (
+	errLockWaitTimeout = 1205
+	errDeadlock        = 1213
+	errDuplicateKey    = 1062
+)
+
+func retryable(err error) bool {
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == errDeadlock || me.Number == errLockWaitTimeout
+	}
+	return false
+}
+
+func isDuplicate(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && me.Number == errDuplicateKey
+}
+
+// errDBClosed is the text of database/sql's unexported "database is closed"
+// error; database/sql offers no sentinel for it.
+const errDBClosed = "sql: database is closed"
+
+// mapErr is the one place driver and database/sql errors are translated:
+// it classifies err (see classify) and prefixes the operation name. Sentinels
+// of package backend and context errors pass through wrapped, so errors.Is
+// works on the result.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("ductwork/mysql: %s: %w", op, classify(err))
+}
+
+// classify adds backend.ErrClosed to the chain of an error that means the
+// *sql.DB or *sql.Conn is closed (sql.ErrConnDone, or database/sql's
+// unexported "database is closed" error, recognised by its text because
+// database/sql exports no sentinel for it).
+func classify(err error) error {
+	if err == nil || errors.Is(err, backend.ErrClosed) {
+		return err
+	}
+	closed := errors.Is(err, sql.ErrConnDone)
+	for e := err; e != nil && !closed; e = errors.Unwrap(e) {
+		closed = e.Error() == errDBClosed
+	}
+	if closed {
+		return fmt.Errorf("%w: %w", backend.ErrClosed, err)
+	}
+	return err
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func fromNullMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+// micros converts a delay to microseconds; negative delays mean "now".
+func micros(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	return d.Microseconds()
+}
+
+func checkLen(field, v string) error {
+	if len(v) > MaxIdentifierLen {
+		return &TooLongError{Field: field, Len: len(v), Max: MaxIdentifierLen}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// RegisterProcess inserts the process row with started_at and heartbeat_at
+// set to the database's now, or, for an ID already registered, refreshes its
+// host, PID, definitions and heartbeat and keeps its started_at. Idempotent.
+// It returns backend.ErrProcessNotFound only if a reaper deletes the row
+// between the upsert and the read of started_at.
+func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterProcessParams) (*backend.RegisterProcessResult, error) {
+	const op = "register process"
+	if err := checkLen("ProcessID", params.ProcessID); err != nil {
+		return nil, err
+	}
+	if err := checkLen("Host", params.Host); err != nil {
+		return nil, err
+	}
+	defs, err := json.Marshal(params.Definitions)
+	if err != nil {
+		return nil, fmt.Errorf("ductwork/mysql: %s: encode definitions: %w", op, err)
+	}
+	var started int64
+	err = b.retry(ctx, op, func() error {
+		if _, err := b.db.ExecContext(ctx, qRegisterProcess, params.ProcessID, params.Host, params.PID, defs); err != nil {
+			return err
+		}
+		return notFound(b.db.QueryRowContext(ctx, qProcessStarted, params.ProcessID).Scan(&started), backend.ErrProcessNotFound)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &backend.RegisterProcessResult{StartedAt: fromMicros(started)}, nil
+}
+
+// Heartbeat sets the process's heartbeat to the database's now and returns
+// it. It returns backend.ErrProcessNotFound when the row is gone (reaped).
+func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
+	var at int64
+	err := b.retry(ctx, "heartbeat", func() error {
+		r, err := b.db.ExecContext(ctx, qHeartbeat, params.ProcessID)
+		if err != nil {
+			return err
+		}
+		if err := expectOne(r, backend.ErrProcessNotFound); err != nil {
+			return err
+		}
+		return notFound(b.db.QueryRowContext(ctx, qProcessBeat, params.ProcessID).Scan(&at), backend.ErrProcessNotFound)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &backend.HeartbeatResult{At: fromMicros(at)}, nil
+}
+
+// DeregisterProcess, in one transaction, makes the process's running jobs
+// pending and due at once (crashes+1, as a release) and deletes its row.
+// Idempotent: an unknown ID is not an error.
+func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
+	return b.withTx(ctx, "deregister process", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, qReleaseProcess, params.ProcessID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, qDeleteProcess, params.ProcessID)
+		return err
+	})
+}
+
+// Reap, in one transaction, locks (FOR UPDATE SKIP LOCKED) the processes
+// other than params.ProcessID whose heartbeat is older than params.Threshold
+// by the database's clock, makes their running jobs pending and due at once
+// (crashes+1, attempt unchanged), and deletes them, re-checking staleness in
+// the DELETE. It also resets running jobs that were started longer than
+// Threshold ago by an owner without a process row. A process locked by a
+// concurrent reaper is skipped, so each dead process is reaped once; a second
+// Reap finds nothing. The result lists the reaped process IDs and counts the
+// jobs reset.
+func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backend.ReapResult, error) {
+	thr := micros(params.Threshold)
+	var res backend.ReapResult
+	err := b.withTx(ctx, "reap", func(tx *sql.Tx) error {
+		res = backend.ReapResult{Processes: []string{}}
+		rows, err := tx.QueryContext(ctx, qStaleProcesses, params.ProcessID, thr)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			res.Processes = append(res.Processes, id)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n := len(res.Processes); n > 0 {
+			args := make([]any, 0, n+1)
+			for _, id := range res.Processes {
+				args = append(args, id)
+			}
+			r, err := tx.ExecContext(ctx, qReapJobsHead+placeholders("?", n)+")", args...)
+			if err != nil {
+				return err
+			}
+			jobs, err := r.RowsAffected()
+			if err != nil {
+				return err
+			}
+			res.Jobs += int(jobs)
+			r, err = tx.ExecContext(ctx, qReapProcessesHead+placeholders("?", n)+")", append([]any{thr}, args...)...)
+			if err != nil {
+				return err
+			}
+			if deleted, err := r.RowsAffected(); err != nil {
+				return err
+			} else if deleted != int64(n) {
+				// The rows are locked, so they cannot have been refreshed;
+				// refuse to report a reap that did not happen.
+				return fmt.Errorf("reaped %d processes, deleted %d", n, deleted)
+			}
+		}
+		r, err := tx.ExecContext(ctx, qReapOrphans, thr)
+		if err != nil {
+			return err
+		}
+		orphans, err := r.RowsAffected()
+		res.Jobs += int(orphans)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// notFound turns sql.ErrNoRows into sentinel.
+func notFound(err, sentinel error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return sentinel
+	}
+	return err
+}

@@ -1,0 +1,177 @@
+package mysql
+
+// SQL of the backend. Statements are constants; the only ones assembled at run
+// time repeat a constant placeholder group for a variable number of rows or
+// IDs (see placeholders). No value is ever spliced into SQL text.
+
+// nowUS is the database's clock as unix microseconds. UTC_TIMESTAMP does not
+// depend on the session time zone, and TIMESTAMPDIFF between two DATETIMEs
+// involves no zone conversion, so the DSN cannot change the value.
+const nowUS = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
+
+const qNow = "SELECT " + nowUS
+
+// Migrations.
+const (
+	qCurrentDatabase = "SELECT DATABASE()"
+	qGetLock         = "SELECT GET_LOCK(CONCAT('ductwork_migrate_', MD5(DATABASE())), ?)"
+	qReleaseLock     = "SELECT RELEASE_LOCK(CONCAT('ductwork_migrate_', MD5(DATABASE())))"
+	qCreateVersions  = `CREATE TABLE IF NOT EXISTS ductwork_migrations (
+  version    INT NOT NULL,
+  applied_at BIGINT NOT NULL,
+  PRIMARY KEY (version)
+) ENGINE=InnoDB`
+	qVersions      = "SELECT version FROM ductwork_migrations"
+	qRecordVersion = "INSERT INTO ductwork_migrations (version, applied_at) VALUES (?, " + nowUS + ")"
+)
+
+// Trigger.
+const (
+	qInsertRun = `INSERT INTO ductwork_runs
+  (pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at)
+VALUES (?, ?, 'running', ?, NULL, NULL, ?, ` + nowUS + `, ` + nowUS + `)`
+	qInsertFirstJob = `INSERT INTO ductwork_jobs
+  (run_id, node_id, scope, status, priority, input, created_at, due_at)
+VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+)
+
+// Claim. FORCE INDEX (ductwork_jobs_claim) and a scalar subquery (not EXISTS
+// or IN, which the optimizer turns into a semi-join) keep the scan in claim
+// index order, so it stops after LIMIT rows and locks only those: a semi-join
+// plan sorts first and locks every due job. FORCE INDEX (PRIMARY) keeps the
+// run lookups point reads (the optimizer otherwise prefers a range over all
+// running runs of the definition). The subqueries read ductwork_runs without
+// locking it, so claimers never block on, or lock, run rows.
+const (
+	qClaimSelectHead = `SELECT j.id, j.run_id, j.node_id, j.scope, j.input, j.is_join, j.join_id,
+  j.attempt, j.crashes, j.fence, j.created_at, j.due_at,
+  (SELECT r.pipeline FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
+  (SELECT r.fingerprint FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
+  (SELECT r.metadata FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
+  ` + nowUS + `
+FROM ductwork_jobs j FORCE INDEX (ductwork_jobs_claim)
+WHERE j.status = 'pending' AND j.due_at <= ` + nowUS + `
+  AND (SELECT 1 FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id AND r.status = 'running'
+       AND (r.pipeline, r.fingerprint) IN (`
+	// Then placeholders("(?, ?)", len(Definitions)) and:
+	qClaimSelectTail = `)) = 1
+ORDER BY j.priority DESC, j.due_at, j.id
+LIMIT ?
+FOR UPDATE SKIP LOCKED`
+	qClaimUpdateHead = `UPDATE ductwork_jobs SET status = 'running', fence = fence + 1, process_id = ?, started_at = ?
+WHERE status = 'pending' AND id IN (`
+	qJoinInputsHead = `SELECT arrival_join_id, output FROM ductwork_jobs WHERE arrival_join_id IN (`
+	qJoinInputsTail = `) ORDER BY arrival_join_id, arrival_slot`
+)
+
+// Complete, Fail, Release. Every write to a claimed job is fenced by
+// (id, fence, process_id, status running).
+const (
+	fenced = " WHERE id = ? AND fence = ? AND process_id = ? AND status = 'running'"
+
+	qCompleteJob     = `UPDATE ductwork_jobs SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced
+	qJobRunAndFinish = "SELECT run_id, finished_at FROM ductwork_jobs WHERE id = ?"
+
+	qInsertJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at) VALUES `
+	insertJobRow    = "(?, ?, ?, 'pending', ?, ?, ?, ?)"
+	insertJobParams = 7
+
+	qInsertJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us)
+VALUES (?, ?, ?, ?, 0, ?, ?)`
+	qInsertJoinJob = `INSERT INTO ductwork_jobs
+  (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at)
+VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ?, ?)`
+	qArriveJoin = `UPDATE ductwork_joins SET arrived = arrived + 1 WHERE run_id = ? AND node_id = ? AND scope = ?`
+	qJoinRow    = `SELECT id, expected, arrived, priority, delay_us FROM ductwork_joins
+WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
+	qMarkArrival = `UPDATE ductwork_jobs SET arrival_join_id = ?, arrival_slot = ? WHERE id = ?`
+	qCompleteRun = `UPDATE ductwork_runs SET status = 'completed', output = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status = 'running'`
+
+	qRetryJob = `UPDATE ductwork_jobs SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?,
+  error = ?, process_id = NULL` + fenced
+	qFailJob = `UPDATE ductwork_jobs SET status = 'failed', error = ?, finished_at = ` + nowUS + fenced
+	qJobRun  = "SELECT run_id FROM ductwork_jobs WHERE id = ?"
+	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status IN ('running', 'waiting')`
+	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
+  due_at = ` + nowUS + fenced
+)
+
+// Processes and the reaper.
+const (
+	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)
+ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VALUES(definitions),
+  heartbeat_at = VALUES(heartbeat_at), beats = beats + 1`
+	qProcessStarted = "SELECT started_at FROM ductwork_processes WHERE id = ?"
+	// beats always changes, so RowsAffected is 1 for an existing row even
+	// when two heartbeats fall in the same microsecond (MySQL reports changed,
+	// not matched, rows unless the DSN sets clientFoundRows).
+	qHeartbeat      = "UPDATE ductwork_processes SET heartbeat_at = " + nowUS + ", beats = beats + 1 WHERE id = ?"
+	qProcessBeat    = "SELECT heartbeat_at FROM ductwork_processes WHERE id = ?"
+	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
+  due_at = ` + nowUS + ` WHERE process_id = ? AND status = 'running'`
+	qDeleteProcess  = "DELETE FROM ductwork_processes WHERE id = ?"
+	qStaleProcesses = `SELECT id FROM ductwork_processes
+WHERE id <> ? AND heartbeat_at < ` + nowUS + ` - ?
+ORDER BY id FOR UPDATE SKIP LOCKED`
+	qReapJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
+  due_at = ` + nowUS + ` WHERE status = 'running' AND process_id IN (`
+	qReapProcessesHead = `DELETE FROM ductwork_processes WHERE heartbeat_at < ` + nowUS + ` - ? AND id IN (`
+	qReapOrphans       = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
+  due_at = ` + nowUS + `
+WHERE status = 'running' AND started_at < ` + nowUS + ` - ?
+  AND NOT EXISTS (SELECT 1 FROM ductwork_processes p WHERE p.id = ductwork_jobs.process_id)`
+)
+
+// Runs, jobs and values.
+const (
+	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+	qGetRun    = "SELECT " + runColumns + " FROM ductwork_runs WHERE id = ?"
+	qRunStatus = "SELECT status FROM ductwork_runs WHERE id = ?"
+	// ListRuns: qListRunsHead, then any of the filters, then qListRunsTail.
+	qListRunsHead   = "SELECT " + runColumns + " FROM ductwork_runs WHERE 1 = 1"
+	qFilterBeforeID = " AND id < ?"
+	qFilterPipeline = " AND pipeline = ?"
+	qFilterStatus   = " AND status = ?"
+	qListRunsTail   = " ORDER BY id DESC LIMIT ?"
+	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes,
+  fence, process_id, created_at, due_at, started_at, finished_at FROM ductwork_jobs WHERE run_id = ? AND id > ?`
+	qListJobsTail = " ORDER BY id LIMIT ?"
+
+	qCancelRun = `UPDATE ductwork_runs SET status = 'cancelled', error = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status IN ('running', 'waiting', 'halted')`
+	qReviveRun = `UPDATE ductwork_runs SET status = 'running', error = NULL, updated_at = ` + nowUS + `
+WHERE id = ? AND status = 'halted'`
+	qReviveJobs = `UPDATE ductwork_jobs SET status = 'pending', attempt = 1, due_at = ` + nowUS + `,
+  process_id = NULL, finished_at = NULL WHERE run_id = ? AND status = 'failed'`
+
+	// SetValue inserts only when the run exists (0 rows → ErrRunNotFound).
+	qInsertValue = `INSERT INTO ductwork_values (run_id, name, value)
+SELECT id, ?, ? FROM ductwork_runs WHERE id = ?`
+	qUpsertValue = qInsertValue + " ON DUPLICATE KEY UPDATE value = VALUES(value)"
+	qGetValue    = "SELECT value FROM ductwork_values WHERE run_id = ? AND name = ?"
+
+	qUnfinishedDefinitions = `SELECT pipeline, fingerprint, COUNT(*) FROM ductwork_runs
+WHERE status IN ('running', 'waiting') GROUP BY pipeline, fingerprint ORDER BY pipeline, fingerprint`
+)
+
+// maxPlaceholders is MySQL's limit of parameters in one prepared statement.
+const maxPlaceholders = 65535
+
+// placeholders returns n copies of group separated by ", ". group is always
+// a constant such as "?" or "(?, ?)".
+func placeholders(group string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	b := make([]byte, 0, n*(len(group)+2))
+	for i := range n {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, group...)
+	}
+	return string(b)
+}

@@ -1,0 +1,68 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// Trigger inserts a run (status running) and the pending job of its first
+// step, due at the database's now plus First.Delay, atomically.
+//
+// When params.Tx is a *sql.Tx (opened on the same database) the two inserts
+// join it, nothing is retried and the caller commits or rolls back; a rollback
+// leaves no row. Any other non-nil Tx, including a nil *sql.Tx, returns
+// backend.ErrUnsupportedTx. Without Tx the inserts run in the backend's own
+// transaction, rerun on deadlock. Overlong identifiers return *TooLongError.
+func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
+	const op = "trigger"
+	if err := b.checkOpen(op); err != nil {
+		return nil, err
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"Pipeline", params.Pipeline}, {"Fingerprint", params.Fingerprint},
+		{"First.NodeID", params.First.NodeID}, {"First.Scope", params.First.Scope},
+	} {
+		if err := checkLen(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	meta, err := json.Marshal(params.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("ductwork/mysql: %s: encode metadata: %w", op, err)
+	}
+	var res backend.TriggerResult
+	insert := func(q querier) error {
+		r, err := q.ExecContext(ctx, qInsertRun, params.Pipeline, params.Fingerprint, params.Input, meta)
+		if err != nil {
+			return err
+		}
+		if res.RunID, err = r.LastInsertId(); err != nil {
+			return err
+		}
+		r, err = q.ExecContext(ctx, qInsertFirstJob, res.RunID, params.First.NodeID, params.First.Scope,
+			params.First.Priority, params.First.Input, micros(params.First.Delay))
+		if err != nil {
+			return err
+		}
+		res.JobID, err = r.LastInsertId()
+		return err
+	}
+	if params.Tx != nil {
+		tx, ok := params.Tx.(*sql.Tx)
+		if !ok || tx == nil {
+			return nil, fmt.Errorf("ductwork/mysql: %s: got %T, want *sql.Tx: %w", op, params.Tx, backend.ErrUnsupportedTx)
+		}
+		if err := insert(tx); err != nil {
+			return nil, mapErr(op, err)
+		}
+		return &res, nil
+	}
+	if err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(tx) }); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
