@@ -3,6 +3,7 @@ package ductwork_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
+	_ "github.com/mattn/go-sqlite3"
 )
 
 // The crash pipeline: prepare -> victim -> after. Every execution appends a
@@ -211,9 +213,7 @@ func TestZombieCommitIsRefused(t *testing.T) {
 	}
 	helper := startHelper(t, e, marks, "DW_RELEASE="+release)
 	waitFor(t, func() bool { return len(marksOf(t, marks, "victim")) == 1 })
-	if err := helper.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	freezeOutsideWriteLock(t, helper, e.path)
 	t.Setenv("DW_MARKS", marks)
 	startSupervisor(t, e.client, &supervisor.Config{HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: 300 * time.Millisecond, ReapInterval: 50 * time.Millisecond})
 	out, err := r.Wait(waitCtx(t))
@@ -236,5 +236,35 @@ func TestZombieCommitIsRefused(t *testing.T) {
 	}
 	if out, _ := r.Wait(waitCtx(t)); out != 42 {
 		t.Fatalf("output changed to %d", out)
+	}
+}
+
+// freezeOutsideWriteLock stops cmd with SIGSTOP at a moment when it does not
+// hold SQLite's write lock. (A process frozen inside a write transaction
+// stalls every writer of the file until it resumes: that is SQLite's locking,
+// not something a reaper can undo, so the zombie scenario freezes it between
+// transactions.)
+func freezeOutsideWriteLock(t *testing.T, cmd *exec.Cmd, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; ; i++ {
+		if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		_, err := db.Exec("BEGIN IMMEDIATE; ROLLBACK")
+		if err == nil {
+			return
+		}
+		if i > 100 {
+			t.Fatalf("could not freeze the helper outside a write transaction: %v", err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond) // let it finish its transaction
 	}
 }

@@ -165,10 +165,19 @@ type CompleteParams struct {
 	Fence     int64
 	Output    []byte
 	Plan      Plan
+	// ClaimNext asks the backend to claim, for ProcessID and in the same
+	// transaction, up to ClaimNext of the jobs this completion inserts that
+	// are due at once, and return them in CompleteResult.Claimed, so the
+	// caller can run the next step without a separate claim. A backend may
+	// claim fewer (or none); every returned job is claimed exactly as Claim
+	// would have claimed it (status running, new fence, owner ProcessID).
+	ClaimNext int
 }
 
 // CompleteResult is the result of Backend.Complete.
 type CompleteResult struct {
+	// Claimed are jobs claimed for the caller because of ClaimNext.
+	Claimed []*Job
 	// NewJobs counts jobs inserted (including a fired join's job).
 	NewJobs int
 	// JoinFired is true when this completion was the last arrival of a join.

@@ -336,6 +336,37 @@ func (s *Supervisor) Wake() {
 	}
 }
 
+// work executes job and then, on the same slot, the next step that its
+// completion claimed for this process (a chain runs without a claim
+// round-trip per step).
+func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
+	for job != nil {
+		claimNext := 1
+		if ctx.Err() != nil {
+			claimNext = 0 // shutting down: claim nothing new
+		}
+		res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job, claimNext)
+		switch {
+		case res.Retried && res.RetryAfter > 0:
+			s.wakeAfter(res.RetryAfter)
+		case res.NextDelay > 0:
+			s.wakeAfter(res.NextDelay)
+		}
+		job = nil
+		if len(res.Next) > 0 {
+			job = res.Next[0]
+			s.eng.Hooks.Claimed(ctx, s.cfg.ProcessID, res.Next)
+			for _, extra := range res.Next[1:] {
+				// Not asked for, but claimed: give it back rather than hold it.
+				s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, extra)
+			}
+		}
+		if res.NewJobs > len(res.Next) || res.Retried {
+			s.Wake()
+		}
+	}
+}
+
 // wakeAfter wakes the pool when work this process scheduled becomes due
 // (by the host's clock: only a hint, the claim still asks the database), so
 // short retries and delays do not wait for the next poll.
@@ -394,16 +425,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 			go func() {
 				defer inflight.Done()
 				defer func() { <-slots }()
-				res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job)
-				switch {
-				case res.Retried && res.RetryAfter > 0:
-					s.wakeAfter(res.RetryAfter)
-				case res.NextDelay > 0:
-					s.wakeAfter(res.NextDelay)
-				}
-				if res.NewJobs > 0 || res.Retried {
-					s.Wake()
-				}
+				s.work(ctx, hardCtx, job)
 			}()
 		}
 		if len(jobs) == free {

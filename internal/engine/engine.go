@@ -158,6 +158,8 @@ type Result struct {
 	Retried    bool
 	RetryAfter time.Duration
 	Halted     bool
+	// Next are jobs the completion claimed for this process (see claimNext).
+	Next []*backend.Job
 	// NextDelay is the shortest Delay among the jobs the plan created.
 	NextDelay time.Duration
 	// Released: the claim was given back (shutdown).
@@ -169,8 +171,10 @@ type Result struct {
 
 // Execute runs one claimed job to a committed outcome. runCtx bounds the
 // step's execution (cancelled after the shutdown grace period); commits use a
-// context that outlives it.
-func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job) Result {
+// context that outlives it. With claimNext > 0 the completion also claims up
+// to that many of the jobs it creates, returned in Result.Next for the caller
+// to execute.
+func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job, claimNext int) Result {
 	ref := backend.DefinitionRef{Pipeline: job.Pipeline, Fingerprint: job.Fingerprint}
 	g, ok := e.Lookup(ref)
 	commitCtx := context.WithoutCancel(runCtx)
@@ -234,7 +238,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	err = e.retryCommit(commitCtx, logger, func(ctx context.Context) error {
 		var err error
 		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
-			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan,
+			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan, ClaimNext: claimNext,
 		})
 		return err
 	})
@@ -251,7 +255,16 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	if cr.RunCompleted {
 		e.runFinished(job.RunID)
 	}
-	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan)}
+	for _, n := range cr.Claimed {
+		// Same run: the backend need not repeat what the caller knows.
+		if n.Pipeline == "" {
+			n.Pipeline, n.Fingerprint, n.RunID = job.Pipeline, job.Fingerprint, job.RunID
+		}
+		if n.Metadata == nil {
+			n.Metadata = job.Metadata
+		}
+	}
+	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed}
 }
 
 func call(node *graph.Node, sc *stepContext, in any) (out any, err error) {
@@ -320,6 +333,13 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		}
 	}
 	return Result{Halted: fr.Halted, Err: stepErr}
+}
+
+// Release gives a claimed job back without running it.
+func (e *Engine) Release(ctx context.Context, processID string, job *backend.Job) {
+	if err := e.release(ctx, processID, job); err != nil {
+		e.Logger.WarnContext(ctx, "ductwork: release failed; the reaper will recover the claim", slog.String("error", err.Error()))
+	}
 }
 
 func (e *Engine) release(ctx context.Context, processID string, job *backend.Job) error {
