@@ -14,7 +14,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	testdb.MySQLDSN(t) // skip the whole suite at once without a database
-	var dbs sync.Map // *mysql.Backend -> *sql.DB
+	var dbs sync.Map   // *mysql.Backend -> *sql.DB
 	open := func(t *testing.T, db *sql.DB) *mysql.Backend {
 		t.Helper()
 		b, err := mysql.New(db, nil)

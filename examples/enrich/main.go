@@ -5,6 +5,9 @@
 //
 //	go run ./examples/enrich                 # SQLite in a temp dir
 //	go run ./examples/enrich -db ./enrich.db # keep the database
+//	go run ./examples/enrich -backend postgres -dsn postgres://postgres@127.0.0.1:5432/test
+//	go run ./examples/enrich -backend mysql -dsn 'root@tcp(127.0.0.1:3306)/'
+//	go run ./examples/enrich -trace stdout   # print OpenTelemetry spans
 package main
 
 import (
@@ -14,14 +17,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ductwork-go/ductwork"
-	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/backend/sqlite"
 	"github.com/ductwork-go/ductwork/supervisor"
 )
 
@@ -33,9 +33,13 @@ func main() {
 }
 
 func run(w io.Writer) error {
+	kind := flag.String("backend", "sqlite", "database: sqlite, postgres or mysql")
+	dsn := flag.String("dsn", "", "postgres or mysql server DSN (default: the local server)")
 	dbPath := flag.String("db", "", "SQLite database file to use and keep (default: a file in a temporary directory)")
+	keep := flag.Bool("keep", false, "postgres/mysql: keep the schema or database the example creates")
 	workers := flag.Int("workers", 16, "steps executed at once")
 	verbose := flag.Bool("v", false, "log what the supervisor does")
+	traceTo := flag.String("trace", "", "print OpenTelemetry spans: stdout (default: no tracing)")
 	flag.Parse()
 
 	ctx, stop := supervisor.SignalContext(context.Background())
@@ -46,8 +50,16 @@ func run(w io.Writer) error {
 		logLevel = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	hooks, stopTracing, err := setupTracing(*traceTo, w)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
 
-	b, cleanup, err := openBackend(*dbPath)
+	if *kind == "sqlite" && *dbPath != "" {
+		*dsn = *dbPath
+	}
+	b, cleanup, err := openBackend(ctx, *kind, *dsn, *keep)
 	if err != nil {
 		return err
 	}
@@ -56,7 +68,7 @@ func run(w io.Writer) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 
-	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger})
+	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger, Hooks: hooks})
 	if err != nil {
 		return err
 	}
@@ -94,24 +106,6 @@ func run(w io.Writer) error {
 	fmt.Fprintf(w, "%d steps in %s (%.0f steps/s)\n\n", len(steps), elapsed.Round(time.Millisecond), float64(len(steps))/elapsed.Seconds())
 	printTable(w, steps)
 	return nil
-}
-
-func openBackend(path string) (backend.Backend, func(), error) {
-	cleanup := func() {}
-	if path == "" {
-		dir, err := os.MkdirTemp("", "ductwork-enrich-")
-		if err != nil {
-			return nil, nil, err
-		}
-		path = filepath.Join(dir, "enrich.db")
-		cleanup = func() { _ = os.RemoveAll(dir) }
-	}
-	b, err := sqlite.Open(path, nil)
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return b, func() { _ = b.Close(context.Background()); cleanup() }, nil
 }
 
 func printTable(w io.Writer, steps []ductwork.StepInfo) {

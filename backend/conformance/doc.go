@@ -1,0 +1,34 @@
+// Package conformance is the backend contract in executable form: a test
+// suite that every Ductwork backend runs against itself.
+//
+// A backend's test file calls Run with a Harness that knows how to give the
+// suite fresh, isolated storage:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, conformance.Harness{
+//			NewBackend: func(t *testing.T) backend.Backend {
+//				b, err := sqlite.Open(testdb.SQLitePath(t), nil)
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				t.Cleanup(func() { _ = b.Close(context.WithoutCancel(t.Context())) })
+//				return b
+//			},
+//		})
+//	}
+//
+// Every case is a parallel subtest that asks NewBackend for its own backend,
+// so cases never see each other's runs. The suite migrates each backend
+// itself; NewBackend must hand back an un-migrated one.
+//
+// The cases are grouped by contract area, one file each: migrations,
+// triggers, claims, fencing, the reaper, joins, retries and run state,
+// payloads and the run context, the clock, and listings. They branch on
+// Backend.Capabilities only, never on a backend's name or a driver's error
+// text, and they check errors with errors.Is against the sentinels of package
+// backend.
+//
+// Cases that need something only some harnesses can give (a second handle on
+// the same storage, the caller's own transaction) skip when the matching
+// optional Harness hook is nil.
+package conformance

@@ -1,0 +1,230 @@
+package conformance
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+func testFencing(t *testing.T, h Harness) {
+	runCases(t, h, map[string]caseFunc{
+		"StaleFence":         fencingStaleFence,
+		"WrongOwner":         fencingWrongOwner,
+		"CompleteTwice":      fencingCompleteTwice,
+		"ReleaseReclaim":     fencingReleaseReclaim,
+		"CompleteRacesReap":  fencingCompleteRacesReap,
+		"StaleCompleteNoOps": fencingStaleCompleteNoOps,
+	})
+}
+
+// fencedOps tries Complete, Fail (both modes) and Release of job with the
+// given fence and owner, and checks that each is ErrStaleClaim and that the
+// job's stored row did not change.
+func fencedOps(t *testing.T, b backend.Backend, j *backend.Job, owner string, fence int64, why string) {
+	t.Helper()
+	before := jobByID(t, b, j.RunID, j.ID)
+	ctx := testCtx(t)
+	_, err := b.Complete(ctx, &backend.CompleteParams{JobID: j.ID, ProcessID: owner, Fence: fence, Output: enc(t, "stale"),
+		Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}, CompleteRun: true}})
+	wantErr(t, "Complete with "+why, err, backend.ErrStaleClaim)
+	_, err = b.Fail(ctx, &backend.FailParams{JobID: j.ID, ProcessID: owner, Fence: fence, Error: "stale", Retry: true})
+	wantErr(t, "Fail(Retry) with "+why, err, backend.ErrStaleClaim)
+	_, err = b.Fail(ctx, &backend.FailParams{JobID: j.ID, ProcessID: owner, Fence: fence, Error: "stale"})
+	wantErr(t, "Fail with "+why, err, backend.ErrStaleClaim)
+	_, err = b.Release(ctx, &backend.ReleaseParams{JobID: j.ID, ProcessID: owner, Fence: fence})
+	wantErr(t, "Release with "+why, err, backend.ErrStaleClaim)
+	after := jobByID(t, b, j.RunID, j.ID)
+	if diff := sameJobRow(before, after); diff != "" {
+		t.Fatalf("a rejected call with %s changed the job: %s", why, diff)
+	}
+	if n := len(listJobs(t, b, j.RunID)); n != 1 {
+		t.Fatalf("a rejected Complete with %s inserted jobs: the run has %d", why, n)
+	}
+	if r := getRun(t, b, j.RunID); r.Status != backend.RunRunning {
+		t.Fatalf("a rejected call with %s moved the run to %q", why, r.Status)
+	}
+}
+
+// fencingStaleFence: calls with an old or future fence are ErrStaleClaim and
+// change nothing; the right fence then works.
+func fencingStaleFence(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	fencedOps(t, b, j, proc, j.Fence-1, "an older fence")
+	fencedOps(t, b, j, proc, j.Fence+1, "a newer fence")
+	complete(t, b, j, proc, enc(t, "done"), backend.Plan{CompleteRun: true})
+}
+
+// fencingWrongOwner: calls with the right fence but another owner are
+// ErrStaleClaim and change nothing.
+func fencingWrongOwner(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	other := register(t, b, defA)
+	fencedOps(t, b, j, other, j.Fence, "another process's ID")
+	fencedOps(t, b, j, "", j.Fence, "an empty process ID")
+	complete(t, b, j, proc, enc(t, "done"), backend.Plan{CompleteRun: true})
+}
+
+// fencingCompleteTwice: a second Complete with the same claim is
+// ErrStaleClaim and keeps the first output.
+func fencingCompleteTwice(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	complete(t, b, j, proc, enc(t, "first"), backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}})
+	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, "second"),
+		Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "other"}}}})
+	wantErr(t, "second Complete", err, backend.ErrStaleClaim)
+	info := jobByID(t, b, j.RunID, j.ID)
+	if !equalBytes(info.Output, enc(t, "first")) {
+		t.Errorf("job output = %s; want the first completion's", short(info.Output))
+	}
+	if n := len(listJobs(t, b, j.RunID)); n != 2 {
+		t.Errorf("run has %d jobs; want 2 (the second plan must not apply)", n)
+	}
+	_, err = b.Fail(testCtx(t), &backend.FailParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Error: "late"})
+	wantErr(t, "Fail after Complete", err, backend.ErrStaleClaim)
+	_, err = b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence})
+	wantErr(t, "Release after Complete", err, backend.ErrStaleClaim)
+}
+
+// fencingReleaseReclaim: a released job is due at once with Crashes+1 and the
+// same attempt; the new claim has a larger fence and the old one is stale.
+func fencingReleaseReclaim(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	if _, err := b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	info := jobByID(t, b, j.RunID, j.ID)
+	if info.Status != backend.JobPending || info.ProcessID != "" {
+		t.Errorf("released job = {status %q, process %q}; want pending with no process", info.Status, info.ProcessID)
+	}
+	other := register(t, b, defA)
+	j2 := claimOne(t, b, other, defA)
+	if j2.ID != j.ID || j2.Attempt != j.Attempt || j2.Crashes != j.Crashes+1 || j2.Fence <= j.Fence {
+		t.Fatalf("reclaimed %s; want job %d, attempt %d, crashes %d, fence > %d", describeJob(j2), j.ID, j.Attempt, j.Crashes+1, j.Fence)
+	}
+	fencedOps(t, b, j, proc, j.Fence, "the fence of a released claim")
+	complete(t, b, j2, other, enc(t, "done"), backend.Plan{CompleteRun: true})
+}
+
+// fencingStaleCompleteNoOps: a stale Complete of a reclaimed job does not
+// apply its plan (no new jobs, no arrival, no run completion).
+func fencingStaleCompleteNoOps(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, root := startRoot(t, b, defA)
+	complete(t, b, root, proc, nil, backend.Plan{
+		Jobs:      []backend.NewJob{{NodeID: "branch", Scope: "0"}},
+		OpenJoins: []backend.OpenJoin{{NodeID: "join", Expected: 1}},
+	})
+	j := claimOne(t, b, proc, defA)
+	if _, err := b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	j2 := claimOne(t, b, proc, defA)
+	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, "stale"),
+		Plan: backend.Plan{Arrive: &backend.Arrival{NodeID: "join", Slot: 0}, Jobs: []backend.NewJob{{NodeID: "extra"}}, CompleteRun: true}})
+	wantErr(t, "Complete with the released claim's fence", err, backend.ErrStaleClaim)
+	if n := len(listJobs(t, b, root.RunID)); n != 2 {
+		t.Fatalf("run has %d jobs after a stale Complete; want 2", n)
+	}
+	claimNone(t, b, proc, defA)
+	res := complete(t, b, j2, proc, enc(t, "fresh"), backend.Plan{Arrive: &backend.Arrival{NodeID: "join", Slot: 0}})
+	if !res.JoinFired {
+		t.Errorf("the fresh claim's arrival did not fire the join")
+	}
+}
+
+// fencingCompleteRacesReap: a dead process's Complete races a reaper that
+// resets and reclaims the job; exactly one Complete wins, repeatedly.
+func fencingCompleteRacesReap(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	threshold := precision(b)
+	reaper := register(t, b, defA)
+	ctx := testCtx(t)
+	const rounds = 15
+	for round := range rounds {
+		tr := trigger(t, b, defA, backend.NewJob{NodeID: "root"})
+		dead := register(t, b, defA)
+		j := claimOne(t, b, dead, defA)
+		if j.ID != tr.JobID {
+			t.Fatalf("round %d: claimed job %d; want %d", round, j.ID, tr.JobID)
+		}
+		makeStale(t, b, dead, threshold)
+		outDead, outReaper := enc(t, "dead"), enc(t, "reaper")
+		var (
+			wg                 sync.WaitGroup
+			errDead, errReaper error
+			reaperClaimed      bool
+		)
+		start := make(chan struct{})
+		wg.Go(func() {
+			<-start
+			_, errDead = b.Complete(ctx, &backend.CompleteParams{JobID: j.ID, ProcessID: dead, Fence: j.Fence, Output: outDead,
+				Plan: backend.Plan{CompleteRun: true}})
+		})
+		// reclaim claims the job for the reaper and completes it; it reports
+		// false when there was nothing to claim.
+		reclaim := func() (bool, error) {
+			res, err := b.Claim(ctx, &backend.ClaimParams{ProcessID: reaper, Limit: 1, Definitions: []backend.DefinitionRef{defA}})
+			if err != nil || len(res.Jobs) == 0 {
+				return false, err
+			}
+			rj := res.Jobs[0]
+			if rj.ID != j.ID || rj.Fence <= j.Fence || rj.Crashes != j.Crashes+1 || rj.Attempt != j.Attempt {
+				return true, errors.New("reclaimed " + describeJob(rj) + "; want the same job, a larger fence, crashes+1, same attempt")
+			}
+			_, err = b.Complete(ctx, &backend.CompleteParams{JobID: rj.ID, ProcessID: reaper, Fence: rj.Fence, Output: outReaper,
+				Plan: backend.Plan{CompleteRun: true}})
+			return true, err
+		}
+		wg.Go(func() {
+			<-start
+			if _, err := b.Reap(ctx, &backend.ReapParams{ProcessID: reaper, Threshold: threshold}); err != nil {
+				errReaper = err
+				return
+			}
+			reaperClaimed, errReaper = reclaim()
+		})
+		close(start)
+		wg.Wait()
+		// With SKIP LOCKED a claim may pass over the row while the dead
+		// process's Complete briefly locks it, so an empty claim is not yet
+		// an answer: poll until the job is completed or reclaimed.
+		if errReaper == nil && !reaperClaimed {
+			waitFor(t, 10*time.Second, "the reset job to be claimable or completed", func() bool {
+				reaperClaimed, errReaper = reclaim()
+				return reaperClaimed || errReaper != nil || jobByID(t, b, tr.RunID, tr.JobID).Status == backend.JobCompleted
+			})
+		}
+		if errReaper != nil {
+			t.Fatalf("round %d: reaper side: %v", round, errReaper)
+		}
+		deadWon := errDead == nil
+		if errDead != nil && !errors.Is(errDead, backend.ErrStaleClaim) {
+			t.Fatalf("round %d: the dead process's Complete: %v; want nil or ErrStaleClaim", round, errDead)
+		}
+		if deadWon == reaperClaimed {
+			t.Fatalf("round %d: dead process won: %v, reaper reclaimed and completed: %v; want exactly one winner", round, deadWon, reaperClaimed)
+		}
+		want := outReaper
+		if deadWon {
+			want = outDead
+		}
+		info := jobByID(t, b, tr.RunID, tr.JobID)
+		if info.Status != backend.JobCompleted || !equalBytes(info.Output, want) {
+			t.Fatalf("round %d: job = {status %q, output %s}; want completed with %s", round, info.Status, short(info.Output), short(want))
+		}
+		if r := getRun(t, b, tr.RunID); r.Status != backend.RunCompleted || !equalBytes(r.Output, want) {
+			t.Fatalf("round %d: run = {status %q, output %s}; want completed with %s", round, r.Status, short(r.Output), short(want))
+		}
+		// Keep the reaper alive for the next round.
+		if _, err := b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: reaper}); err != nil {
+			t.Fatalf("Heartbeat(reaper): %v", err)
+		}
+	}
+}

@@ -1,0 +1,573 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// micros converts a duration for binding; the SQL adds it to now().
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// Trigger inserts the run and its first job in one statement. params.Tx, when
+// set, must be a pgx.Tx (a *pgxpool.Tx is one); the statement then runs in it
+// and the caller commits. Anything else returns backend.ErrUnsupportedTx. When
+// the first job is due at once, the channel is notified in the same
+// transaction, so listeners wake only after the commit.
+func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	var q queryer = b.pool
+	if params.Tx != nil {
+		tx, ok := params.Tx.(pgx.Tx)
+		if !ok {
+			return nil, fmt.Errorf("ductwork/postgres: trigger: %w: got %T, want pgx.Tx", backend.ErrUnsupportedTx, params.Tx)
+		}
+		q = tx
+	}
+	meta := params.Metadata
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	res := &backend.TriggerResult{}
+	first := params.First
+	if first.Delay > 0 {
+		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).Scan(&res.RunID, &res.JobID)
+		if err != nil {
+			return nil, mapErr("trigger", err)
+		}
+		return res, nil
+	}
+	// Due at once: the insert and the notification share one round trip and
+	// one transaction (the caller's, or the implicit one of the batch).
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunID, &res.JobID) })
+	batch.Queue(b.q.notify, b.channel)
+	if err := sendBatch(ctx, q, batch); err != nil {
+		return nil, mapErr("trigger", err)
+	}
+	return res, nil
+}
+
+// sendBatch runs batch on a pool (as one implicit transaction) or in a tx.
+func sendBatch(ctx context.Context, q queryer, batch *pgx.Batch) error {
+	type batcher interface {
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	}
+	return q.(batcher).SendBatch(ctx, batch).Close()
+}
+
+// Claim takes up to params.Limit due jobs in one statement (UPDATE ... WHERE
+// id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)) that also returns the
+// arrivals' outputs of the join jobs among them. An empty Definitions list or a
+// non-positive Limit claims nothing.
+func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*backend.ClaimResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := &backend.ClaimResult{}
+	if params.Limit <= 0 || len(params.Definitions) == 0 {
+		return res, nil
+	}
+	pipelines := make([]string, len(params.Definitions))
+	fingerprints := make([]string, len(params.Definitions))
+	for i, d := range params.Definitions {
+		pipelines[i], fingerprints[i] = d.Pipeline, d.Fingerprint
+	}
+	rows, err := b.pool.Query(ctx, b.q.claim, params.ProcessID, pipelines, fingerprints, params.Limit)
+	if err != nil {
+		return nil, mapErr("claim", err)
+	}
+	type claimed struct {
+		job      *backend.Job
+		priority int32
+	}
+	var cs []claimed
+	var attempt, crashes int32
+	var joinID *int64
+	for rows.Next() {
+		j := &backend.Job{}
+		var c claimed
+		if err := rows.Scan(&j.ID, &j.RunID, &j.Pipeline, &j.Fingerprint, &j.NodeID, &j.Scope, &j.Input, &j.Join,
+			&joinID, &attempt, &crashes, &j.Fence, &j.Metadata, &j.CreatedAt, &j.DueAt, &j.ClaimedAt, &c.priority,
+			&j.JoinInputs); err != nil {
+			rows.Close()
+			return nil, mapErr("claim", err)
+		}
+		j.Attempt, j.Crashes = int(attempt), int(crashes)
+		if j.Join && j.JoinInputs == nil {
+			j.JoinInputs = [][]byte{}
+		}
+		c.job = j
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("claim", err)
+	}
+	// RETURNING order is unspecified; restore the claim order.
+	sort.Slice(cs, func(x, y int) bool {
+		a, b := cs[x], cs[y]
+		if a.priority != b.priority {
+			return a.priority > b.priority
+		}
+		if !a.job.DueAt.Equal(b.job.DueAt) {
+			return a.job.DueAt.Before(b.job.DueAt)
+		}
+		return a.job.ID < b.job.ID
+	})
+	res.Jobs = make([]*backend.Job, len(cs))
+	for i, c := range cs {
+		res.Jobs[i] = c.job
+	}
+	return res, nil
+}
+
+// Complete records the output and applies the plan in one round trip: its
+// statements are pipelined in one batch, which PostgreSQL runs as one
+// implicit transaction. The first statement is the fenced update; when it
+// matches no row it raises an error that aborts the batch server side, and
+// backend.ErrStaleClaim is returned with nothing changed. The plan's jobs are
+// inserted in one statement from arrays. When due jobs are inserted the
+// channel is notified in the same transaction.
+func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := &backend.CompleteResult{}
+	plan := &params.Plan
+	batch := b.ownerBatch(params.ProcessID)
+	var ok int64
+	if a := plan.Arrive; a != nil {
+		batch.Queue(b.q.completeJobArrive, params.JobID, params.Fence, params.ProcessID, params.Output,
+			a.NodeID, a.Scope, int32(a.Slot)).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+	} else {
+		batch.Queue(b.q.completeJob, params.JobID, params.Fence, params.ProcessID, params.Output).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+	}
+	notify := false
+	if n := len(plan.Jobs); n > 0 {
+		nodes, scopes := make([]string, n), make([]string, n)
+		prios, inputs, delays := make([]int32, n), make([][]byte, n), make([]int64, n)
+		for i, j := range plan.Jobs {
+			nodes[i], scopes[i], prios[i], inputs[i], delays[i] = j.NodeID, j.Scope, int32(j.Priority), j.Input, micros(j.Delay)
+			notify = notify || j.Delay <= 0
+		}
+		batch.Queue(b.q.insertJobs, params.JobID, nodes, scopes, prios, inputs, delays).
+			Exec(func(tag pgconn.CommandTag) error { res.NewJobs += int(tag.RowsAffected()); return nil })
+	}
+	if n := len(plan.OpenJoins); n > 0 {
+		nodes, scopes := make([]string, n), make([]string, n)
+		expected, prios, delays := make([]int32, n), make([]int32, n), make([]int64, n)
+		for i, o := range plan.OpenJoins {
+			nodes[i], scopes[i], expected[i], prios[i], delays[i] = o.NodeID, o.Scope, int32(o.Expected), int32(o.Priority), micros(o.Delay)
+			notify = notify || (o.Expected <= 0 && o.Delay <= 0)
+		}
+		batch.Queue(b.q.openJoins, params.JobID, nodes, scopes, expected, prios, delays).
+			QueryRow(func(row pgx.Row) error {
+				var fired int64
+				err := row.Scan(&fired)
+				res.NewJobs += int(fired)
+				return err
+			})
+	}
+	if plan.Arrive != nil {
+		batch.Queue(b.q.arrive, params.JobID, b.channel).QueryRow(func(row pgx.Row) error {
+			var found, fired, notified int64
+			err := row.Scan(&found, &fired, &notified)
+			res.NewJobs += int(fired)
+			res.JoinFired = fired > 0
+			return err
+		})
+	}
+	if plan.CompleteRun {
+		batch.Queue(b.q.completeRun, params.JobID, params.Output).
+			Exec(func(tag pgconn.CommandTag) error { res.RunCompleted = tag.RowsAffected() > 0; return nil })
+	}
+	if node, scope, ok := nextCandidate(plan); ok && params.ClaimNext > 0 {
+		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {
+			defer rows.Close()
+			for rows.Next() {
+				j := &backend.Job{NodeID: node, Scope: scope}
+				var attempt, crashes int32
+				if err := rows.Scan(&j.ID, &j.RunID, &j.Input, &j.Join, &attempt, &crashes, &j.Fence,
+					&j.CreatedAt, &j.DueAt, &j.ClaimedAt, &j.JoinInputs); err != nil {
+					return err
+				}
+				j.Attempt, j.Crashes = int(attempt), int(crashes)
+				if j.Join && j.JoinInputs == nil {
+					j.JoinInputs = [][]byte{}
+				}
+				res.Claimed = append(res.Claimed, j)
+			}
+			return rows.Err()
+		})
+	}
+	if notify {
+		batch.Queue(b.q.notify, b.channel)
+	}
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		err = mapErr("complete", err)
+		if a := plan.Arrive; a != nil && errors.Is(err, errJoinNotFound) {
+			err = fmt.Errorf("%w (arrival at join node %q scope %q)", err, a.NodeID, a.Scope)
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// nextCandidate picks the job a ClaimNext completion would run next: the
+// first of the plan's jobs due at once, else the join this completion may
+// fire (an arrival's, or an empty expansion's).
+func nextCandidate(plan *backend.Plan) (node, scope string, ok bool) {
+	for _, j := range plan.Jobs {
+		if j.Delay <= 0 {
+			return j.NodeID, j.Scope, true
+		}
+	}
+	if a := plan.Arrive; a != nil {
+		return a.NodeID, a.Scope, true
+	}
+	for _, o := range plan.OpenJoins {
+		if o.Expected == 0 && o.Delay <= 0 {
+			return o.NodeID, o.Scope, true
+		}
+	}
+	return "", "", false
+}
+
+// ownerBatch starts a batch with the owner lock (see sqlLockOwner). A batch
+// runs as one implicit transaction in one round trip.
+func (b *Backend) ownerBatch(processID string) *pgx.Batch {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.lockOwner, processID)
+	return batch
+}
+
+// Fail records a failed execution, fenced like Complete, in one round trip.
+// With params.Retry the job is due again after RetryAfter with its attempt
+// count grown; otherwise the job fails and the run halts, and Halted reports
+// whether this statement moved the run to halted.
+func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backend.FailResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	batch := b.ownerBatch(params.ProcessID)
+	var failed, halted int64
+	if params.Retry {
+		batch.Queue(b.q.failRetry, params.JobID, params.Fence, params.ProcessID, params.Error, micros(params.RetryAfter)).
+			Exec(func(tag pgconn.CommandTag) error { failed = tag.RowsAffected(); return nil })
+	} else {
+		batch.Queue(b.q.failHalt, params.JobID, params.Fence, params.ProcessID, params.Error).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&failed, &halted) })
+	}
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, mapErr("fail", err)
+	}
+	if failed == 0 {
+		return nil, fmt.Errorf("ductwork/postgres: fail: %w", backend.ErrStaleClaim)
+	}
+	return &backend.FailResult{Halted: halted > 0}, nil
+}
+
+// Release gives a claimed job back, fenced like Complete: it is due at once,
+// counted as a crash, and its retry budget is untouched. Waiting workers are
+// notified.
+func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	var released, notified int64
+	batch := b.ownerBatch(params.ProcessID)
+	batch.Queue(b.q.release, params.JobID, params.Fence, params.ProcessID, b.channel).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&released, &notified) })
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, mapErr("release", err)
+	}
+	if released == 0 {
+		return nil, fmt.Errorf("ductwork/postgres: release: %w", backend.ErrStaleClaim)
+	}
+	return &backend.ReleaseResult{}, nil
+}
+
+// RegisterProcess upserts the process row with a fresh heartbeat. For an
+// existing ID it refreshes host, pid, definitions and heartbeat and keeps the
+// original StartedAt.
+func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterProcessParams) (*backend.RegisterProcessResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	defs := params.Definitions
+	if defs == nil {
+		defs = []backend.DefinitionRef{}
+	}
+	res := &backend.RegisterProcessResult{}
+	err := b.pool.QueryRow(ctx, b.q.registerProcess, params.ProcessID, params.Host, int32(params.PID), defs).Scan(&res.StartedAt)
+	if err != nil {
+		return nil, mapErr("register process", err)
+	}
+	return res, nil
+}
+
+// Heartbeat sets the process's heartbeat to the database's clock, or returns
+// backend.ErrProcessNotFound when the row is gone.
+func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := &backend.HeartbeatResult{}
+	err := b.pool.QueryRow(ctx, b.q.heartbeat, params.ProcessID).Scan(&res.At)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("ductwork/postgres: heartbeat %q: %w", params.ProcessID, backend.ErrProcessNotFound)
+	}
+	if err != nil {
+		return nil, mapErr("heartbeat", err)
+	}
+	return res, nil
+}
+
+// DeregisterProcess releases the process's running jobs (crashes+1, due at
+// once) and deletes its row, in one statement. Idempotent.
+func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	var jobs, procs, notified int64
+	err := b.pool.QueryRow(ctx, b.q.deregisterProcess, params.ProcessID, b.channel).Scan(&jobs, &procs, &notified)
+	return mapErr("deregister process", err)
+}
+
+// Reap deletes processes (other than params.ProcessID) whose heartbeat is
+// older than params.Threshold and resets their running jobs, and running jobs
+// older than the threshold whose owner has no row, in one statement. The
+// DELETE re-checks staleness on the current row, so concurrent reapers reap
+// each process once.
+func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backend.ReapResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := &backend.ReapResult{}
+	var jobs, notified int64
+	err := b.pool.QueryRow(ctx, b.q.reap, params.ProcessID, micros(params.Threshold), b.channel).Scan(&res.Processes, &jobs, &notified)
+	if err != nil {
+		return nil, mapErr("reap", err)
+	}
+	res.Jobs = int(jobs)
+	return res, nil
+}
+
+func scanRun(row pgx.Row) (*backend.Run, error) {
+	r := &backend.Run{}
+	err := row.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata, &r.CreatedAt, &r.UpdatedAt)
+	return r, err
+}
+
+// GetRun returns one run, or backend.ErrRunNotFound.
+func (b *Backend) GetRun(ctx context.Context, params *backend.GetRunParams) (*backend.Run, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	r, err := scanRun(b.pool.QueryRow(ctx, b.q.getRun, params.RunID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("ductwork/postgres: run %d: %w", params.RunID, backend.ErrRunNotFound)
+	}
+	if err != nil {
+		return nil, mapErr("get run", err)
+	}
+	return r, nil
+}
+
+const defaultPageSize = 100
+
+// ListRuns returns runs newest first, filtered by pipeline and status when
+// set; Next is set when the page is full.
+func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) (*backend.ListRunsResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit := params.Limit
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	rows, err := b.pool.Query(ctx, b.q.listRuns, params.Pipeline, params.Status, params.BeforeID, limit)
+	if err != nil {
+		return nil, mapErr("list runs", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, mapErr("list runs", err)
+	}
+	res := &backend.ListRunsResult{Runs: runs}
+	if len(runs) == limit {
+		res.Next = runs[len(runs)-1].ID
+	}
+	return res, nil
+}
+
+// ListJobs returns a run's jobs in creation (ID) order, filtered by status
+// when set; Next is set when the page is full.
+func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) (*backend.ListJobsResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit := params.Limit
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	rows, err := b.pool.Query(ctx, b.q.listJobs, params.RunID, params.Status, params.AfterID, limit)
+	if err != nil {
+		return nil, mapErr("list jobs", err)
+	}
+	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.JobInfo, error) {
+		j := &backend.JobInfo{}
+		var attempt, crashes int32
+		err := row.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error, &j.Join,
+			&attempt, &crashes, &j.Fence, &j.ProcessID, &j.CreatedAt, &j.DueAt, &j.StartedAt, &j.FinishedAt)
+		j.Attempt, j.Crashes = int(attempt), int(crashes)
+		return j, err
+	})
+	if err != nil {
+		return nil, mapErr("list jobs", err)
+	}
+	res := &backend.ListJobsResult{Jobs: jobs}
+	if len(jobs) == limit {
+		res.Next = jobs[len(jobs)-1].ID
+	}
+	return res, nil
+}
+
+// runStateErr tells a missing run (backend.ErrRunNotFound) from one in the
+// wrong state (backend.ErrRunState) after a conditional update matched nothing.
+func (b *Backend) runStateErr(ctx context.Context, op string, runID int64) error {
+	var exists bool
+	if err := b.pool.QueryRow(ctx, b.q.runExists, runID).Scan(&exists); err != nil {
+		return mapErr(op, err)
+	}
+	if !exists {
+		return fmt.Errorf("ductwork/postgres: %s: run %d: %w", op, runID, backend.ErrRunNotFound)
+	}
+	return fmt.Errorf("ductwork/postgres: %s: run %d: %w", op, runID, backend.ErrRunState)
+}
+
+// CancelRun moves a running, waiting or halted run to cancelled, with
+// params.Reason as its error; claims filter on run status, so its pending
+// jobs are never claimed. It returns backend.ErrRunNotFound or
+// backend.ErrRunState.
+func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams) (*backend.CancelRunResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	tag, err := b.pool.Exec(ctx, b.q.cancelRun, params.RunID, params.Reason)
+	if err != nil {
+		return nil, mapErr("cancel run", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, b.runStateErr(ctx, "cancel run", params.RunID)
+	}
+	return &backend.CancelRunResult{}, nil
+}
+
+// ReviveRun moves a halted run back to running, clearing its error, and makes
+// its failed jobs due at once with attempt 1 (their error is kept), in one
+// statement. It returns backend.ErrRunNotFound or backend.ErrRunState.
+func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams) (*backend.ReviveRunResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	var runs, jobs, notified int64
+	if err := b.pool.QueryRow(ctx, b.q.reviveRun, params.RunID, b.channel).Scan(&runs, &jobs, &notified); err != nil {
+		return nil, mapErr("revive run", err)
+	}
+	if runs == 0 {
+		return nil, b.runStateErr(ctx, "revive run", params.RunID)
+	}
+	return &backend.ReviveRunResult{Jobs: int(jobs)}, nil
+}
+
+// SetValue writes one key of the run's context. Without Overwrite it inserts
+// with ON CONFLICT DO NOTHING, so of concurrent writers exactly one wins and
+// the others get backend.ErrValueExists. A missing run returns
+// backend.ErrRunNotFound.
+func (b *Backend) SetValue(ctx context.Context, params *backend.SetValueParams) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	q := b.q.setValue
+	if params.Overwrite {
+		q = b.q.setValueOverwrite
+	}
+	tag, err := b.pool.Exec(ctx, q, params.RunID, params.Key, params.Value)
+	if err != nil {
+		return mapErr("set value", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("ductwork/postgres: set value %q: %w", params.Key, backend.ErrValueExists)
+	}
+	return nil
+}
+
+// GetValue reads one key of the run's context, or backend.ErrValueNotFound.
+func (b *Backend) GetValue(ctx context.Context, params *backend.GetValueParams) (*backend.GetValueResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := &backend.GetValueResult{}
+	err := b.pool.QueryRow(ctx, b.q.getValue, params.RunID, params.Key).Scan(&res.Value)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("ductwork/postgres: get value %q: %w", params.Key, backend.ErrValueNotFound)
+	}
+	if err != nil {
+		return nil, mapErr("get value", err)
+	}
+	return res, nil
+}
+
+// StrandedDefinitions counts running and waiting runs per (pipeline,
+// fingerprint) not in params.Known.
+func (b *Backend) StrandedDefinitions(ctx context.Context, params *backend.StrandedDefinitionsParams) (*backend.StrandedDefinitionsResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	pipelines := make([]string, len(params.Known))
+	fingerprints := make([]string, len(params.Known))
+	for i, d := range params.Known {
+		pipelines[i], fingerprints[i] = d.Pipeline, d.Fingerprint
+	}
+	rows, err := b.pool.Query(ctx, b.q.stranded, pipelines, fingerprints)
+	if err != nil {
+		return nil, mapErr("stranded definitions", err)
+	}
+	defs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (backend.StrandedDefinition, error) {
+		var d backend.StrandedDefinition
+		var n int64
+		err := row.Scan(&d.Pipeline, &d.Fingerprint, &n)
+		d.Runs = int(n)
+		return d, err
+	})
+	if err != nil {
+		return nil, mapErr("stranded definitions", err)
+	}
+	return &backend.StrandedDefinitionsResult{Definitions: defs}, nil
+}
+
+// Now returns the database's clock (clock_timestamp()).
+func (b *Backend) Now(ctx context.Context) (time.Time, error) {
+	if err := b.checkOpen(); err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	if err := b.pool.QueryRow(ctx, b.q.now).Scan(&t); err != nil {
+		return time.Time{}, mapErr("now", err)
+	}
+	return t, nil
+}

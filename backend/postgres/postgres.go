@@ -1,0 +1,222 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// DefaultSchema is the schema used when Config.Schema is empty.
+const DefaultSchema = "public"
+
+// maxIdentifierLen is PostgreSQL's identifier limit (NAMEDATALEN - 1).
+const maxIdentifierLen = 63
+
+// Config configures a Backend. The zero value is valid.
+type Config struct {
+	// Schema holds the Ductwork tables, so that several applications can
+	// share one database. Empty means DefaultSchema. Migrate creates it when
+	// it is missing. It is an identifier, not a value: it is quoted, never
+	// interpreted.
+	Schema string
+
+	// Logger receives the notification listener's connection problems.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ConfigError reports an invalid Config field.
+type ConfigError struct {
+	// Field is the Config field, such as "Schema".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string {
+	return "ductwork/postgres: invalid Config." + e.Field + ": " + e.Reason
+}
+
+// Backend is the PostgreSQL implementation of backend.Backend and
+// backend.Notifier. It is safe for concurrent use. Create it with New.
+type Backend struct {
+	pool    *pgxpool.Pool
+	schema  string
+	channel string
+	logger  *slog.Logger
+	q       queries
+
+	// closeCtx is cancelled by Close; listener goroutines watch it.
+	closeCtx  context.Context
+	closeFunc context.CancelFunc
+	listeners sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var (
+	_ backend.Backend  = (*Backend)(nil)
+	_ backend.Notifier = (*Backend)(nil)
+)
+
+// New returns a Backend that uses pool, with its tables in cfg.Schema. It does
+// no I/O: call Migrate to create or upgrade the schema. A nil cfg is the zero
+// Config. The pool stays the caller's: Close never closes it.
+//
+// New returns a *ConfigError when cfg is invalid or pool is nil.
+func New(pool *pgxpool.Pool, cfg *Config) (*Backend, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if pool == nil {
+		return nil, &ConfigError{Field: "pool", Reason: "nil *pgxpool.Pool"}
+	}
+	if c.Schema == "" {
+		c.Schema = DefaultSchema
+	}
+	if len(c.Schema) > maxIdentifierLen {
+		return nil, &ConfigError{Field: "Schema", Reason: fmt.Sprintf("longer than %d bytes", maxIdentifierLen)}
+	}
+	for i := 0; i < len(c.Schema); i++ {
+		if c.Schema[i] == 0 {
+			return nil, &ConfigError{Field: "Schema", Reason: "contains a NUL byte"}
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Backend{
+		pool:      pool,
+		schema:    c.Schema,
+		channel:   channelName(c.Schema),
+		logger:    c.Logger,
+		q:         renderQueries(c.Schema),
+		closeCtx:  ctx,
+		closeFunc: cancel,
+	}, nil
+}
+
+// channelName derives the LISTEN/NOTIFY channel from the schema, staying
+// within PostgreSQL's identifier limit.
+func channelName(schema string) string {
+	const prefix = "ductwork_"
+	if len(prefix)+len(schema) <= maxIdentifierLen {
+		return prefix + schema
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return prefix + hex.EncodeToString(sum[:16])
+}
+
+// Schema returns the schema holding the backend's tables.
+func (b *Backend) Schema() string { return b.schema }
+
+// Capabilities reports SkipLocked and Notify, with microsecond timestamps.
+func (b *Backend) Capabilities() backend.Capabilities {
+	return backend.Capabilities{SkipLocked: true, Notify: true, TimePrecision: time.Microsecond}
+}
+
+// Close stops the notification listeners and waits for them to release their
+// connections, or for ctx to end. It never closes the caller's pool. After
+// Close every method returns an error wrapping backend.ErrClosed. Calling it
+// again is harmless.
+func (b *Backend) Close(ctx context.Context) error {
+	b.closeOnce.Do(b.closeFunc)
+	done := make(chan struct{})
+	go func() {
+		b.listeners.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// checkOpen returns backend.ErrClosed once Close has been called.
+func (b *Backend) checkOpen() error {
+	if b.closeCtx.Err() != nil {
+		return fmt.Errorf("ductwork/postgres: %w", backend.ErrClosed)
+	}
+	return nil
+}
+
+// Database error codes the backend reacts to.
+const (
+	codeForeignKeyViolation = "23503"
+	// Raised by ductwork_raise (see migrations/0001_init.sql).
+	codeStaleClaim   = "DW001"
+	codeJoinNotFound = "DW002"
+)
+
+// errJoinNotFound: a plan's arrival names a join the run never opened. The
+// completion is rolled back.
+var errJoinNotFound = errors.New("ductwork/postgres: join not found")
+
+// mapErr is the one place driver errors become backend errors. op names the
+// operation for the message. Sentinels of package backend pass through; a
+// closed pool or backend becomes backend.ErrClosed; everything else is wrapped
+// so that errors.As still reaches the *pgconn.PgError.
+func mapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isSentinel(err):
+		return err
+	case errors.Is(err, puddle.ErrClosedPool):
+		return fmt.Errorf("ductwork/postgres: %s: %w: %w", op, backend.ErrClosed, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("ductwork/postgres: %s: %w", op, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == codeStaleClaim:
+			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.ErrStaleClaim)
+		case pgErr.Code == codeJoinNotFound:
+			return fmt.Errorf("ductwork/postgres: %s: %w: %w", op, errJoinNotFound, err)
+		case pgErr.Code == codeForeignKeyViolation && pgErr.TableName == "ductwork_values":
+			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.ErrRunNotFound)
+		}
+	}
+	return fmt.Errorf("ductwork/postgres: %s: %w", op, err)
+}
+
+func isSentinel(err error) bool {
+	for _, s := range []error{
+		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
+		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrClosed,
+	} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// queryer is what pgxpool.Pool and pgx.Tx have in common.
+type queryer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var (
+	_ queryer = (*pgxpool.Pool)(nil)
+	_ queryer = (pgx.Tx)(nil)
+)

@@ -1,0 +1,372 @@
+package postgres
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The statements below are templates: {schema} is replaced once, in New, by
+// the quoted schema identifier. Values are always bound parameters. Durations
+// are bound as int64 microseconds and added to the database's clock.
+
+const sqlTrigger = `
+WITH r AS (
+	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata)
+	VALUES ($1, $2, 'running', $3, $4)
+	RETURNING id
+), j AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
+	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond'
+	FROM r
+	RETURNING id
+)
+SELECT r.id, j.id FROM r, j`
+
+// sqlClaim takes due jobs of running runs whose definition is one of the
+// ($2, $3) pairs, skipping rows other claimers hold. The locking subquery is
+// a MATERIALIZED CTE so that it runs exactly once: written as
+// "WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)" the planner may
+// rescan it per outer row, and each rescan skips the rows this statement has
+// just updated and takes n more, claiming more than n. For join jobs it also
+// returns the outputs of the join's arrivals in slot order, so a claim is one
+// atomic statement.
+const sqlClaim = `
+WITH c AS MATERIALIZED (
+	SELECT c.id
+	FROM {schema}.ductwork_jobs AS c
+	JOIN {schema}.ductwork_runs AS cr ON cr.id = c.run_id
+	WHERE c.status = 'pending'
+	  AND c.due_at <= now()
+	  AND cr.status = 'running'
+	  AND (cr.pipeline, cr.fingerprint) IN (SELECT d.p, d.f FROM unnest($2::text[], $3::text[]) AS d(p, f))
+	ORDER BY c.priority DESC, c.due_at, c.id
+	LIMIT $4
+	FOR UPDATE OF c SKIP LOCKED
+)
+UPDATE {schema}.ductwork_jobs AS j
+SET status = 'running', fence = j.fence + 1, process_id = $1, started_at = now()
+FROM c, {schema}.ductwork_runs AS r
+WHERE j.id = c.id AND r.id = j.run_id AND j.status = 'pending'
+RETURNING j.id, j.run_id, r.pipeline, r.fingerprint, j.node_id, j.scope, j.input, j.is_join, j.join_id,
+	j.attempt, j.crashes, j.fence, r.metadata, j.created_at, j.due_at, j.started_at, j.priority,
+	CASE WHEN j.is_join THEN ARRAY(
+		SELECT a.output FROM {schema}.ductwork_jobs AS a
+		WHERE a.arrival_join_id = j.join_id
+		ORDER BY a.arrival_slot) END`
+
+// sqlClaimNext runs last in a Complete batch with ClaimNext: it claims, for
+// the completing process, the job (run of job $1, node $2, scope $3) that the
+// completion just created, if it is due and its run is running. The job was
+// inserted by this transaction, so no other claimer can hold it.
+const sqlClaimNext = `
+UPDATE {schema}.ductwork_jobs AS j
+SET status = 'running', fence = j.fence + 1, process_id = $4, started_at = now()
+FROM {schema}.ductwork_jobs AS c, {schema}.ductwork_runs AS r
+WHERE c.id = $1 AND j.run_id = c.run_id AND r.id = c.run_id AND r.status = 'running'
+  AND j.node_id = $2 AND j.scope = $3 AND j.status = 'pending' AND j.due_at <= now()
+RETURNING j.id, j.run_id, j.input, j.is_join, j.attempt, j.crashes, j.fence, j.created_at, j.due_at, j.started_at,
+	CASE WHEN j.is_join THEN ARRAY(
+		SELECT a.output FROM {schema}.ductwork_jobs AS a
+		WHERE a.arrival_join_id = j.join_id
+		ORDER BY a.arrival_slot) END`
+
+// sqlLockOwner runs first in the batches of Complete, Fail and Release. Its
+// KEY SHARE lock on the owner's process row orders the commit against Reap
+// and DeregisterProcess, which delete that row: if a reaper is deleting it,
+// this waits for the reaper to commit and the fenced update that follows
+// (a new statement, so a new snapshot) sees the reset job and fails without
+// waiting on, or locking, the job row. A zombie's failing commit therefore
+// never holds the job's row lock while the reaper's next Claim would skip it.
+// If the commit takes the lock first, the reaper waits for it instead.
+const sqlLockOwner = `SELECT 1 FROM {schema}.ductwork_processes WHERE id = $1 FOR KEY SHARE`
+
+// The fenced update raises DW001 when it matches nothing, which aborts the
+// rest of the batch and its implicit transaction at once, server side.
+const sqlCompleteJob = `
+WITH u AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'completed', output = $4, finished_at = now()
+	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
+	RETURNING id
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
+	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
+
+// sqlCompleteJobArrive also records the job as arrival $7 at join ($5, $6);
+// arrival_join_id stays NULL when the join does not exist.
+const sqlCompleteJobArrive = `
+WITH u AS (
+	UPDATE {schema}.ductwork_jobs AS j
+	SET status = 'completed', output = $4, finished_at = now(),
+		arrival_join_id = (SELECT jn.id FROM {schema}.ductwork_joins AS jn
+			WHERE jn.run_id = j.run_id AND jn.node_id = $5 AND jn.scope = $6),
+		arrival_slot = $7
+	WHERE j.id = $1 AND j.fence = $2 AND j.process_id = $3 AND j.status = 'running'
+	RETURNING j.id
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
+	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
+
+const sqlInsertJobs = `
+INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
+SELECT src.run_id, u.node_id, u.scope, 'pending', u.priority, u.input, now() + u.delay_us * interval '1 microsecond'
+FROM (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AS src,
+	unnest($2::text[], $3::text[], $4::integer[], $5::bytea[], $6::bigint[])
+		WITH ORDINALITY AS u(node_id, scope, priority, input, delay_us, ord)
+ORDER BY u.ord`
+
+// sqlOpenJoins inserts join rows and, for those expecting no arrival, their
+// join job at once. It returns the number of join jobs inserted.
+const sqlOpenJoins = `
+WITH oj AS (
+	INSERT INTO {schema}.ductwork_joins (run_id, node_id, scope, expected, priority, delay_us)
+	SELECT src.run_id, u.node_id, u.scope, u.expected, u.priority, u.delay_us
+	FROM (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AS src,
+		unnest($2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[])
+			WITH ORDINALITY AS u(node_id, scope, expected, priority, delay_us, ord)
+	ORDER BY u.ord
+	RETURNING id, run_id, node_id, scope, expected, priority, delay_us
+), fired AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at)
+	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond'
+	FROM oj
+	WHERE expected = 0
+	RETURNING id
+)
+SELECT count(*) FROM fired`
+
+// sqlArrive counts the completing job $1 (whose arrival_join_id was set by
+// sqlCompleteJobArrive) at its join; the arrival that reaches the expected
+// count inserts the join job, and notifies channel $2 when it is due. A
+// missing join raises DW002.
+const sqlArrive = `
+WITH jn AS (
+	UPDATE {schema}.ductwork_joins AS jn
+	SET arrived = jn.arrived + 1
+	FROM {schema}.ductwork_jobs AS j
+	WHERE j.id = $1 AND jn.id = j.arrival_join_id
+	RETURNING jn.id, jn.run_id, jn.node_id, jn.scope, jn.expected, jn.arrived, jn.priority, jn.delay_us
+), fired AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at)
+	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond'
+	FROM jn
+	WHERE arrived = expected
+	RETURNING due_at
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM jn) THEN 1
+		ELSE {schema}.ductwork_raise('DW002', 'ductwork: arrival at a join that does not exist') END,
+	(SELECT count(*) FROM fired),
+	(SELECT count(*) FROM (SELECT pg_notify($2, '') FROM fired WHERE due_at <= now() LIMIT 1) AS n)`
+
+const sqlCompleteRun = `
+UPDATE {schema}.ductwork_runs
+SET status = 'completed', output = $2, updated_at = now()
+WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AND status = 'running'`
+
+const sqlNotify = `SELECT pg_notify($1, '')`
+
+const sqlFailRetry = `
+UPDATE {schema}.ductwork_jobs
+SET status = 'pending', attempt = attempt + 1, due_at = now() + $5::bigint * interval '1 microsecond',
+	error = $4, process_id = NULL
+WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
+
+// sqlFailHalt fails the job and halts its run; the second count is 1 only for
+// the statement that moved the run to halted.
+const sqlFailHalt = `
+WITH j AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'failed', error = $4, finished_at = now()
+	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
+	RETURNING run_id
+), r AS (
+	UPDATE {schema}.ductwork_runs AS r
+	SET status = 'halted', error = $4, updated_at = now()
+	FROM j
+	WHERE r.id = j.run_id AND r.status IN ('running', 'waiting')
+	RETURNING r.id
+)
+SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM r)`
+
+const sqlRelease = `
+WITH j AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = now()
+	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
+	RETURNING id
+)
+SELECT (SELECT count(*) FROM j),
+	(SELECT count(*) FROM (SELECT pg_notify($4, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
+
+const sqlRegisterProcess = `
+INSERT INTO {schema}.ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
+VALUES ($1, $2, $3, $4, now(), now())
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, definitions = excluded.definitions, heartbeat_at = now()
+RETURNING started_at`
+
+const sqlHeartbeat = `
+UPDATE {schema}.ductwork_processes SET heartbeat_at = clock_timestamp() WHERE id = $1 RETURNING heartbeat_at`
+
+const sqlDeregisterProcess = `
+WITH j AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = now()
+	WHERE process_id = $1 AND status = 'running'
+	RETURNING id
+), p AS (
+	DELETE FROM {schema}.ductwork_processes WHERE id = $1 RETURNING id
+)
+SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM p),
+	(SELECT count(*) FROM (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
+
+// sqlReap deletes stale processes (the DELETE re-checks staleness on the
+// current row version, so concurrent reapers reap each process once) and
+// resets their running jobs, plus running jobs whose owner has no row.
+const sqlReap = `
+WITH dead AS (
+	DELETE FROM {schema}.ductwork_processes
+	WHERE id <> $1 AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'
+	RETURNING id
+), j AS (
+	UPDATE {schema}.ductwork_jobs AS j
+	SET status = 'pending', process_id = NULL, crashes = j.crashes + 1, due_at = now()
+	WHERE j.status = 'running'
+	  AND (j.process_id IN (SELECT id FROM dead)
+	    OR (j.process_id IS NOT NULL
+	      AND j.process_id <> $1
+	      AND j.started_at < now() - $2::bigint * interval '1 microsecond'
+	      AND NOT EXISTS (SELECT 1 FROM {schema}.ductwork_processes AS p WHERE p.id = j.process_id)))
+	RETURNING j.id
+)
+SELECT ARRAY(SELECT id FROM dead ORDER BY id), (SELECT count(*) FROM j),
+	(SELECT count(*) FROM (SELECT pg_notify($3, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
+
+const runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+
+const sqlGetRun = `SELECT ` + runColumns + ` FROM {schema}.ductwork_runs WHERE id = $1`
+
+const sqlListRuns = `
+SELECT ` + runColumns + `
+FROM {schema}.ductwork_runs
+WHERE ($1 = '' OR pipeline = $1) AND ($2 = '' OR status = $2) AND ($3::bigint = 0 OR id < $3)
+ORDER BY id DESC
+LIMIT $4`
+
+const sqlListJobs = `
+SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes, fence,
+	coalesce(process_id, ''), created_at, due_at, started_at, finished_at
+FROM {schema}.ductwork_jobs
+WHERE run_id = $1 AND ($2 = '' OR status = $2) AND id > $3
+ORDER BY id
+LIMIT $4`
+
+const sqlCancelRun = `
+UPDATE {schema}.ductwork_runs
+SET status = 'cancelled', error = $2, updated_at = now()
+WHERE id = $1 AND status IN ('running', 'waiting', 'halted')`
+
+const sqlRunExists = `SELECT EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1)`
+
+const sqlReviveRun = `
+WITH r AS (
+	UPDATE {schema}.ductwork_runs
+	SET status = 'running', error = '', updated_at = now()
+	WHERE id = $1 AND status = 'halted'
+	RETURNING id
+), j AS (
+	UPDATE {schema}.ductwork_jobs AS j
+	SET status = 'pending', attempt = 1, due_at = now(), process_id = NULL, finished_at = NULL
+	FROM r
+	WHERE j.run_id = r.id AND j.status = 'failed'
+	RETURNING j.id
+)
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM j),
+	(SELECT count(*) FROM (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
+
+const sqlSetValue = `
+INSERT INTO {schema}.ductwork_values (run_id, key, value) VALUES ($1, $2, $3)
+ON CONFLICT (run_id, key) DO NOTHING`
+
+const sqlSetValueOverwrite = `
+INSERT INTO {schema}.ductwork_values (run_id, key, value) VALUES ($1, $2, $3)
+ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value`
+
+const sqlGetValue = `SELECT value FROM {schema}.ductwork_values WHERE run_id = $1 AND key = $2`
+
+const sqlStranded = `
+SELECT r.pipeline, r.fingerprint, count(*)
+FROM {schema}.ductwork_runs AS r
+WHERE r.status IN ('running', 'waiting')
+  AND NOT EXISTS (
+	SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(p, f)
+	WHERE k.p = r.pipeline AND k.f = r.fingerprint)
+GROUP BY r.pipeline, r.fingerprint
+ORDER BY r.pipeline, r.fingerprint`
+
+const sqlNow = `SELECT clock_timestamp()`
+
+// Migration bookkeeping. The lock key pairs a constant with the schema's
+// hash, so migrations of different schemas do not wait for each other.
+const (
+	sqlMigrateLock       = `SELECT pg_advisory_xact_lock(1685419107, hashtext($1))`
+	sqlSchemaExists      = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`
+	sqlCreateSchema      = `CREATE SCHEMA IF NOT EXISTS {schema}`
+	sqlCreateMigrations  = `CREATE TABLE IF NOT EXISTS {schema}.ductwork_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`
+	sqlAppliedMigrations = `SELECT version FROM {schema}.ductwork_migrations`
+	sqlRecordMigration   = `INSERT INTO {schema}.ductwork_migrations (version, applied_at) VALUES ($1, now())`
+)
+
+// queries holds the statements rendered for one schema.
+type queries struct {
+	trigger, claim, claimNext                                          string
+	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
+	completeRun, notify, failRetry, failHalt, release, lockOwner       string
+	registerProcess, heartbeat, deregisterProcess, reap                string
+	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
+	setValue, setValueOverwrite, getValue, stranded, now               string
+	createSchema, createMigrations, appliedMigrations, recordMigration string
+	replacer                                                           *strings.Replacer
+}
+
+// renderQueries renders every statement for schema, quoted as an identifier.
+func renderQueries(schema string) queries {
+	r := strings.NewReplacer("{schema}", pgx.Identifier{schema}.Sanitize())
+	return queries{
+		trigger:           r.Replace(sqlTrigger),
+		claim:             r.Replace(sqlClaim),
+		claimNext:         r.Replace(sqlClaimNext),
+		completeJob:       r.Replace(sqlCompleteJob),
+		completeJobArrive: r.Replace(sqlCompleteJobArrive),
+		insertJobs:        r.Replace(sqlInsertJobs),
+		openJoins:         r.Replace(sqlOpenJoins),
+		arrive:            r.Replace(sqlArrive),
+		completeRun:       r.Replace(sqlCompleteRun),
+		notify:            sqlNotify,
+		failRetry:         r.Replace(sqlFailRetry),
+		failHalt:          r.Replace(sqlFailHalt),
+		release:           r.Replace(sqlRelease),
+		lockOwner:         r.Replace(sqlLockOwner),
+		registerProcess:   r.Replace(sqlRegisterProcess),
+		heartbeat:         r.Replace(sqlHeartbeat),
+		deregisterProcess: r.Replace(sqlDeregisterProcess),
+		reap:              r.Replace(sqlReap),
+		getRun:            r.Replace(sqlGetRun),
+		listRuns:          r.Replace(sqlListRuns),
+		listJobs:          r.Replace(sqlListJobs),
+		cancelRun:         r.Replace(sqlCancelRun),
+		runExists:         r.Replace(sqlRunExists),
+		reviveRun:         r.Replace(sqlReviveRun),
+		setValue:          r.Replace(sqlSetValue),
+		setValueOverwrite: r.Replace(sqlSetValueOverwrite),
+		getValue:          r.Replace(sqlGetValue),
+		stranded:          r.Replace(sqlStranded),
+		now:               sqlNow,
+		createSchema:      r.Replace(sqlCreateSchema),
+		createMigrations:  r.Replace(sqlCreateMigrations),
+		appliedMigrations: r.Replace(sqlAppliedMigrations),
+		recordMigration:   r.Replace(sqlRecordMigration),
+		replacer:          r,
+	}
+}

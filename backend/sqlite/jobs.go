@@ -1,0 +1,338 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ductwork-go/ductwork/backend"
+)
+
+// Trigger inserts a run (status running) and the job of its first step in
+// one transaction. With a non-nil params.Tx, which must be a *sql.Tx on this
+// database (see DB), the inserts join it and the caller commits or rolls
+// back; any other type returns backend.ErrUnsupportedTx.
+func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("trigger")
+	}
+	meta, err := json.Marshal(params.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: trigger: metadata: %w", err)
+	}
+	var res backend.TriggerResult
+	insert := func(t *txn) error {
+		r, err := t.exec(qInsertRun, params.Pipeline, params.Fingerprint, params.Input, string(meta))
+		if err != nil {
+			return err
+		}
+		if res.RunID, err = r.LastInsertId(); err != nil {
+			return err
+		}
+		f := &params.First
+		r, err = t.exec(qInsertJob, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
+		if err != nil {
+			return err
+		}
+		res.JobID, err = r.LastInsertId()
+		return err
+	}
+	if params.Tx != nil {
+		tx, ok := params.Tx.(*sql.Tx)
+		if !ok || tx == nil {
+			return nil, fmt.Errorf("sqlite: trigger: %T is not a *sql.Tx: %w", params.Tx, backend.ErrUnsupportedTx)
+		}
+		if err := insert(&txn{ctx: ctx, tx: tx}); err != nil {
+			return nil, mapErr("trigger", err)
+		}
+		return &res, nil
+	}
+	if err := b.inTx(ctx, insert); err != nil {
+		return nil, mapErr("trigger", err)
+	}
+	return &res, nil
+}
+
+// definitionsJSON encodes definitions as a JSON array of [pipeline,
+// fingerprint] pairs, bound as one parameter and read with json_each.
+func definitionsJSON(defs []backend.DefinitionRef) (string, error) {
+	pairs := make([][2]string, len(defs))
+	for i, d := range defs {
+		pairs[i] = [2]string{d.Pipeline, d.Fingerprint}
+	}
+	b, err := json.Marshal(pairs)
+	return string(b), err
+}
+
+// decodeMetadata decodes a run's metadata column.
+func decodeMetadata(s string) (map[string]string, error) {
+	var m map[string]string
+	if s == "" {
+		return nil, nil
+	}
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return m, nil
+}
+
+// Claim takes up to params.Limit due jobs of running runs of
+// params.Definitions, in one write transaction (which holds SQLite's write
+// lock, so no other claimer sees the same jobs): it marks them running, owned
+// by params.ProcessID, with fence+1, and returns them in claim order
+// (priority, then due time, then ID). Join jobs get their JoinInputs in slot
+// order. A Limit below 1 or an empty Definitions list claims nothing.
+func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*backend.ClaimResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("claim")
+	}
+	res := &backend.ClaimResult{}
+	if params.Limit < 1 || len(params.Definitions) == 0 {
+		return res, nil
+	}
+	defs, err := definitionsJSON(params.Definitions)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim: %w", err)
+	}
+	err = b.inTx(ctx, func(t *txn) error {
+		res.Jobs = res.Jobs[:0]
+		rows, err := t.query(qClaimSelect, defs, params.Limit)
+		if err != nil {
+			return err
+		}
+		var metas []string
+		for rows.Next() {
+			var (
+				j    = &backend.Job{}
+				meta string
+			)
+			if err := rows.Scan(&j.ID, &j.Pipeline, &j.Fingerprint, &meta); err != nil {
+				rows.Close()
+				return err
+			}
+			res.Jobs = append(res.Jobs, j)
+			metas = append(metas, meta)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		picked := res.Jobs
+		res.Jobs = res.Jobs[:0]
+		for i, j := range picked {
+			var (
+				joinID                sql.NullInt64
+				created, due, started int64
+			)
+			err := t.queryRow(qClaimJob, params.ProcessID, j.ID).Scan(&j.RunID, &j.NodeID, &j.Scope, &j.Input,
+				&j.Join, &joinID, &j.Attempt, &j.Crashes, &j.Fence, &created, &due, &started)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // taken meanwhile: impossible under the write lock, harmless otherwise
+			}
+			if err != nil {
+				return fmt.Errorf("job %d: %w", j.ID, err)
+			}
+			res.Jobs = append(res.Jobs, j)
+			j.CreatedAt, j.DueAt, j.ClaimedAt = fromMicros(created), fromMicros(due), fromMicros(started)
+			if j.Metadata, err = decodeMetadata(metas[i]); err != nil {
+				return err
+			}
+			if j.Join {
+				if j.JoinInputs, err = joinInputs(t, joinID.Int64); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapErr("claim", err)
+	}
+	return res, nil
+}
+
+// joinInputs returns the outputs of the arrivals at a join in slot order,
+// never nil.
+func joinInputs(t *txn, joinID int64) ([][]byte, error) {
+	rows, err := t.query(qJoinInputs, joinID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ins := [][]byte{}
+	for rows.Next() {
+		var out []byte
+		if err := rows.Scan(&out); err != nil {
+			return nil, err
+		}
+		ins = append(ins, out)
+	}
+	return ins, rows.Err()
+}
+
+// Complete records the job's output and applies params.Plan in one
+// transaction guarded by the fence and owner: Plan.Jobs are inserted, joins
+// opened (a join expecting 0 arrivals gets its job at once), the arrival
+// counted (the last one inserts the join's job) and the run completed. A
+// claim that is no longer current returns backend.ErrStaleClaim and changes
+// nothing; an arrival at a join that is not open is an error and changes
+// nothing.
+func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("complete")
+	}
+	res := &backend.CompleteResult{}
+	plan := &params.Plan
+	err := b.inTx(ctx, func(t *txn) error {
+		var (
+			runID  int64
+			joinID sql.NullInt64
+			err    error
+		)
+		if a := plan.Arrive; a != nil {
+			err = t.queryRow(qCompleteJobArrive, params.Output, a.NodeID, a.Scope, a.Slot,
+				params.JobID, params.Fence, params.ProcessID).Scan(&runID, &joinID)
+		} else {
+			err = t.queryRow(qCompleteJob, params.Output,
+				params.JobID, params.Fence, params.ProcessID).Scan(&runID)
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
+		}
+		if err != nil {
+			return err
+		}
+
+		for i := range plan.Jobs {
+			j := &plan.Jobs[i]
+			if _, err := t.exec(qInsertJob, runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay)); err != nil {
+				return fmt.Errorf("insert job (%s, %q): %w", j.NodeID, j.Scope, err)
+			}
+			res.NewJobs++
+		}
+
+		for i := range plan.OpenJoins {
+			o := &plan.OpenJoins[i]
+			r, err := t.exec(qOpenJoin, runID, o.NodeID, o.Scope, o.Expected, o.Priority, micros(o.Delay))
+			if err != nil {
+				return fmt.Errorf("open join (%s, %q): %w", o.NodeID, o.Scope, err)
+			}
+			if o.Expected > 0 {
+				continue
+			}
+			id, err := r.LastInsertId()
+			if err != nil {
+				return err
+			}
+			if _, err := t.exec(qInsertJoinJob, runID, o.NodeID, o.Scope, o.Priority, id, micros(o.Delay)); err != nil {
+				return fmt.Errorf("insert join job (%s, %q): %w", o.NodeID, o.Scope, err)
+			}
+			res.NewJobs++
+		}
+
+		if a := plan.Arrive; a != nil {
+			if !joinID.Valid {
+				return fmt.Errorf("arrival at join (%s, %q) of run %d: no such join is open", a.NodeID, a.Scope, runID)
+			}
+			var (
+				node, scope                 string
+				expected, arrived, priority int
+				delayUS                     int64
+			)
+			if err := t.queryRow(qArrive, joinID.Int64).Scan(&node, &scope, &expected, &arrived, &priority, &delayUS); err != nil {
+				return fmt.Errorf("arrival at join (%s, %q): %w", a.NodeID, a.Scope, err)
+			}
+			switch {
+			case arrived > expected:
+				return fmt.Errorf("arrival at join (%s, %q): join expects %d arrivals and already fired", a.NodeID, a.Scope, expected)
+			case arrived == expected:
+				if _, err := t.exec(qInsertJoinJob, runID, node, scope, priority, joinID.Int64, delayUS); err != nil {
+					return fmt.Errorf("insert join job (%s, %q): %w", node, scope, err)
+				}
+				res.NewJobs++
+				res.JoinFired = true
+			}
+		}
+
+		if plan.CompleteRun {
+			n, err := t.execCount(qCompleteRun, params.Output, runID)
+			if err != nil {
+				return err
+			}
+			res.RunCompleted = n == 1
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapErr("complete", err)
+	}
+	return res, nil
+}
+
+// Fail records a failed execution, fenced like Complete. With params.Retry
+// the job becomes pending again, due after params.RetryAfter, with its
+// attempt count grown (one statement). Otherwise the job is marked failed and
+// the run halted with params.Error in one transaction; Result.Halted is true
+// only for the call that moved the run to halted. A claim that is no longer
+// current returns backend.ErrStaleClaim and changes nothing.
+func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backend.FailResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("fail")
+	}
+	res := &backend.FailResult{}
+	if params.Retry {
+		r, err := b.writeExec(ctx, qFailRetry, micros(params.RetryAfter), params.Error,
+			params.JobID, params.Fence, params.ProcessID)
+		if err != nil {
+			return nil, mapErr("fail", err)
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return nil, mapErr("fail", err)
+		} else if n == 0 {
+			return nil, mapErr("fail", fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim))
+		}
+		return res, nil
+	}
+	err := b.inTx(ctx, func(t *txn) error {
+		var runID int64
+		err := t.queryRow(qFailJob, params.Error, params.JobID, params.Fence, params.ProcessID).Scan(&runID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := t.execCount(qHaltRun, params.Error, runID)
+		res.Halted = n == 1
+		return err
+	})
+	if err != nil {
+		return nil, mapErr("fail", err)
+	}
+	return res, nil
+}
+
+// Release gives a claimed job back, fenced like Complete: it becomes pending
+// and due at once, with Crashes+1 and its attempt count unchanged. A claim
+// that is no longer current returns backend.ErrStaleClaim.
+func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("release")
+	}
+	r, err := b.writeExec(ctx, qRelease, params.JobID, params.Fence, params.ProcessID)
+	if err != nil {
+		return nil, mapErr("release", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return nil, mapErr("release", err)
+	}
+	if n == 0 {
+		return nil, mapErr("release", fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim))
+	}
+	return &backend.ReleaseResult{}, nil
+}

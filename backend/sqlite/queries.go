@@ -1,0 +1,175 @@
+package sqlite
+
+// SQL of every operation, as constants. Values are always bound; lists of
+// values (definitions, process IDs) are bound as one JSON array read with
+// json_each, so every statement has a fixed text and is prepared once.
+
+// nowUS is the database's clock in integer unix microseconds. SQLite keeps
+// 'now' constant within one statement step. unixepoch('subsec') needs
+// SQLite 3.42 or newer (the bundled library is newer).
+const nowUS = "CAST(ROUND(unixepoch('subsec') * 1000000) AS INTEGER)"
+
+// fenced is the guard of Complete, Fail and Release: the claim presented must
+// be the job's current one.
+const fenced = ` WHERE id = ? AND fence = ? AND process_id = ? AND status = 'running'`
+
+const (
+	qBootstrap = `CREATE TABLE IF NOT EXISTS ductwork_migrations (
+    version    INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+) STRICT`
+	qMigrationVersion = `SELECT COALESCE(MAX(version), 0) FROM ductwork_migrations`
+	qRecordMigration  = `INSERT INTO ductwork_migrations (version, applied_at) VALUES (?, ` + nowUS + `)`
+
+	qNow = `SELECT ` + nowUS
+
+	qInsertRun = `INSERT INTO ductwork_runs (pipeline, fingerprint, status, input, metadata, created_at, updated_at)
+VALUES (?, ?, 'running', ?, ?, ` + nowUS + `, ` + nowUS + `)`
+
+	qInsertJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at)
+VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+
+	qInsertJoinJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at)
+VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+
+	// qClaimSelect picks, in claim order, the due jobs of running runs of the
+	// given definitions (a JSON array of [pipeline, fingerprint] pairs), with
+	// their run's pipeline, fingerprint and metadata. CROSS JOIN makes SQLite
+	// walk the partial claim index in claim order and stop at LIMIT, instead
+	// of reading every job of every running run. It runs in the claim's write
+	// transaction, followed by qClaimJob for each job: measured, that is
+	// several times cheaper than one UPDATE ... WHERE id IN (SELECT ...).
+	qClaimSelect = `SELECT j.id, r.pipeline, r.fingerprint, r.metadata
+FROM ductwork_jobs AS j
+CROSS JOIN ductwork_runs AS r ON r.id = j.run_id
+WHERE j.status = 'pending'
+  AND j.due_at <= ` + nowUS + `
+  AND r.status = 'running'
+  AND (r.pipeline, r.fingerprint) IN (SELECT d.value ->> 0, d.value ->> 1 FROM json_each(?) AS d)
+ORDER BY j.priority DESC, j.due_at, j.id
+LIMIT ?`
+
+	// qClaimJob claims one job picked by qClaimSelect. The status guard
+	// keeps it correct even outside an immediate transaction.
+	qClaimJob = `UPDATE ductwork_jobs
+SET status = 'running', fence = fence + 1, process_id = ?, started_at = ` + nowUS + `
+WHERE id = ? AND status = 'pending'
+RETURNING run_id, node_id, scope, input, is_join, join_id, attempt, crashes, fence, created_at, due_at, started_at`
+
+	qJoinInputs = `SELECT output FROM ductwork_jobs WHERE arrival_join_id = ? ORDER BY arrival_slot`
+
+	qCompleteJob = `UPDATE ductwork_jobs
+SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced + `
+RETURNING run_id`
+
+	// qCompleteJobArrive also records the arrival at the join (node, scope)
+	// of the job's own run; arrival_join_id is NULL when no such join is open.
+	qCompleteJobArrive = `UPDATE ductwork_jobs
+SET status = 'completed', output = ?, finished_at = ` + nowUS + `,
+    arrival_join_id = (SELECT o.id FROM ductwork_joins AS o
+                       WHERE o.run_id = ductwork_jobs.run_id AND o.node_id = ? AND o.scope = ?),
+    arrival_slot = ?` + fenced + `
+RETURNING run_id, arrival_join_id`
+
+	qOpenJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us)
+VALUES (?, ?, ?, ?, 0, ?, ?)`
+
+	qArrive = `UPDATE ductwork_joins SET arrived = arrived + 1 WHERE id = ?
+RETURNING node_id, scope, expected, arrived, priority, delay_us`
+
+	qCompleteRun = `UPDATE ductwork_runs SET status = 'completed', output = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status = 'running'`
+
+	qFailRetry = `UPDATE ductwork_jobs
+SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?, error = ?, process_id = NULL` + fenced
+
+	qFailJob = `UPDATE ductwork_jobs
+SET status = 'failed', error = ?, finished_at = ` + nowUS + fenced + `
+RETURNING run_id`
+
+	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status IN ('running', 'waiting')`
+
+	qRelease = `UPDATE ductwork_jobs
+SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + fenced
+
+	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    definitions = excluded.definitions, heartbeat_at = excluded.heartbeat_at
+RETURNING started_at`
+
+	qHeartbeat = `UPDATE ductwork_processes SET heartbeat_at = ` + nowUS + ` WHERE id = ? RETURNING heartbeat_at`
+
+	qReleaseProcessJobs = `UPDATE ductwork_jobs
+SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + `
+WHERE process_id = ? AND status = 'running'`
+
+	qDeleteProcess = `DELETE FROM ductwork_processes WHERE id = ?`
+
+	// qReapProcesses deletes the stale processes; the staleness test is in
+	// the DELETE itself, so concurrent reapers each delete a row once.
+	qReapProcesses = `DELETE FROM ductwork_processes
+WHERE id <> ? AND heartbeat_at < ` + nowUS + ` - ?
+RETURNING id`
+
+	// qReapJobs resets running jobs whose owner has no process row: those of
+	// the processes just reaped (a JSON array of IDs), and others whose claim
+	// is older than the threshold.
+	qReapJobs = `UPDATE ductwork_jobs
+SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + `
+WHERE status = 'running'
+  AND process_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ductwork_processes AS p WHERE p.id = ductwork_jobs.process_id)
+  AND (process_id IN (SELECT d.value FROM json_each(?) AS d) OR started_at < ` + nowUS + ` - ?)`
+
+	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+
+	qGetRun = `SELECT ` + runColumns + ` FROM ductwork_runs WHERE id = ?`
+
+	qListRuns = `SELECT ` + runColumns + ` FROM ductwork_runs
+WHERE id < ? AND (? = '' OR pipeline = ?) AND (? = '' OR status = ?)
+ORDER BY id DESC
+LIMIT ?`
+
+	qListJobs = `SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes, fence,
+    process_id, created_at, due_at, started_at, finished_at
+FROM ductwork_jobs
+WHERE run_id = ? AND id > ? AND (? = '' OR status = ?)
+ORDER BY id
+LIMIT ?`
+
+	qRunExists = `SELECT 1 FROM ductwork_runs WHERE id = ?`
+
+	qCancelRun = `UPDATE ductwork_runs SET status = 'cancelled', error = ?, updated_at = ` + nowUS + `
+WHERE id = ? AND status IN ('running', 'waiting', 'halted')`
+
+	qReviveRun = `UPDATE ductwork_runs SET status = 'running', updated_at = ` + nowUS + `
+WHERE id = ? AND status = 'halted'`
+
+	qReviveJobs = `UPDATE ductwork_jobs
+SET status = 'pending', attempt = 1, due_at = ` + nowUS + `, process_id = NULL, finished_at = NULL
+WHERE run_id = ? AND status = 'failed'`
+
+	qSetValue = `INSERT INTO ductwork_values (run_id, key, value) VALUES (?, ?, ?)
+ON CONFLICT (run_id, key) DO NOTHING`
+
+	qSetValueOverwrite = `INSERT INTO ductwork_values (run_id, key, value) VALUES (?, ?, ?)
+ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value`
+
+	qGetValue = `SELECT value FROM ductwork_values WHERE run_id = ? AND key = ?`
+
+	qStranded = `SELECT pipeline, fingerprint, count(*)
+FROM ductwork_runs
+WHERE status IN ('running', 'waiting')
+  AND (pipeline, fingerprint) NOT IN (SELECT d.value ->> 0, d.value ->> 1 FROM json_each(?) AS d)
+GROUP BY pipeline, fingerprint
+ORDER BY pipeline, fingerprint`
+)
+
+// hotWrites are prepared on the writer once and reused by every transaction.
+var hotWrites = []string{
+	qInsertRun, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs,
+	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qCompleteRun,
+	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat,
+}
