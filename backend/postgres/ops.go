@@ -47,8 +47,17 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		}
 		return res, nil
 	}
-	// Due at once: the insert and the notification share one round trip and
-	// one transaction (the caller's, or the implicit one of the batch).
+	if params.Tx == nil {
+		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).Scan(&res.RunID, &res.JobID)
+		if err != nil {
+			return nil, mapErr("trigger", err)
+		}
+		b.notifyLater()
+		return res, nil
+	}
+	// In the caller's transaction: the notification joins it, so it is
+	// delivered if and when the caller commits.
 	batch := &pgx.Batch{}
 	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
 		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).
@@ -182,9 +191,9 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 			})
 	}
 	if plan.Arrive != nil {
-		batch.Queue(b.q.arrive, params.JobID, b.channel).QueryRow(func(row pgx.Row) error {
-			var found, fired, notified int64
-			err := row.Scan(&found, &fired, &notified)
+		batch.Queue(b.q.arrive, params.JobID).QueryRow(func(row pgx.Row) error {
+			var found, fired int64
+			err := row.Scan(&found, &fired)
 			res.NewJobs += int(fired)
 			res.JoinFired = fired > 0
 			return err
@@ -213,15 +222,16 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 			return rows.Err()
 		})
 	}
-	if notify {
-		batch.Queue(b.q.notify, b.channel)
-	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		err = mapErr("complete", err)
 		if a := plan.Arrive; a != nil && errors.Is(err, errJoinNotFound) {
 			err = fmt.Errorf("%w (arrival at join node %q scope %q)", err, a.NodeID, a.Scope)
 		}
 		return nil, err
+	}
+	// Wake other workers for what this process does not run next itself.
+	if (notify || res.JoinFired) && res.NewJobs > len(res.Claimed) {
+		b.notifyLater()
 	}
 	return res, nil
 }

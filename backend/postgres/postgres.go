@@ -64,6 +64,10 @@ type Backend struct {
 	closeFunc context.CancelFunc
 	listeners sync.WaitGroup
 	closeOnce sync.Once
+
+	// notifyReq coalesces the wake-ups of hot-path commits (see notifyLater).
+	notifyReq  chan struct{}
+	notifyOnce sync.Once
 }
 
 var (
@@ -107,7 +111,42 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Backend, error) {
 		q:         renderQueries(c.Schema),
 		closeCtx:  ctx,
 		closeFunc: cancel,
+		notifyReq: make(chan struct{}, 1),
 	}, nil
+}
+
+// notifyLater wakes listeners after a commit that made work due. It does not
+// NOTIFY inside the committing transaction: PostgreSQL serializes the commits
+// of all notifying transactions on one lock held across the WAL flush, which
+// capped throughput at a few hundred commits/s. Instead one goroutine per
+// Backend sends the NOTIFY on its own, and requests that arrive while it is
+// busy are coalesced into the next one. Listeners therefore still wake only
+// after the work is committed.
+func (b *Backend) notifyLater() {
+	b.notifyOnce.Do(func() {
+		b.listeners.Add(1)
+		go b.notifyLoop()
+	})
+	select {
+	case b.notifyReq <- struct{}{}:
+	default: // one is pending already; it covers this commit too
+	}
+}
+
+func (b *Backend) notifyLoop() {
+	defer b.listeners.Done()
+	for {
+		select {
+		case <-b.closeCtx.Done():
+			return
+		case <-b.notifyReq:
+		}
+		ctx, cancel := context.WithTimeout(b.closeCtx, 5*time.Second)
+		if _, err := b.pool.Exec(ctx, b.q.notify, b.channel); err != nil && b.closeCtx.Err() == nil {
+			b.logger.Debug("ductwork/postgres: notify failed; listeners fall back to polling", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
 }
 
 // channelName derives the LISTEN/NOTIFY channel from the schema, staying

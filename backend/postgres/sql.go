@@ -24,7 +24,13 @@ WITH r AS (
 SELECT r.id, j.id FROM r, j`
 
 // sqlClaim takes due jobs of running runs whose definition is one of the
-// ($2, $3) pairs, skipping rows other claimers hold. The locking subquery is
+// ($2, $3) pairs, skipping rows other claimers hold. The run check is a
+// correlated subquery (OFFSET 0 keeps it from being flattened into a join),
+// so the plan walks the pending index in claim order and stops after $4
+// claimable rows instead of joining every due job to its run and sorting.
+// The due test is written so that it cannot be an index condition: on a
+// fresh table (no statistics yet) a range condition on due_at made the
+// planner pick a bitmap scan of every due job plus a sort, 100+ ms a claim. The locking subquery is
 // a MATERIALIZED CTE so that it runs exactly once: written as
 // "WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)" the planner may
 // rescan it per outer row, and each rescan skips the rows this statement has
@@ -35,11 +41,13 @@ const sqlClaim = `
 WITH c AS MATERIALIZED (
 	SELECT c.id
 	FROM {schema}.ductwork_jobs AS c
-	JOIN {schema}.ductwork_runs AS cr ON cr.id = c.run_id
 	WHERE c.status = 'pending'
-	  AND c.due_at <= now()
-	  AND cr.status = 'running'
-	  AND (cr.pipeline, cr.fingerprint) IN (SELECT d.p, d.f FROM unnest($2::text[], $3::text[]) AS d(p, f))
+	  AND c.due_at + interval '0' <= now()
+	  AND EXISTS (
+		SELECT 1 FROM {schema}.ductwork_runs AS cr
+		WHERE cr.id = c.run_id AND cr.status = 'running'
+		  AND (cr.pipeline, cr.fingerprint) IN (SELECT d.p, d.f FROM unnest($2::text[], $3::text[]) AS d(p, f))
+		OFFSET 0)
 	ORDER BY c.priority DESC, c.due_at, c.id
 	LIMIT $4
 	FOR UPDATE OF c SKIP LOCKED
@@ -138,8 +146,8 @@ SELECT count(*) FROM fired`
 
 // sqlArrive counts the completing job $1 (whose arrival_join_id was set by
 // sqlCompleteJobArrive) at its join; the arrival that reaches the expected
-// count inserts the join job, and notifies channel $2 when it is due. A
-// missing join raises DW002.
+// count inserts the join job (Complete notifies after commit). A missing
+// join raises DW002.
 const sqlArrive = `
 WITH jn AS (
 	UPDATE {schema}.ductwork_joins AS jn
@@ -156,8 +164,7 @@ WITH jn AS (
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM jn) THEN 1
 		ELSE {schema}.ductwork_raise('DW002', 'ductwork: arrival at a join that does not exist') END,
-	(SELECT count(*) FROM fired),
-	(SELECT count(*) FROM (SELECT pg_notify($2, '') FROM fired WHERE due_at <= now() LIMIT 1) AS n)`
+	(SELECT count(*) FROM fired)`
 
 const sqlCompleteRun = `
 UPDATE {schema}.ductwork_runs

@@ -42,6 +42,8 @@ CREATE TABLE {schema}.ductwork_jobs (
     finished_at     timestamptz,
     CONSTRAINT ductwork_jobs_instance_key UNIQUE (run_id, node_id, scope)
 );
+-- A queue table: rows churn, so vacuum and analyze it early and often.
+ALTER TABLE {schema}.ductwork_jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02);
 -- Serves the claim: only pending rows, in claim order.
 CREATE INDEX ductwork_jobs_pending_idx ON {schema}.ductwork_jobs (priority DESC, due_at, id)
     WHERE status = 'pending';

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunSQLite runs every workload at a small size on SQLite and checks the
+// JSON and benchmark-format output.
+func TestRunSQLite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every workload")
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-backend", "sqlite", "-n", "40", "-workers", "4", "-json", "-benchfmt", "-dsn", t.TempDir()}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"jobs": true, "chain": true, "fanout": true, "latency": true, "latency-handoff": true}
+	benchLines := 0
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "{"):
+			var r result
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			if !want[r.Workload] || r.Backend != "sqlite" || r.N != 40 || r.Workers != 4 || r.Seconds <= 0 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 {
+				t.Errorf("unexpected result %+v", r)
+			}
+			if (r.Workload == "chain" || strings.HasPrefix(r.Workload, "latency")) && (r.P50Ms <= 0 || r.P99Ms < r.P50Ms) {
+				t.Errorf("%s: p50 %v p99 %v", r.Workload, r.P50Ms, r.P99Ms)
+			}
+			delete(want, r.Workload)
+		case strings.HasPrefix(line, "Benchmark"):
+			benchLines++
+			if f := strings.Fields(line); len(f) < 4 || f[3] != "ns/op" || !strings.HasSuffix(f[0], "/sqlite") {
+				t.Errorf("not in the benchmark format: %q", line)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing results: %v", want)
+	}
+	if benchLines != 5 {
+		t.Errorf("%d benchmark lines, want 5", benchLines)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-workload", "chain,latency", "-json"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.backend != "sqlite" || o.workers != 16 || o.count != 1 || o.benchfmt || len(o.workloads) != 2 {
+		t.Errorf("unexpected options %+v", o)
+	}
+	for _, args := range [][]string{{"-backend", "oracle"}, {"-workload", "nope"}, {"-workers", "0"}, {"extra"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	if p := percentile(d, 0.5); p != 50 {
+		t.Errorf("p50 = %d", p)
+	}
+	if p := percentile(d, 0.99); p != 99 {
+		t.Errorf("p99 = %d", p)
+	}
+	if p := percentile(d[:1], 0.99); p != 1 {
+		t.Errorf("p99 of one = %d", p)
+	}
+}
