@@ -265,12 +265,75 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 			}
 			res.RunCompleted = n == 1
 		}
+		if params.ClaimNext > 0 && res.NewJobs > 0 {
+			next, err := claimNext(t, params, runID)
+			if err != nil {
+				return err
+			}
+			if next != nil {
+				res.Claimed = []*backend.Job{next}
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, mapErr("complete", err)
 	}
 	return res, nil
+}
+
+// claimNext claims, inside the completion transaction, the first job the
+// completion created that is due at once (see nextCandidate), for the
+// completing process, so it runs next without a claim transaction of its
+// own. The write lock is held, so nobody else can claim it meanwhile.
+func claimNext(t *txn, p *backend.CompleteParams, runID int64) (*backend.Job, error) {
+	node, scope, ok := nextCandidate(&p.Plan)
+	if !ok {
+		return nil, nil
+	}
+	j := &backend.Job{RunID: runID}
+	err := t.queryRow(qClaimNextPick, runID, node, scope).Scan(&j.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var (
+		joinID                sql.NullInt64
+		created, due, started int64
+	)
+	if err := t.queryRow(qClaimJob, p.ProcessID, j.ID).Scan(&j.RunID, &j.NodeID, &j.Scope, &j.Input,
+		&j.Join, &joinID, &j.Attempt, &j.Crashes, &j.Fence, &created, &due, &started); err != nil {
+		return nil, err
+	}
+	j.CreatedAt, j.DueAt, j.ClaimedAt = fromMicros(created), fromMicros(due), fromMicros(started)
+	if j.Join {
+		if j.JoinInputs, err = joinInputs(t, joinID.Int64); err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// nextCandidate picks the job a ClaimNext completion would run next: the
+// first of the plan's jobs due at once, else the join this completion may
+// fire (an arrival's, or an empty expansion's).
+func nextCandidate(plan *backend.Plan) (node, scope string, ok bool) {
+	for _, j := range plan.Jobs {
+		if j.Delay <= 0 {
+			return j.NodeID, j.Scope, true
+		}
+	}
+	if a := plan.Arrive; a != nil {
+		return a.NodeID, a.Scope, true
+	}
+	for _, o := range plan.OpenJoins {
+		if o.Expected == 0 && o.Delay <= 0 {
+			return o.NodeID, o.Scope, true
+		}
+	}
+	return "", "", false
 }
 
 // Fail records a failed execution, fenced like Complete. With params.Retry

@@ -111,7 +111,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 	}
 	done = true
 	for _, v := range applied {
-		b.cfg.Logger.InfoContext(ctx, "ductwork: applied sqlite migration", slog.Int("ductwork.migration_version", v))
+		b.cfg.Logger.DebugContext(ctx, "ductwork: applied sqlite migration", slog.Int("ductwork.migration_version", v))
 	}
 	return nil
 }

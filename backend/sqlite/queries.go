@@ -58,6 +58,13 @@ RETURNING run_id, node_id, scope, input, is_join, join_id, attempt, crashes, fen
 
 	qJoinInputs = `SELECT output FROM ductwork_jobs WHERE arrival_join_id = ? ORDER BY arrival_slot`
 
+	// qClaimNextPick finds, for Complete with ClaimNext, the job (run, node,
+	// scope) the completion just inserted, if it is due and its run running.
+	qClaimNextPick = `SELECT j.id FROM ductwork_jobs AS j
+JOIN ductwork_runs AS r ON r.id = j.run_id
+WHERE j.run_id = ? AND j.node_id = ? AND j.scope = ? AND j.status = 'pending'
+  AND j.due_at <= ` + nowUS + ` AND r.status = 'running'`
+
 	qCompleteJob = `UPDATE ductwork_jobs
 SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced + `
 RETURNING run_id`
@@ -169,7 +176,7 @@ ORDER BY pipeline, fingerprint`
 
 // hotWrites are prepared on the writer once and reused by every transaction.
 var hotWrites = []string{
-	qInsertRun, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs,
+	qInsertRun, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
 	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qCompleteRun,
 	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat,
 }
