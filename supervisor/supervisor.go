@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ductwork-go/ductwork"
@@ -35,6 +36,11 @@ const (
 type Config struct {
 	// Workers is the number of steps executed at once. Default 16.
 	Workers int
+	// Prefetch is how many claimed steps may wait for a free worker, so
+	// that one claim serves several steps under load. Default Workers; a
+	// negative value disables prefetching. Prefetched steps are claimed (a
+	// crash re-runs them elsewhere, without spending retries).
+	Prefetch int
 	// Role selects the loops to run. Default RoleAll.
 	Role Role
 	// ProcessID identifies this process in the database. Default: random.
@@ -102,6 +108,12 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	}
 	if c.Workers == 0 {
 		c.Workers = 16
+	}
+	switch {
+	case c.Prefetch == 0:
+		c.Prefetch = c.Workers
+	case c.Prefetch < 0:
+		c.Prefetch = 0
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
@@ -377,66 +389,79 @@ func (s *Supervisor) wakeAfter(d time.Duration) {
 }
 
 func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.WaitGroup) {
-	slots := make(chan struct{}, s.cfg.Workers)
+	// Claimed jobs wait in queue for one of Workers executors. The queue
+	// holds up to Prefetch jobs, so under load one claim transaction serves
+	// several steps instead of one per freed slot.
+	queue := make(chan *backend.Job, s.cfg.Prefetch+1)
+	taken := make(chan struct{}, 1)
+	var busy atomic.Int64
+	defer close(queue)
+	for range s.cfg.Workers {
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			for job := range queue {
+				select {
+				case taken <- struct{}{}:
+				default:
+				}
+				if ctx.Err() != nil {
+					// Shutting down: a job not yet started goes back at once.
+					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, job)
+					continue
+				}
+				busy.Add(1)
+				s.work(ctx, hardCtx, job)
+				busy.Add(-1)
+			}
+		}()
+	}
 	var notify <-chan struct{}
 	if n, ok := s.b.(backend.Notifier); ok && s.b.Capabilities().Notify {
 		notify = n.Notifications(ctx)
 	}
 	delay := s.cfg.PollInterval
+	lowWater := s.cfg.Prefetch / 4
 	for ctx.Err() == nil {
-		// Wait for at least one free slot.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		free := 1
-	fill:
-		for free < s.cfg.Workers {
-			select {
-			case slots <- struct{}{}:
-				free++
-			default:
-				break fill
-			}
+		// Claim when an executor is idle, or when the queue runs low.
+		idle := int(int64(s.cfg.Workers)-busy.Load()) - len(queue)
+		want := 0
+		if idle > 0 || len(queue) <= lowWater {
+			want = max(idle, 0) + cap(queue) - 1 - len(queue)
+			want = min(want, cap(queue)-len(queue))
 		}
 		refs := s.eng.Refs()
 		var jobs []*backend.Job
-		if len(refs) > 0 {
-			res, err := s.b.Claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: free, Definitions: refs})
+		if want > 0 && len(refs) > 0 {
+			res, err := s.b.Claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want, Definitions: refs})
 			if err != nil {
 				if ctx.Err() == nil {
 					s.logger.Warn("ductwork: claim failed", slog.String("error", err.Error()), slog.Duration("retry_after", delay))
 				}
+				delay = min(delay*2, 5*time.Second)
 			} else {
 				jobs = res.Jobs
 				delay = s.cfg.PollInterval
 				s.eng.Hooks.Claimed(ctx, s.cfg.ProcessID, jobs)
 			}
-			if err != nil {
-				delay = min(delay*2, 5*time.Second)
-			}
-		}
-		for range free - len(jobs) {
-			<-slots
 		}
 		for _, job := range jobs {
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				defer func() { <-slots }()
-				s.work(ctx, hardCtx, job)
-			}()
+			queue <- job // never blocks: at most cap-len were claimed
 		}
-		if len(jobs) == free {
+		if want > 0 && len(jobs) == want {
 			continue // there may be more
+		}
+		wait := delay
+		if want == 0 {
+			wait = time.Hour // the queue is full enough; an executor taking a job wakes us
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-taken:
 		case <-notify:
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
 	}
 }

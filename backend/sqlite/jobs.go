@@ -185,9 +185,13 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if b.closed.Load() {
 		return nil, errClosed("complete")
 	}
-	res := &backend.CompleteResult{}
+	return b.groupComplete(ctx, params)
+}
+
+// completeIn applies one Complete inside the write transaction t.
+func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backend.CompleteResult) error {
 	plan := &params.Plan
-	err := b.inTx(ctx, func(t *txn) error {
+	{
 		var (
 			runID  int64
 			joinID sql.NullInt64
@@ -275,11 +279,7 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, mapErr("complete", err)
 	}
-	return res, nil
 }
 
 // claimNext claims, inside the completion transaction, the first job the

@@ -107,6 +107,11 @@ type Backend struct {
 	// rmu guards rstmts, read statements prepared lazily on the read handle.
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt
+
+	// gmu guards the group commit of completions (group.go).
+	gmu     sync.Mutex
+	pending []*completeReq
+	leading bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
