@@ -72,6 +72,18 @@ func (b *Backend) leadOnce() {
 }
 
 func (b *Backend) commitGroup(group []*completeReq) {
+	if len(group) == 1 {
+		// Alone: no savepoint needed, a failure rolls back the transaction.
+		r := group[0]
+		res := &backend.CompleteResult{}
+		err := b.inTx(r.ctx, func(t *txn) error { return b.completeIn(t, r.params, res) })
+		if err != nil {
+			r.res, r.err = nil, mapErr("complete", err)
+		} else {
+			r.res, r.err = res, nil
+		}
+		return
+	}
 	err := b.inTx(context.Background(), func(t *txn) error {
 		for _, r := range group {
 			r.res, r.err = nil, nil
