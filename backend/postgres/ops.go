@@ -153,9 +153,35 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
+	return b.groupComplete(ctx, params)
+}
+
+// completeSingle runs one completion as one pipelined batch: its own implicit
+// transaction, one round trip.
+func (b *Backend) completeSingle(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, bool, error) {
 	res := &backend.CompleteResult{}
+	batch := &pgx.Batch{}
+	notify := b.queueComplete(batch, params, res)
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, false, completeErr(params, err)
+	}
+	return res, notify, nil
+}
+
+func completeErr(params *backend.CompleteParams, err error) error {
+	err = mapErr("complete", err)
+	if a := params.Plan.Arrive; a != nil && errors.Is(err, errJoinNotFound) {
+		err = fmt.Errorf("%w (arrival at join node %q scope %q)", err, a.NodeID, a.Scope)
+	}
+	return err
+}
+
+// queueComplete queues the statements of one completion on batch, filling
+// res as their results arrive. It reports whether other workers should be
+// woken after the commit.
+func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams, res *backend.CompleteResult) (wake bool) {
 	plan := &params.Plan
-	batch := b.ownerBatch(params.ProcessID)
+	batch.Queue(b.q.lockOwner, params.ProcessID)
 	var ok int64
 	if a := plan.Arrive; a != nil {
 		batch.Queue(b.q.completeJobArrive, params.JobID, params.Fence, params.ProcessID, params.Output,
@@ -222,18 +248,9 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 			return rows.Err()
 		})
 	}
-	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
-		err = mapErr("complete", err)
-		if a := plan.Arrive; a != nil && errors.Is(err, errJoinNotFound) {
-			err = fmt.Errorf("%w (arrival at join node %q scope %q)", err, a.NodeID, a.Scope)
-		}
-		return nil, err
-	}
-	// Wake other workers for what this process does not run next itself.
-	if (notify || res.JoinFired) && res.NewJobs > len(res.Claimed) {
-		b.notifyLater()
-	}
-	return res, nil
+	// Wake other workers for what this process does not run next itself;
+	// decided once the results are in (see the callers).
+	return notify || plan.Arrive != nil
 }
 
 // nextCandidate picks the job a ClaimNext completion would run next: the

@@ -68,6 +68,11 @@ type Backend struct {
 	// notifyReq coalesces the wake-ups of hot-path commits (see notifyLater).
 	notifyReq  chan struct{}
 	notifyOnce sync.Once
+
+	// gmu guards the group commit of completions (group.go).
+	gmu     sync.Mutex
+	pending []*completeReq
+	leading bool
 }
 
 var (

@@ -1,0 +1,165 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit. Every commit waits for a WAL flush, and a join's counter row
+// stays locked until its transaction's flush: with one transaction per
+// completion, a 10,000-branch collapse ran at one arrival per flush. Here the
+// first waiting caller of this Backend (the leader) applies every completion
+// queued meanwhile in one transaction, each in its own savepoint so that a
+// stale claim rolls back only itself, and commits once. Each completion stays
+// fenced on its own token, and a caller returns only after the commit that
+// holds its completion. Leadership passes to the first caller still waiting,
+// so no goroutine is needed.
+
+type completeReq struct {
+	ctx      context.Context
+	params   *backend.CompleteParams
+	res      *backend.CompleteResult
+	wake     bool
+	err      error
+	promoted bool
+	signal   chan struct{}
+}
+
+// maxGroup bounds a group: each completion is a subtransaction, and more
+// than 64 of them in one transaction overflow PostgreSQL's per-backend
+// subtransaction cache.
+const maxGroup = 32
+
+func (b *Backend) groupComplete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
+	req := &completeReq{ctx: ctx, params: params, signal: make(chan struct{})}
+	b.gmu.Lock()
+	b.pending = append(b.pending, req)
+	lead := !b.leading
+	b.leading = true
+	b.gmu.Unlock()
+	if !lead {
+		<-req.signal
+		if !req.promoted {
+			return b.finish(req)
+		}
+	}
+	b.gmu.Lock()
+	n := min(len(b.pending), maxGroup)
+	group := b.pending[:n:n]
+	b.pending = b.pending[n:]
+	b.gmu.Unlock()
+
+	b.commitGroup(group)
+
+	b.gmu.Lock()
+	if len(b.pending) > 0 {
+		next := b.pending[0]
+		next.promoted = true
+		close(next.signal)
+	} else {
+		b.leading = false
+	}
+	b.gmu.Unlock()
+	for _, r := range group {
+		if r != req && !r.promoted {
+			close(r.signal)
+		}
+	}
+	return b.finish(req)
+}
+
+func (b *Backend) finish(r *completeReq) (*backend.CompleteResult, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.wake && r.res.NewJobs > len(r.res.Claimed) {
+		b.notifyLater()
+	}
+	return r.res, nil
+}
+
+func (b *Backend) commitGroup(group []*completeReq) {
+	if len(group) == 1 {
+		r := group[0]
+		r.res, r.wake, r.err = b.completeSingle(r.ctx, r.params)
+		return
+	}
+	if b.tryPipelined(group) {
+		return
+	}
+	err := b.tryGroup(group)
+	var pgErr *pgconn.PgError
+	if err != nil && errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
+		// A deadlock with another process's group (join rows taken in
+		// opposite orders): nothing committed; apply them one by one.
+		for _, r := range group {
+			r.res, r.wake, r.err = b.completeSingle(r.ctx, r.params)
+		}
+		return
+	}
+	if err != nil {
+		err = mapErr("complete", err)
+		for _, r := range group {
+			r.res, r.err = nil, err
+		}
+	}
+}
+
+// tryPipelined sends every completion of the group in one pipelined batch:
+// one implicit transaction, one round trip, one commit. It is all or nothing:
+// if any statement fails (a stale claim, most likely) nothing is committed and
+// it returns false, and the caller applies the group with savepoints.
+func (b *Backend) tryPipelined(group []*completeReq) bool {
+	batch := &pgx.Batch{}
+	for _, r := range group {
+		if r.ctx.Err() != nil {
+			return false
+		}
+		r.res = &backend.CompleteResult{}
+		r.wake = b.queueComplete(batch, r.params, r.res)
+	}
+	if err := b.pool.SendBatch(context.Background(), batch).Close(); err != nil {
+		return false
+	}
+	return true
+}
+
+// tryGroup applies the group in one transaction. A per-completion failure
+// is recorded on its request; the returned error is the transaction's.
+func (b *Backend) tryGroup(group []*completeReq) error {
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, r := range group {
+		r.res, r.err = nil, nil
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		res := &backend.CompleteResult{}
+		batch := &pgx.Batch{}
+		batch.Queue("SAVEPOINT dw_complete")
+		wake := b.queueComplete(batch, r.params, res)
+		batch.Queue("RELEASE SAVEPOINT dw_complete")
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") {
+				return err
+			}
+			r.err = completeErr(r.params, err)
+			if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT dw_complete; RELEASE SAVEPOINT dw_complete"); rerr != nil {
+				return rerr
+			}
+			continue
+		}
+		r.res, r.wake = res, wake
+	}
+	return tx.Commit(ctx)
+}
