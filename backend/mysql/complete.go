@@ -33,8 +33,14 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := validatePlan(&params.Plan); err != nil {
 		return nil, err
 	}
+	req := &completeReq{ctx: ctx, params: params}
+	b.group.Do(req, b.commitGroup)
+	return req.res, req.err
+}
+
+func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
 	var res backend.CompleteResult
-	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
+	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
 		res = backend.CompleteResult{}
 		return b.completeTx(ctx, tx, params, &res)
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 	gomysql "github.com/go-sql-driver/mysql"
 )
 
@@ -77,6 +78,9 @@ type Backend struct {
 	db     *sql.DB
 	cfg    Config
 	closed atomic.Bool
+
+	// group coalesces concurrent completions (group.go).
+	group groupcommit.Batcher[*completeReq]
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -115,7 +119,9 @@ func New(db *sql.DB, cfg *Config) (*Backend, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Backend{db: db, cfg: c}, nil
+	b := &Backend{db: db, cfg: c}
+	b.group.Max = maxGroup
+	return b, nil
 }
 
 // Capabilities reports SkipLocked (claims use FOR UPDATE SKIP LOCKED), no

@@ -16,59 +16,24 @@ import (
 // queued meanwhile in one transaction, each in its own savepoint so that a
 // stale claim rolls back only itself, and commits once. Each completion stays
 // fenced on its own token, and a caller returns only after the commit that
-// holds its completion. Leadership passes to the first caller still waiting,
-// so no goroutine is needed.
+// holds its completion (internal/groupcommit).
 
 type completeReq struct {
-	ctx      context.Context
-	params   *backend.CompleteParams
-	res      *backend.CompleteResult
-	wake     bool
-	err      error
-	promoted bool
-	signal   chan struct{}
+	ctx    context.Context
+	params *backend.CompleteParams
+	res    *backend.CompleteResult
+	wake   bool
+	err    error
 }
 
-// maxGroup bounds a group: each completion is a subtransaction, and more
-// than 64 of them in one transaction overflow PostgreSQL's per-backend
+// maxGroup bounds a group: each completion may become a subtransaction, and
+// more than 64 of them in one transaction overflow PostgreSQL's per-backend
 // subtransaction cache.
 const maxGroup = 32
 
 func (b *Backend) groupComplete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
-	req := &completeReq{ctx: ctx, params: params, signal: make(chan struct{})}
-	b.gmu.Lock()
-	b.pending = append(b.pending, req)
-	lead := !b.leading
-	b.leading = true
-	b.gmu.Unlock()
-	if !lead {
-		<-req.signal
-		if !req.promoted {
-			return b.finish(req)
-		}
-	}
-	b.gmu.Lock()
-	n := min(len(b.pending), maxGroup)
-	group := b.pending[:n:n]
-	b.pending = b.pending[n:]
-	b.gmu.Unlock()
-
-	b.commitGroup(group)
-
-	b.gmu.Lock()
-	if len(b.pending) > 0 {
-		next := b.pending[0]
-		next.promoted = true
-		close(next.signal)
-	} else {
-		b.leading = false
-	}
-	b.gmu.Unlock()
-	for _, r := range group {
-		if r != req && !r.promoted {
-			close(r.signal)
-		}
-	}
+	req := &completeReq{ctx: ctx, params: params}
+	b.group.Do(req, b.commitGroup)
 	return b.finish(req)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 )
 
 // DefaultSchema is the schema used when Config.Schema is empty.
@@ -69,10 +70,8 @@ type Backend struct {
 	notifyReq  chan struct{}
 	notifyOnce sync.Once
 
-	// gmu guards the group commit of completions (group.go).
-	gmu     sync.Mutex
-	pending []*completeReq
-	leading bool
+	// group coalesces concurrent completions (group.go).
+	group groupcommit.Batcher[*completeReq]
 }
 
 var (
@@ -108,7 +107,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Backend, error) {
 		c.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Backend{
+	b := &Backend{
 		pool:      pool,
 		schema:    c.Schema,
 		channel:   channelName(c.Schema),
@@ -117,7 +116,9 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Backend, error) {
 		closeCtx:  ctx,
 		closeFunc: cancel,
 		notifyReq: make(chan struct{}, 1),
-	}, nil
+	}
+	b.group.Max = maxGroup
+	return b, nil
 }
 
 // notifyLater wakes listeners after a commit that made work due. It does not

@@ -12,63 +12,22 @@ import (
 // one transaction, each inside its own savepoint so that one stale claim or
 // failed plan rolls back only itself, and commits once. Every completion is
 // still fenced on its own token; a caller returns only after the commit that
-// holds its completion. No goroutine is started: leadership passes to the
-// first caller still waiting.
+// holds its completion (internal/groupcommit).
 
 type completeReq struct {
-	ctx      context.Context
-	params   *backend.CompleteParams
-	res      *backend.CompleteResult
-	err      error
-	promoted bool
-	signal   chan struct{} // closed when done, or when promoted to leader
+	ctx    context.Context
+	params *backend.CompleteParams
+	res    *backend.CompleteResult
+	err    error
 }
 
 // maxGroup bounds the completions applied in one transaction.
 const maxGroup = 64
 
 func (b *Backend) groupComplete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
-	req := &completeReq{ctx: ctx, params: params, signal: make(chan struct{})}
-	b.gmu.Lock()
-	b.pending = append(b.pending, req)
-	lead := !b.leading
-	b.leading = true
-	b.gmu.Unlock()
-	if !lead {
-		<-req.signal
-		if !req.promoted {
-			return req.res, req.err
-		}
-	}
-	b.leadOnce()
+	req := &completeReq{ctx: ctx, params: params}
+	b.group.Do(req, b.commitGroup)
 	return req.res, req.err
-}
-
-// leadOnce commits one group (which includes the leader's own request) and
-// hands leadership to the next waiting caller, if any.
-func (b *Backend) leadOnce() {
-	b.gmu.Lock()
-	n := min(len(b.pending), maxGroup)
-	group := b.pending[:n:n]
-	b.pending = b.pending[n:]
-	b.gmu.Unlock()
-
-	b.commitGroup(group)
-
-	b.gmu.Lock()
-	if len(b.pending) > 0 {
-		next := b.pending[0]
-		next.promoted = true
-		close(next.signal)
-	} else {
-		b.leading = false
-	}
-	b.gmu.Unlock()
-	for _, r := range group {
-		if !r.promoted {
-			close(r.signal)
-		}
-	}
 }
 
 func (b *Backend) commitGroup(group []*completeReq) {

@@ -19,6 +19,7 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3" // also registers the "sqlite3" driver
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 )
 
 // driverName is the database/sql driver registered by github.com/mattn/go-sqlite3.
@@ -108,10 +109,8 @@ type Backend struct {
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt
 
-	// gmu guards the group commit of completions (group.go).
-	gmu     sync.Mutex
-	pending []*completeReq
-	leading bool
+	// group coalesces concurrent completions (group.go).
+	group groupcommit.Batcher[*completeReq]
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -165,7 +164,9 @@ func Open(path string, cfg *Config) (*Backend, error) {
 		_ = write.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	return &Backend{write: write, read: read, owned: true, cfg: c}, nil
+	b := &Backend{write: write, read: read, owned: true, cfg: c}
+	b.group.Max = maxGroup
+	return b, nil
 }
 
 // New returns a Backend that uses db, a handle opened with the
@@ -184,7 +185,9 @@ func New(db *sql.DB, cfg *Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{write: db, read: db, cfg: c}, nil
+	b := &Backend{write: db, read: db, cfg: c}
+	b.group.Max = maxGroup
+	return b, nil
 }
 
 // DB returns the writer handle. Begin a *sql.Tx on it to pass as

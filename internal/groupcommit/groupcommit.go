@@ -1,0 +1,74 @@
+// Package groupcommit coalesces concurrent callers into groups, so that a
+// backend can apply many completions in one transaction and one commit.
+//
+// There is no goroutine: the first caller to arrive while no group is being
+// processed becomes the leader; it takes every item queued so far (up to
+// Max), processes them, then hands leadership to the first caller still
+// waiting. Every caller returns only after the group holding its item has
+// been processed.
+package groupcommit
+
+import "sync"
+
+// Batcher groups items of type T. The zero value is not usable; set Max.
+type Batcher[T any] struct {
+	// Max bounds the size of a group.
+	Max int
+
+	mu      sync.Mutex
+	pending []*entry[T]
+	leading bool
+}
+
+type entry[T any] struct {
+	item     T
+	promoted bool
+	signal   chan struct{} // closed when processed, or when promoted to leader
+}
+
+// Do queues item and returns once run has processed a group containing it.
+// run is called by one caller at a time, with at least one item.
+func (b *Batcher[T]) Do(item T, run func(group []T)) {
+	e := &entry[T]{item: item, signal: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, e)
+	lead := !b.leading
+	b.leading = true
+	b.mu.Unlock()
+	if !lead {
+		<-e.signal
+		if !e.promoted {
+			return
+		}
+	}
+	b.mu.Lock()
+	n := min(len(b.pending), max(b.Max, 1))
+	group := b.pending[:n:n]
+	b.pending = b.pending[n:]
+	b.mu.Unlock()
+
+	items := make([]T, len(group))
+	for i, g := range group {
+		items[i] = g.item
+	}
+	func() {
+		// Whatever run does, hand on leadership and release the group.
+		defer func() {
+			b.mu.Lock()
+			if len(b.pending) > 0 {
+				next := b.pending[0]
+				next.promoted = true
+				close(next.signal)
+			} else {
+				b.leading = false
+			}
+			b.mu.Unlock()
+			for _, g := range group {
+				if g != e && !g.promoted {
+					close(g.signal)
+				}
+			}
+		}()
+		run(items)
+	}()
+}
