@@ -101,6 +101,28 @@ type Plan struct {
 	CompleteRun bool
 }
 
+// NextDue names the job a ClaimNext completion should claim: the first of the
+// plan's jobs due at once, else the join this completion may fire (an
+// arrival's, or an empty expansion's). The join's job exists only if the join
+// fired (and is due only if the join has no delay), so a backend claims the
+// named job only when it finds it pending and due.
+func (p *Plan) NextDue() (nodeID, scope string, ok bool) {
+	for _, j := range p.Jobs {
+		if j.Delay <= 0 {
+			return j.NodeID, j.Scope, true
+		}
+	}
+	if a := p.Arrive; a != nil {
+		return a.NodeID, a.Scope, true
+	}
+	for _, o := range p.OpenJoins {
+		if o.Expected == 0 && o.Delay <= 0 {
+			return o.NodeID, o.Scope, true
+		}
+	}
+	return "", "", false
+}
+
 // TriggerParams are the arguments of Backend.Trigger.
 type TriggerParams struct {
 	Pipeline    string

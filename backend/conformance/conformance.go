@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"Payloads", testPayloads},
 		{"Clock", testClock},
 		{"Listing", testListing},
+		{"EndToEnd", testEndToEnd},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

@@ -20,17 +20,8 @@ WHERE id = ? AND status = 'pending'`
 // caller runs it next without a separate claim. Only a running run's job is
 // claimed. The job was inserted by this transaction, so no other claimer can
 // see, let alone hold, it.
-func (b *Backend) claimNext(ctx context.Context, tx *sql.Tx, p *backend.CompleteParams, runID, now int64, joinNode, joinScope string) (*backend.Job, error) {
-	node, scope, ok := "", "", false
-	for _, j := range p.Plan.Jobs {
-		if j.Delay <= 0 {
-			node, scope, ok = j.NodeID, j.Scope, true
-			break
-		}
-	}
-	if !ok && joinNode != "" {
-		node, scope, ok = joinNode, joinScope, true
-	}
+func (b *Backend) claimNext(ctx context.Context, tx *sql.Tx, p *backend.CompleteParams, runID, now int64) (*backend.Job, error) {
+	node, scope, ok := p.Plan.NextDue()
 	if !ok {
 		return nil, nil
 	}

@@ -93,12 +93,6 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 	}
 	res.NewJobs += len(plan.Jobs)
 
-	var firedNode, firedScope string
-	for _, oj := range plan.OpenJoins {
-		if oj.Expected == 0 && oj.Delay <= 0 {
-			firedNode, firedScope = oj.NodeID, oj.Scope
-		}
-	}
 	if a := plan.Arrive; a != nil {
 		r, err := tx.ExecContext(ctx, qArriveJoin, runID, a.NodeID, a.Scope)
 		if err != nil {
@@ -123,13 +117,10 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 			}
 			res.NewJobs++
 			res.JoinFired = true
-			if delay <= 0 {
-				firedNode, firedScope = a.NodeID, a.Scope
-			}
 		}
 	}
 	if p.ClaimNext > 0 && res.NewJobs > 0 {
-		next, err := b.claimNext(ctx, tx, p, runID, now, firedNode, firedScope)
+		next, err := b.claimNext(ctx, tx, p, runID, now)
 		if err != nil {
 			return err
 		}

@@ -229,7 +229,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 		batch.Queue(b.q.completeRun, params.JobID, params.Output).
 			Exec(func(tag pgconn.CommandTag) error { res.RunCompleted = tag.RowsAffected() > 0; return nil })
 	}
-	if node, scope, ok := nextCandidate(plan); ok && params.ClaimNext > 0 {
+	if node, scope, ok := plan.NextDue(); ok && params.ClaimNext > 0 {
 		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {
 			defer rows.Close()
 			for rows.Next() {
@@ -251,26 +251,6 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 	// Wake other workers for what this process does not run next itself;
 	// decided once the results are in (see the callers).
 	return notify || plan.Arrive != nil
-}
-
-// nextCandidate picks the job a ClaimNext completion would run next: the
-// first of the plan's jobs due at once, else the join this completion may
-// fire (an arrival's, or an empty expansion's).
-func nextCandidate(plan *backend.Plan) (node, scope string, ok bool) {
-	for _, j := range plan.Jobs {
-		if j.Delay <= 0 {
-			return j.NodeID, j.Scope, true
-		}
-	}
-	if a := plan.Arrive; a != nil {
-		return a.NodeID, a.Scope, true
-	}
-	for _, o := range plan.OpenJoins {
-		if o.Expected == 0 && o.Delay <= 0 {
-			return o.NodeID, o.Scope, true
-		}
-	}
-	return "", "", false
 }
 
 // ownerBatch starts a batch with the owner lock (see sqlLockOwner). A batch

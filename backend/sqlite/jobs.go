@@ -283,11 +283,11 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 }
 
 // claimNext claims, inside the completion transaction, the first job the
-// completion created that is due at once (see nextCandidate), for the
+// completion created that is due at once (Plan.NextDue), for the
 // completing process, so it runs next without a claim transaction of its
 // own. The write lock is held, so nobody else can claim it meanwhile.
 func claimNext(t *txn, p *backend.CompleteParams, runID int64) (*backend.Job, error) {
-	node, scope, ok := nextCandidate(&p.Plan)
+	node, scope, ok := p.Plan.NextDue()
 	if !ok {
 		return nil, nil
 	}
@@ -314,26 +314,6 @@ func claimNext(t *txn, p *backend.CompleteParams, runID int64) (*backend.Job, er
 		}
 	}
 	return j, nil
-}
-
-// nextCandidate picks the job a ClaimNext completion would run next: the
-// first of the plan's jobs due at once, else the join this completion may
-// fire (an arrival's, or an empty expansion's).
-func nextCandidate(plan *backend.Plan) (node, scope string, ok bool) {
-	for _, j := range plan.Jobs {
-		if j.Delay <= 0 {
-			return j.NodeID, j.Scope, true
-		}
-	}
-	if a := plan.Arrive; a != nil {
-		return a.NodeID, a.Scope, true
-	}
-	for _, o := range plan.OpenJoins {
-		if o.Expected == 0 && o.Delay <= 0 {
-			return o.NodeID, o.Scope, true
-		}
-	}
-	return "", "", false
 }
 
 // Fail records a failed execution, fenced like Complete. With params.Retry
