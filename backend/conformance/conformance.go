@@ -56,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"Migrations", testMigrations},
 		{"Trigger", testTrigger},
 		{"Claims", testClaims},
+		{"ClaimNext", testClaimNext},
 		{"Fencing", testFencing},
 		{"Reaper", testReaper},
 		{"Joins", testJoins},

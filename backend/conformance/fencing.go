@@ -11,12 +11,13 @@ import (
 
 func testFencing(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
-		"StaleFence":         fencingStaleFence,
-		"WrongOwner":         fencingWrongOwner,
-		"CompleteTwice":      fencingCompleteTwice,
-		"ReleaseReclaim":     fencingReleaseReclaim,
-		"CompleteRacesReap":  fencingCompleteRacesReap,
-		"StaleCompleteNoOps": fencingStaleCompleteNoOps,
+		"StaleAmongConcurrent": fencingStaleAmongConcurrent,
+		"StaleFence":           fencingStaleFence,
+		"WrongOwner":           fencingWrongOwner,
+		"CompleteTwice":        fencingCompleteTwice,
+		"ReleaseReclaim":       fencingReleaseReclaim,
+		"CompleteRacesReap":    fencingCompleteRacesReap,
+		"StaleCompleteNoOps":   fencingStaleCompleteNoOps,
 	})
 }
 
@@ -226,5 +227,65 @@ func fencingCompleteRacesReap(t *testing.T, h Harness) {
 		if _, err := b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: reaper}); err != nil {
 			t.Fatalf("Heartbeat(reaper): %v", err)
 		}
+	}
+}
+
+// fencingStaleAmongConcurrent: 16 completions race (a backend may commit
+// them together); the 4 with a stale fence fail with ErrStaleClaim and change
+// nothing, the 12 others commit with their plans.
+func fencingStaleAmongConcurrent(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	def := backend.DefinitionRef{Pipeline: "fencing-concurrent", Fingerprint: "v1"}
+	proc, root := startRoot(t, b, def)
+	complete(t, b, root, proc, enc(t, "root"), backend.Plan{Jobs: children(t, "item", 16)})
+	jobs := claim(t, b, proc, 16, def)
+	if len(jobs) != 16 {
+		t.Fatalf("claimed %d jobs; want 16", len(jobs))
+	}
+	before := map[int64]*backend.JobInfo{}
+	for _, j := range jobs {
+		before[j.ID] = jobByID(t, b, j.RunID, j.ID)
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fence := j.Fence
+			if i%4 == 0 {
+				fence++ // stale
+			}
+			_, errs[i] = b.Complete(testCtx(t), &backend.CompleteParams{
+				JobID: j.ID, ProcessID: proc, Fence: fence, Output: enc(t, i),
+				Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "after", Scope: j.Scope}}},
+			})
+		}()
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		after := jobByID(t, b, j.RunID, j.ID)
+		if i%4 == 0 {
+			wantErr(t, "stale Complete among concurrent ones", errs[i], backend.ErrStaleClaim)
+			if diff := sameJobRow(before[j.ID], after); diff != "" {
+				t.Fatalf("stale Complete of job %d changed it: %s", j.ID, diff)
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("Complete of job %d: %v", j.ID, errs[i])
+		}
+		if after.Status != backend.JobCompleted {
+			t.Fatalf("job %d is %s after its Complete", j.ID, after.Status)
+		}
+	}
+	n := 0
+	for _, j := range listJobs(t, b, root.RunID) {
+		if j.NodeID == "after" {
+			n++
+		}
+	}
+	if n != 12 {
+		t.Fatalf("%d follow-up jobs; want 12 (the stale completions' plans must not apply)", n)
 	}
 }
