@@ -32,7 +32,10 @@ func checkJSON(t reflect.Type, seen map[reflect.Type]bool, path string) error {
 		return nil
 	}
 	seen[t] = true
-	if t.Implements(jsonMarshalerType) || reflect.PointerTo(t).Implements(jsonMarshalerType) {
+	// Only a value receiver counts: steps' outputs reach the encoder as
+	// non-addressable values, on which a pointer-receiver MarshalJSON is
+	// not called.
+	if t.Implements(jsonMarshalerType) {
 		return nil
 	}
 	switch t.Kind() {
@@ -53,7 +56,11 @@ func checkJSON(t reflect.Type, seen map[reflect.Type]bool, path string) error {
 	case reflect.Struct:
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("json") == "-" {
+			// encoding/json encodes the exported fields promoted from an
+			// embedded struct even when the embedded type is unexported.
+			embeddedStruct := f.Anonymous && (f.Type.Kind() == reflect.Struct ||
+				f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct)
+			if (!f.IsExported() && !embeddedStruct) || f.Tag.Get("json") == "-" {
 				continue
 			}
 			if err := checkJSON(f.Type, seen, path+"."+f.Name); err != nil {

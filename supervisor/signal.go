@@ -5,13 +5,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 )
 
 // SignalContext returns a context cancelled on SIGTERM or SIGINT — hand it to
 // Supervisor.Run for a graceful shutdown — and writes a goroutine dump to
 // stderr on SIGQUIT instead of exiting. Call stop to restore default signal
-// handling.
+// handling; calling it more than once is harmless.
 func SignalContext(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(parent)
 	term := make(chan os.Signal, 1)
@@ -31,10 +32,13 @@ func SignalContext(parent context.Context) (ctx context.Context, stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
 	return ctx, func() {
-		signal.Stop(term)
-		signal.Stop(quit)
-		close(done)
-		cancel()
+		once.Do(func() {
+			signal.Stop(term)
+			signal.Stop(quit)
+			close(done)
+			cancel()
+		})
 	}
 }

@@ -103,7 +103,8 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 {
+	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 ||
+		c.HeartbeatInterval < 0 || c.ReapInterval < 0 {
 		return nil, &ConfigError{Reason: "negative Workers or duration"}
 	}
 	if c.Workers == 0 {
@@ -122,13 +123,13 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 		c.ReapThreshold = 20 * time.Second
 	}
 	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = c.ReapThreshold / 4
+		c.HeartbeatInterval = max(c.ReapThreshold/4, time.Millisecond)
 	}
 	if c.HeartbeatInterval >= c.ReapThreshold {
 		return nil, &ConfigError{Reason: fmt.Sprintf("HeartbeatInterval %s must be shorter than ReapThreshold %s", c.HeartbeatInterval, c.ReapThreshold)}
 	}
 	if c.ReapInterval == 0 {
-		c.ReapInterval = c.ReapThreshold / 2
+		c.ReapInterval = max(c.ReapThreshold/2, time.Millisecond)
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
