@@ -14,7 +14,7 @@ type stepContext struct {
 	context.Context
 	e      *Engine
 	job    *backend.Job
-	logger *slog.Logger
+	logger *jobLogger
 	codec  step.Codec
 }
 
@@ -35,7 +35,7 @@ func (c *stepContext) RunID() int64         { return c.job.RunID }
 func (c *stepContext) StepID() int64        { return c.job.ID }
 func (c *stepContext) Pipeline() string     { return c.job.Pipeline }
 func (c *stepContext) Node() string         { return c.job.NodeID }
-func (c *stepContext) Logger() *slog.Logger { return c.logger }
+func (c *stepContext) Logger() *slog.Logger { return c.logger.get() }
 
 func (c *stepContext) Get(key string, dst any) (bool, error) {
 	r, err := c.e.Backend.GetValue(c, &backend.GetValueParams{RunID: c.job.RunID, Key: key})

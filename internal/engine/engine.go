@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/step"
 )
@@ -175,6 +176,7 @@ type Result struct {
 // to that many of the jobs it creates, returned in Result.Next for the caller
 // to execute.
 func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job, claimNext int) Result {
+	crashpoint.Hit(crashpoint.AfterClaim)
 	ref := backend.DefinitionRef{Pipeline: job.Pipeline, Fingerprint: job.Fingerprint}
 	g, ok := e.Lookup(ref)
 	commitCtx := context.WithoutCancel(runCtx)
@@ -185,8 +187,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		return Result{Released: err == nil, Err: fmt.Errorf("definition %s@%s not registered", ref.Pipeline, ref.Fingerprint)}
 	}
 	node := g.ByID[job.NodeID]
-	logger := e.Logger.With(slog.Int64(AttrRunID, job.RunID), slog.Int64(AttrStepID, job.ID),
-		slog.String(AttrStep, job.NodeID), slog.String(AttrPipeline, job.Pipeline), slog.Int(AttrAttempt, job.Attempt))
+	logger := &jobLogger{base: e.Logger, job: job}
 	if node == nil {
 		return e.fail(commitCtx, g, processID, job, fmt.Errorf("node %q is not in definition %s@%s", job.NodeID, g.Pipeline, g.Fingerprint), false, logger)
 	}
@@ -234,6 +235,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
+	crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
 	var cr *backend.CompleteResult
 	err = e.retryCommit(commitCtx, logger, func(ctx context.Context) error {
 		var err error
@@ -242,8 +244,9 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		})
 		return err
 	})
+	crashpoint.Hit(crashpoint.AfterCommit)
 	if errors.Is(err, backend.ErrStaleClaim) {
-		logger.WarnContext(commitCtx, "ductwork: result discarded, the claim was lost (reaped or re-claimed)")
+		logger.get().WarnContext(commitCtx, "ductwork: result discarded, the claim was lost (reaped or re-claimed)")
 		end(StepEnd{Stale: true})
 		return Result{Stale: true, Err: err}
 	}
@@ -276,7 +279,7 @@ func call(node *graph.Node, sc *stepContext, in any) (out any, err error) {
 	return node.Call(sc, in)
 }
 
-func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job *backend.Job, stepErr error, retryable bool, logger *slog.Logger) Result {
+func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job *backend.Job, stepErr error, retryable bool, logger *jobLogger) Result {
 	node := g.ByID[job.NodeID]
 	retries, base, maxDelay := g.Retries, g.Backoff, g.MaxBackoff
 	if node != nil {
@@ -307,17 +310,17 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		return err
 	})
 	if errors.Is(err, backend.ErrStaleClaim) {
-		logger.WarnContext(ctx, "ductwork: failure discarded, the claim was lost (reaped or re-claimed)")
+		logger.get().WarnContext(ctx, "ductwork: failure discarded, the claim was lost (reaped or re-claimed)")
 		return Result{Stale: true, Err: err}
 	}
 	if err != nil {
 		return Result{Err: err}
 	}
 	if params.Retry {
-		logger.InfoContext(ctx, "ductwork: step failed, will retry", slog.String("error", stepErr.Error()), slog.Duration("retry_after", params.RetryAfter))
+		logger.get().InfoContext(ctx, "ductwork: step failed, will retry", slog.String("error", stepErr.Error()), slog.Duration("retry_after", params.RetryAfter))
 		return Result{Retried: true, RetryAfter: params.RetryAfter, Err: stepErr}
 	}
-	logger.WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
+	logger.get().WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
 	if fr.Halted {
 		defer e.runFinished(job.RunID)
 		e.Hooks.halt(ctx, job, msg)
@@ -325,7 +328,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
-						logger.ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("panic", r))
+						logger.get().ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("panic", r))
 					}
 				}()
 				g.OnHalt(ctx, job.RunID, msg)
@@ -349,7 +352,7 @@ func (e *Engine) release(ctx context.Context, processID string, job *backend.Job
 
 // retryCommit retries fn while the database is unreachable, with capped
 // exponential backoff, for up to two minutes. A stale claim is final.
-func (e *Engine) retryCommit(ctx context.Context, logger *slog.Logger, fn func(ctx context.Context) error) error {
+func (e *Engine) retryCommit(ctx context.Context, logger *jobLogger, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	delay := 50 * time.Millisecond
 	for {
@@ -357,7 +360,7 @@ func (e *Engine) retryCommit(ctx context.Context, logger *slog.Logger, fn func(c
 		if err == nil || errors.Is(err, backend.ErrStaleClaim) || errors.Is(err, backend.ErrClosed) || time.Now().After(deadline) {
 			return err
 		}
-		logger.WarnContext(ctx, "ductwork: commit failed, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
+		logger.get().WarnContext(ctx, "ductwork: commit failed, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
 		select {
 		case <-ctx.Done():
 			return err
@@ -398,4 +401,21 @@ func minDelay(p backend.Plan) time.Duration {
 		}
 	}
 	return d
+}
+
+// jobLogger builds the job's logger (with its run, step and attempt
+// attributes) only when something is logged: most jobs log nothing.
+type jobLogger struct {
+	base *slog.Logger
+	job  *backend.Job
+	once sync.Once
+	l    *slog.Logger
+}
+
+func (j *jobLogger) get() *slog.Logger {
+	j.once.Do(func() {
+		j.l = j.base.With(slog.Int64(AttrRunID, j.job.RunID), slog.Int64(AttrStepID, j.job.ID),
+			slog.String(AttrStep, j.job.NodeID), slog.String(AttrPipeline, j.job.Pipeline), slog.Int(AttrAttempt, j.job.Attempt))
+	})
+	return j.l
 }
