@@ -17,7 +17,6 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/backend/sqlite"
 	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/step"
@@ -33,7 +32,7 @@ var (
 	crashPrep   = step.New("prepare", func(ctx step.Context, n int) (int, error) { mark(ctx); return n, nil })
 	crashVictim = step.New("victim", func(ctx step.Context, n int) (int, error) {
 		mark(ctx)
-		if os.Getenv(helperEnv) != "" {
+		if os.Getenv(helperEnv) != "" && os.Getenv("DW_NORMAL") == "" {
 			for {
 				if rel := os.Getenv("DW_RELEASE"); rel != "" {
 					if _, err := os.Stat(rel); err == nil {
@@ -102,9 +101,11 @@ func (s staleRecorder) StepStart(ctx context.Context, job *backend.Job) (context
 	}
 }
 
-// runHelper is the body of a helper process: a supervisor on DW_DB.
+// runHelper is the body of a helper process: a supervisor on the backend
+// named by DW_BACKEND (sqlite: DW_DB; postgres: DW_DSN and DW_SCHEMA;
+// mysql: DW_DSN).
 func runHelper() {
-	b, err := sqlite.Open(os.Getenv("DW_DB"), nil)
+	b, err := openHelperBackend()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
