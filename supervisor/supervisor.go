@@ -91,6 +91,10 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	running bool
+
+	// epoch grows each time this process finds it was reaped: jobs claimed
+	// in an earlier epoch were reset by the reaper and must not start.
+	epoch atomic.Int64
 }
 
 // New returns a Supervisor for client. It does no I/O until Run.
@@ -280,6 +284,7 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 		}
 		_, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID})
 		if errors.Is(err, backend.ErrProcessNotFound) {
+			s.epoch.Add(1)
 			s.logger.Warn("ductwork: this process was reaped (it stalled past the reap threshold); its claims moved on, re-registering")
 			if err := s.register(ctx); err != nil && ctx.Err() == nil {
 				s.logger.Error("ductwork: re-register failed", slog.String("error", err.Error()))
@@ -393,7 +398,11 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 	// Claimed jobs wait in queue for one of Workers executors. The queue
 	// holds up to Prefetch jobs, so under load one claim transaction serves
 	// several steps instead of one per freed slot.
-	queue := make(chan *backend.Job, s.cfg.Prefetch+1)
+	type queued struct {
+		job   *backend.Job
+		epoch int64
+	}
+	queue := make(chan queued, s.cfg.Prefetch+1)
 	taken := make(chan struct{}, 1)
 	var busy atomic.Int64
 	defer close(queue)
@@ -401,18 +410,23 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			for job := range queue {
+			for q := range queue {
 				select {
 				case taken <- struct{}{}:
 				default:
 				}
+				if q.epoch != s.epoch.Load() {
+					// This process was reaped after claiming it: the job is
+					// someone else's now. Running it would only be refused.
+					continue
+				}
 				if ctx.Err() != nil {
 					// Shutting down: a job not yet started goes back at once.
-					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, job)
+					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, q.job)
 					continue
 				}
 				busy.Add(1)
-				s.work(ctx, hardCtx, job)
+				s.work(ctx, hardCtx, q.job)
 				busy.Add(-1)
 			}
 		}()
@@ -433,6 +447,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		}
 		refs := s.eng.Refs()
 		var jobs []*backend.Job
+		epoch := s.epoch.Load()
 		if want > 0 && len(refs) > 0 {
 			res, err := s.b.Claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want, Definitions: refs})
 			if err != nil {
@@ -447,7 +462,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 			}
 		}
 		for _, job := range jobs {
-			queue <- job // never blocks: at most cap-len were claimed
+			queue <- queued{job, epoch} // never blocks: at most cap-len were claimed
 		}
 		if want > 0 && len(jobs) == want {
 			continue // there may be more

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ductwork-go/ductwork/backend"
 )
@@ -85,7 +86,7 @@ func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.Deregis
 func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backend.ReapResult, error) {
 	thr := micros(params.Threshold)
 	var res backend.ReapResult
-	err := b.withTx(ctx, "reap", func(tx *sql.Tx) error {
+	err := b.withReapTx(ctx, func(tx *sql.Tx) error {
 		res = backend.ReapResult{Processes: []string{}}
 		rows, err := tx.QueryContext(ctx, qStaleProcesses, params.ProcessID, thr)
 		if err != nil {
@@ -151,4 +152,40 @@ func notFound(err, sentinel error) error {
 		return sentinel
 	}
 	return err
+}
+
+// reapLockWait bounds how long the reaper waits for a row lock, in seconds.
+// A process frozen (SIGSTOP, a long GC pause) inside a transaction keeps its
+// row locks; waiting the server's default 50 s for them kept the reaper's own
+// locks held that long and stalled the heartbeats of healthy processes, which
+// were then reaped in place of the frozen one. With a short wait the reaper
+// gives up, releases everything, and tries again on its next round.
+const reapLockWait = 1
+
+// withReapTx runs fn in a READ COMMITTED transaction on a dedicated
+// connection whose lock wait is reapLockWait, rerun after a deadlock.
+func (b *Backend) withReapTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return b.retry(ctx, "reap", func() error {
+		conn, err := b.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = "+strconv.Itoa(reapLockWait)); err != nil {
+			return err
+		}
+		defer func() {
+			// Back to the server default before the connection returns to the pool.
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION innodb_lock_wait_timeout = DEFAULT")
+		}()
+		tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
 }

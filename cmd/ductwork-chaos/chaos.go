@@ -1,0 +1,611 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
+)
+
+// proc is one worker process. Its fields are only touched by the
+// controller's loop; the goroutine waiting for it hands it back on exits.
+type proc struct {
+	cmd        *exec.Cmd
+	pid        int
+	crashpoint string
+	killed     bool // SIGKILLed by the controller
+	frozen     bool // the SIGSTOP victim: never killed afterwards
+	started    time.Time
+}
+
+type killEvent struct {
+	pid   int
+	at    time.Time
+	cause string // "sigkill" or "crashpoint <name>"
+}
+
+type exitEvent struct {
+	pid    int
+	at     time.Time
+	status string
+}
+
+type freezeEvent struct {
+	pid      int
+	stop     time.Time
+	cont     time.Time
+	attempts int
+}
+
+type restartEvent struct {
+	at   time.Time
+	down time.Duration
+	err  error
+}
+
+type controller struct {
+	o      *options
+	sc     storeConfig
+	self   string
+	wc     workerConfig
+	stderr io.Writer
+	errMu  *sync.Mutex
+
+	live         map[int]*proc
+	exits        chan *proc
+	replacements int
+	shutting     bool
+
+	kills      []killEvent
+	unexpected []exitEvent
+	freeze     *freezeEvent
+	restart    *restartEvent
+	started    int
+
+	client    *ductwork.Client
+	triggered atomic.Int64
+}
+
+// trigger triggers n more runs, numbered on from the runs triggered so far.
+func (c *controller) trigger(ctx context.Context, n int) error {
+	for range n {
+		i := int(c.triggered.Load())
+		if err := retryAdmin(ctx, func(ctx context.Context) error {
+			_, err := ductwork.Trigger(ctx, c.client, Chaos, inputFor(i))
+			return err
+		}); err != nil {
+			return fmt.Errorf("trigger run %d: %w", i, err)
+		}
+		c.triggered.Add(1)
+	}
+	return nil
+}
+
+// feed keeps work queued while the faults go on (-duration): whenever fewer
+// than half of -runs are unfinished it triggers another -runs/2.
+func (c *controller) feed(ctx context.Context, b backend.Backend) error {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		done, _, err := runCounts(ctx, b)
+		if err != nil {
+			continue // the server may be restarting
+		}
+		if int(c.triggered.Load())-done < max(1, c.o.runs/2) {
+			if err := c.trigger(ctx, max(1, c.o.runs/2)); err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *controller) logf(format string, args ...any) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	fmt.Fprintf(c.stderr, "chaos: %s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+// prefixWriter copies a worker's stderr line by line with its pid in front.
+type prefixWriter struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.mu.Lock()
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func (c *controller) startProc(cp string) error {
+	raw, err := json.Marshal(c.wc)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.self)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, crashpoint.EnvVar+"=") && !strings.HasPrefix(kv, workerEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, workerEnv+"="+string(raw))
+	if cp != "" {
+		cmd.Env = append(cmd.Env, crashpoint.EnvVar+"="+cp)
+	}
+	// Workers die with the controller, whatever kills it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	pw := &prefixWriter{mu: c.errMu, w: c.stderr}
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pw.prefix = fmt.Sprintf("[worker %d] ", cmd.Process.Pid)
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, crashpoint: cp, started: time.Now()}
+	c.live[p.pid] = p
+	c.started++
+	go func() { _ = cmd.Wait(); c.exits <- p }()
+	if cp != "" {
+		c.logf("started worker %d with %s=%s", p.pid, crashpoint.EnvVar, cp)
+	}
+	return nil
+}
+
+var crashPoints = []string{crashpoint.AfterClaim, crashpoint.AfterStepBeforeCommit, crashpoint.AfterCommit}
+
+// replace starts a replacement worker; with -crashpoints every other one
+// kills itself at a random crash point.
+func (c *controller) replace() error {
+	c.replacements++
+	cp := ""
+	if c.o.crashpoints && c.replacements%2 == 0 {
+		cp = crashPoints[rand.IntN(len(crashPoints))]
+	}
+	return c.startProc(cp)
+}
+
+// victim picks a random live worker that may be killed or frozen.
+func (c *controller) victim() *proc {
+	var ps []*proc
+	for _, p := range c.live {
+		if !p.killed && !p.frozen {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps[rand.IntN(len(ps))]
+}
+
+func (c *controller) kill() {
+	p := c.victim()
+	if p == nil {
+		return
+	}
+	p.killed = true
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		c.logf("kill %d: %v", p.pid, err)
+		return
+	}
+	c.kills = append(c.kills, killEvent{pid: p.pid, at: time.Now(), cause: "sigkill"})
+	c.logf("SIGKILL worker %d", p.pid)
+}
+
+// onExit handles a worker's exit and starts its replacement.
+func (c *controller) onExit(p *proc) error {
+	delete(c.live, p.pid)
+	if c.shutting {
+		return nil
+	}
+	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case p.killed:
+	case p.crashpoint != "" && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		c.kills = append(c.kills, killEvent{pid: p.pid, at: time.Now(), cause: "crashpoint " + p.crashpoint})
+		c.logf("worker %d died at crash point %s", p.pid, p.crashpoint)
+	default:
+		e := exitEvent{pid: p.pid, at: time.Now(), status: p.cmd.ProcessState.String()}
+		c.unexpected = append(c.unexpected, e)
+		c.logf("worker %d exited on its own: %s", p.pid, e.status)
+		recent := 0
+		for _, u := range c.unexpected {
+			if time.Since(u.at) < 30*time.Second {
+				recent++
+			}
+		}
+		if recent >= 4 {
+			return fmt.Errorf("workers crash-loop: %d unexpected exits within 30s", recent)
+		}
+	}
+	return c.replace()
+}
+
+// freezeWorker SIGSTOPs a worker. On SQLite it makes sure the worker does
+// not hold a database file's write lock: a process frozen inside a write
+// transaction stalls every writer until it resumes, which is SQLite's
+// locking, not something a reaper can undo.
+func (c *controller) freezeWorker() error {
+	p := c.victim()
+	if p == nil {
+		return errors.New("no worker to freeze")
+	}
+	var dbs []*sql.DB
+	if c.sc.Kind == "sqlite" {
+		for _, path := range []string{c.sc.DSN, c.sc.ExecDSN} {
+			db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+			if err != nil {
+				return err
+			}
+			db.SetMaxOpenConns(1)
+			defer db.Close()
+			dbs = append(dbs, db)
+		}
+	}
+	for i := 1; ; i++ {
+		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		var lockErr error
+		for _, db := range dbs {
+			if _, err := db.Exec("BEGIN IMMEDIATE; ROLLBACK"); err != nil {
+				lockErr = err
+				break
+			}
+		}
+		if lockErr == nil {
+			p.frozen = true
+			c.freeze = &freezeEvent{pid: p.pid, stop: time.Now(), attempts: i}
+			return nil
+		}
+		if i > 200 {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			return fmt.Errorf("could not freeze worker %d outside a write transaction: %w", p.pid, lockErr)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			return err
+		}
+		time.Sleep(time.Duration(1+rand.IntN(5)) * time.Millisecond) // let it finish its transaction
+	}
+}
+
+func (c *controller) thaw() {
+	if c.freeze == nil || !c.freeze.cont.IsZero() {
+		return
+	}
+	if p, ok := c.live[c.freeze.pid]; ok {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	c.freeze.cont = time.Now()
+}
+
+func quietLogger(verbose bool) *slog.Logger {
+	level := slog.LevelError
+	if verbose {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// runChaos runs the whole experiment and returns the report.
+func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	sc, drop, err := createStorage(ctx, o.backend, o.dsn)
+	if err != nil {
+		return nil, err
+	}
+	errMu := &sync.Mutex{}
+	c := &controller{
+		o: o, sc: sc, self: self, stderr: stderr, errMu: errMu,
+		live: map[int]*proc{}, exits: make(chan *proc, 64),
+		wc: workerConfig{
+			Store: sc, Workers: o.workers, Heartbeat: min(200*time.Millisecond, o.reapThreshold/4),
+			ReapThreshold: o.reapThreshold, ReapInterval: o.reapThreshold / 4, Poll: 20 * time.Millisecond, Verbose: o.verbose,
+		},
+	}
+	defer func() {
+		if derr := drop(context.WithoutCancel(ctx)); derr != nil {
+			err = errors.Join(err, fmt.Errorf("drop the chaos storage: %w", derr))
+		}
+	}()
+	logger := quietLogger(o.verbose)
+	b, closeB, err := openBackend(ctx, sc, 4, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer closeB()
+	if err := b.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	x, err := openExec(sc, 4)
+	if err != nil {
+		return nil, err
+	}
+	defer x.db.Close()
+	if err := x.create(ctx); err != nil {
+		return nil, fmt.Errorf("create %s: %w", x.table, err)
+	}
+	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Register(Chaos); err != nil {
+		return nil, err
+	}
+	c.logf("%s storage %s; %d workers × %d, %d runs, kill every %s, reap threshold %s",
+		sc.Kind, storageName(sc), o.procs, o.workers, o.runs, o.killEvery, o.reapThreshold)
+
+	defer c.stopAll()
+	for range o.procs {
+		if err := c.startProc(""); err != nil {
+			return nil, err
+		}
+	}
+	c.client = client
+	if err := c.trigger(ctx, o.runs); err != nil {
+		return nil, err
+	}
+	c.logf("triggered %d runs in %s", c.triggered.Load(), time.Since(began).Round(time.Millisecond))
+
+	loopErr := c.loop(ctx, b)
+	c.thaw()
+	c.stopAll()
+
+	triggered := int(c.triggered.Load())
+	rep = &report{backend: o.backend, triggered: triggered}
+	if cerr := collect(context.WithoutCancel(ctx), b, x, rep); cerr != nil {
+		return nil, errors.Join(loopErr, cerr)
+	}
+	rep.check(c)
+	rep.elapsed = time.Since(began)
+	return rep, loopErr
+}
+
+func storageName(sc storeConfig) string {
+	switch sc.Kind {
+	case "postgres":
+		return "schema " + sc.Schema
+	case "mysql":
+		return "database " + sc.DSN[strings.LastIndexByte(sc.DSN, '/')+1:]
+	}
+	return sc.DSN
+}
+
+// loop injects the faults until every run finished (or -duration, then
+// -timeout). It returns with the database server up.
+func (c *controller) loop(ctx context.Context, b backend.Backend) error {
+	o := c.o
+	start := time.Now()
+	var killC <-chan time.Time
+	if o.killEvery > 0 {
+		t := time.NewTicker(o.killEvery)
+		defer t.Stop()
+		killC = t.C
+	}
+	unit := o.killEvery
+	if unit == 0 {
+		unit = 2 * time.Second
+	}
+	freezeT := time.NewTimer(unit / 2)
+	defer freezeT.Stop()
+	contT := time.NewTimer(time.Hour)
+	contT.Stop()
+	defer contT.Stop()
+	var contC <-chan time.Time
+	var restartC <-chan time.Time
+	if o.restartDB {
+		// After the freeze is over, so that the zombie is surely reaped.
+		t := time.NewTimer(unit + 2*o.reapThreshold)
+		defer t.Stop()
+		restartC = t.C
+	}
+	restartDone := make(chan *restartEvent, 1)
+	restarting := false
+	var chaosEndC <-chan time.Time
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	feedErr := make(chan error, 1)
+	feeding := o.duration > 0
+	defer func() {
+		stopFeed()
+		if feeding {
+			// No trigger may race with the checks.
+			if err := <-feedErr; err != nil {
+				c.logf("triggering runs: %v", err)
+			}
+		}
+	}()
+	if o.duration > 0 {
+		t := time.NewTimer(o.duration)
+		defer t.Stop()
+		chaosEndC = t.C
+		go func() { feedErr <- c.feed(feedCtx, b) }()
+	} else {
+		feedErr <- nil
+	}
+	hard := time.NewTimer(o.timeout)
+	defer hard.Stop()
+	progress := time.NewTicker(250 * time.Millisecond)
+	defer progress.Stop()
+	lastReport := time.Now()
+	chaosOver := false
+	freezeDone := false
+
+	waitRestart := func() {
+		if restarting {
+			c.restart = <-restartDone
+			restarting = false
+		}
+	}
+	defer waitRestart()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-hard.C:
+			return fmt.Errorf("timed out after %s with runs unfinished", o.timeout)
+		case <-chaosEndC:
+			chaosOver = true
+			stopFeed()
+			c.logf("-duration reached: no more faults or new runs")
+		case err := <-feedErr:
+			feeding = false
+			if err != nil {
+				return err
+			}
+		case <-killC:
+			if !chaosOver {
+				c.kill()
+			}
+		case <-freezeT.C:
+			if chaosOver {
+				freezeDone = true
+				break
+			}
+			if err := c.freezeWorker(); err != nil {
+				c.logf("freeze: %v", err)
+				freezeDone = true
+				break
+			}
+			c.logf("SIGSTOP worker %d for %s", c.freeze.pid, 2*o.reapThreshold)
+			contT.Reset(2 * o.reapThreshold)
+			contC = contT.C
+		case <-contC:
+			c.thaw()
+			freezeDone = true
+			c.logf("SIGCONT worker %d", c.freeze.pid)
+		case <-restartC:
+			if chaosOver {
+				break
+			}
+			restarting = true
+			c.logf("restarting the %s server", o.backend)
+			go func() {
+				down, err := restartServer(o.backend, serverDSN(c.sc))
+				restartDone <- &restartEvent{at: time.Now().Add(-down), down: down, err: err}
+			}()
+		case ev := <-restartDone:
+			restarting = false
+			c.restart = ev
+			if ev.err != nil {
+				c.logf("database restart: %v", ev.err)
+			} else {
+				c.logf("database server answers again after %s", ev.down.Round(time.Millisecond))
+			}
+		case p := <-c.exits:
+			if err := c.onExit(p); err != nil {
+				return err
+			}
+		case <-progress.C:
+			done, counts, err := runCounts(ctx, b)
+			if err != nil {
+				break // the server may be restarting
+			}
+			if time.Since(lastReport) >= 5*time.Second {
+				lastReport = time.Now()
+				c.logf("%4.0fs: %v; %d kills, %d workers started", time.Since(start).Seconds(), counts, len(c.kills), c.started)
+			}
+			if !feeding && done == int(c.triggered.Load()) && (freezeDone || chaosOver) && !restarting {
+				return nil
+			}
+		}
+	}
+}
+
+func serverDSN(sc storeConfig) string {
+	if sc.Kind == "mysql" {
+		return sc.DSN[:strings.LastIndexByte(sc.DSN, '/')+1]
+	}
+	return sc.DSN
+}
+
+// runCounts counts the runs by status; done counts the finished ones.
+func runCounts(ctx context.Context, b backend.Backend) (done int, counts map[string]int, err error) {
+	runs, err := listRuns(ctx, b)
+	if err != nil {
+		return 0, nil, err
+	}
+	counts = map[string]int{}
+	for _, r := range runs {
+		counts[r.Status]++
+		if ductwork.Status(r.Status).Terminal() {
+			done++
+		}
+	}
+	return done, counts, nil
+}
+
+func listRuns(ctx context.Context, b backend.Backend) ([]*backend.Run, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out []*backend.Run
+	var before int64
+	for {
+		res, err := b.ListRuns(ctx, &backend.ListRunsParams{Pipeline: pipeName, Limit: 1000, BeforeID: before})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res.Runs...)
+		if res.Next == 0 {
+			return out, nil
+		}
+		before = res.Next
+	}
+}
+
+// stopAll stops every worker: SIGCONT (a frozen one cannot handle SIGTERM),
+// SIGTERM for a graceful shutdown, SIGKILL after 30s.
+func (c *controller) stopAll() {
+	c.shutting = true
+	for _, p := range c.live {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.After(30 * time.Second)
+	for len(c.live) > 0 {
+		select {
+		case p := <-c.exits:
+			delete(c.live, p.pid)
+		case <-deadline:
+			for _, p := range c.live {
+				c.logf("worker %d did not stop within 30s of SIGTERM; killing it", p.pid)
+				_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			}
+			deadline = time.After(time.Hour)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/engine"
+	"github.com/ductwork-go/ductwork/step"
+)
+
+// The executions table: one row per step execution, inserted when the
+// execution starts (through a connection of its own, not the library's),
+// completed with the output the step is about to return, and with the
+// outcome the engine reported (committed, stale, error, released).
+const execTable = "chaos_executions"
+
+const createExecTable = `CREATE TABLE %s (
+	tag VARCHAR(100) NOT NULL PRIMARY KEY,
+	run_id BIGINT NOT NULL,
+	node VARCHAR(64) NOT NULL,
+	scope VARCHAR(64) NOT NULL,
+	job_id BIGINT NOT NULL,
+	fence BIGINT NOT NULL,
+	idempotency_key VARCHAR(200) NOT NULL,
+	attempt INT NOT NULL,
+	crashes INT NOT NULL,
+	pid INT NOT NULL,
+	started_ns BIGINT NOT NULL,
+	returned_ns BIGINT,
+	output TEXT,
+	outcome VARCHAR(16)
+)`
+
+// execDB is the executions table on its own connection pool.
+type execDB struct {
+	db     *sql.DB
+	table  string // qualified name
+	dollar bool   // PostgreSQL placeholders
+}
+
+func (x *execDB) q(query string) string {
+	query = strings.ReplaceAll(query, "$T", x.table)
+	if !x.dollar {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func (x *execDB) create(ctx context.Context) error {
+	_, err := x.db.ExecContext(ctx, fmt.Sprintf(createExecTable, x.table))
+	return err
+}
+
+// execution is one row of the executions table.
+type execution struct {
+	Tag                   string
+	RunID, JobID, Fence   int64
+	Node, Scope, Key      string
+	Attempt, Crashes, PID int
+	StartedNS             int64
+	ReturnedNS            sql.NullInt64
+	Output, Outcome       sql.NullString
+}
+
+func (x *execDB) all(ctx context.Context) ([]*execution, error) {
+	rows, err := x.db.QueryContext(ctx, x.q(`SELECT tag, run_id, job_id, fence, node, scope, idempotency_key, attempt, crashes, pid,
+		started_ns, returned_ns, output, outcome FROM $T`))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*execution
+	for rows.Next() {
+		e := &execution{}
+		if err := rows.Scan(&e.Tag, &e.RunID, &e.JobID, &e.Fence, &e.Node, &e.Scope, &e.Key, &e.Attempt, &e.Crashes, &e.PID,
+			&e.StartedNS, &e.ReturnedNS, &e.Output, &e.Outcome); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// execTag identifies one execution: the step hook creates it from the
+// claimed job (whose fence the step context does not expose).
+type execTag struct {
+	tag string
+	job *backend.Job
+}
+
+// execRecorder writes the executions table from a worker process. Writes are
+// retried (the database may be restarting): a recording failure must not
+// turn into a step error, which would spend the retry budget.
+type execRecorder struct {
+	x   *execDB
+	pid int
+}
+
+func (r *execRecorder) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	delay := 20 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("chaos: record %s: %w", what, err)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("chaos: record %s: %w", what, err)
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+func (r *execRecorder) start(ctx step.Context, tag string) error {
+	t, _ := ctx.Value(tagKey{}).(*execTag)
+	if t == nil {
+		return errors.New("chaos: no execution tag in the step context (hook not installed)")
+	}
+	now := time.Now().UnixNano()
+	return r.retry(ctx, "start", func(c context.Context) error {
+		c, cancel := context.WithTimeout(c, 5*time.Second)
+		defer cancel()
+		_, err := r.x.db.ExecContext(c, r.x.q(`INSERT INTO $T (tag, run_id, node, scope, job_id, fence, idempotency_key, attempt, crashes, pid, started_ns)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			tag, ctx.RunID(), ctx.Node(), t.job.Scope, t.job.ID, t.job.Fence, ctx.IdempotencyKey(), ctx.Attempt(), ctx.Crashes(), r.pid, now)
+		if err != nil {
+			// The insert may have landed before the connection broke.
+			var n int
+			if qerr := r.x.db.QueryRowContext(c, r.x.q(`SELECT COUNT(*) FROM $T WHERE tag = ?`), tag).Scan(&n); qerr == nil && n == 1 {
+				return nil
+			}
+		}
+		return err
+	})
+}
+
+func (r *execRecorder) returned(ctx context.Context, tag string, out any) error {
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	return r.retry(ctx, "output", func(c context.Context) error {
+		c, cancel := context.WithTimeout(c, 5*time.Second)
+		defer cancel()
+		_, err := r.x.db.ExecContext(c, r.x.q(`UPDATE $T SET returned_ns = ?, output = ? WHERE tag = ?`), now, string(b), tag)
+		return err
+	})
+}
+
+func (r *execRecorder) outcome(tag, outcome string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = r.retry(ctx, "outcome", func(c context.Context) error {
+		_, err := r.x.db.ExecContext(c, r.x.q(`UPDATE $T SET outcome = ? WHERE tag = ?`), outcome, tag)
+		return err
+	})
+}
+
+// tagHook is the step hook of the worker processes: it tags each execution
+// with (pid, job, fence, time) and records how the engine ended it.
+type tagHook struct{ r *execRecorder }
+
+func (h tagHook) StepStart(ctx context.Context, job *backend.Job) (context.Context, func(engine.StepEnd)) {
+	t := &execTag{tag: fmt.Sprintf("%d-%d-%d-%d", os.Getpid(), job.ID, job.Fence, time.Now().UnixNano()), job: job}
+	return context.WithValue(ctx, tagKey{}, t), func(end engine.StepEnd) {
+		outcome := "committed"
+		switch {
+		case end.Stale:
+			outcome = "stale"
+		case end.Released:
+			outcome = "released"
+		case end.Err != nil:
+			outcome = "error"
+		}
+		h.r.outcome(t.tag, outcome)
+	}
+}
