@@ -283,6 +283,9 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		_, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID})
+		if err == nil {
+			s.eng.RetryReleases(ctx)
+		}
 		if errors.Is(err, backend.ErrProcessNotFound) {
 			s.epoch.Add(1)
 			s.logger.Warn("ductwork: this process was reaped (it stalled past the reap threshold); its claims moved on, re-registering")

@@ -46,6 +46,9 @@ type Engine struct {
 
 	kmu    sync.Mutex
 	wakers map[*func()]struct{}
+
+	omu     sync.Mutex
+	orphans []orphan
 }
 
 // AddWaker registers fn to be called when this process creates due work
@@ -251,6 +254,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		return Result{Stale: true, Err: err}
 	}
 	if err != nil {
+		e.abandon(commitCtx, processID, job, err, logger)
 		end(StepEnd{Err: err})
 		return Result{Err: err}
 	}
@@ -314,6 +318,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		return Result{Stale: true, Err: err}
 	}
 	if err != nil {
+		e.abandon(ctx, processID, job, err, logger)
 		return Result{Err: err}
 	}
 	if params.Retry {
@@ -336,6 +341,44 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		}
 	}
 	return Result{Halted: fr.Halted, Err: stepErr}
+}
+
+// abandon gives up on committing job's outcome (the database stayed
+// unreachable past the commit retries): the claim is released so that the
+// step runs again, as a crash re-run. If even the release fails, it is kept
+// for RetryReleases, so that a live process never sits on a claim it will not
+// finish (its heartbeat would keep the reaper away for ever).
+func (e *Engine) abandon(ctx context.Context, processID string, job *backend.Job, cause error, logger *jobLogger) {
+	logger.get().ErrorContext(ctx, "ductwork: giving up on the commit; releasing the claim so the step runs again",
+		slog.String("error", cause.Error()))
+	if err := e.release(ctx, processID, job); err != nil && !errors.Is(err, backend.ErrStaleClaim) {
+		e.omu.Lock()
+		e.orphans = append(e.orphans, orphan{processID, job})
+		e.omu.Unlock()
+	}
+}
+
+type orphan struct {
+	processID string
+	job       *backend.Job
+}
+
+// RetryReleases retries the releases abandon could not make. Supervisors
+// call it on every heartbeat.
+func (e *Engine) RetryReleases(ctx context.Context) {
+	e.omu.Lock()
+	pending := e.orphans
+	e.orphans = nil
+	e.omu.Unlock()
+	for i, o := range pending {
+		err := e.release(ctx, o.processID, o.job)
+		if err != nil && !errors.Is(err, backend.ErrStaleClaim) {
+			e.omu.Lock()
+			e.orphans = append(e.orphans, pending[i:]...)
+			e.omu.Unlock()
+			return
+		}
+	}
 }
 
 // Release gives a claimed job back without running it.
