@@ -3,14 +3,19 @@ package ductwork_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/backend/postgres"
 	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 var echo = step.New("echo", func(_ step.Context, n int) (int, error) { return n, nil })
@@ -144,3 +149,96 @@ func TestDefinitionDrift(t *testing.T) {
 		t.Fatalf("v1 run: %d, %v (want 5: v1 has no extra step)", out, err)
 	}
 }
+
+func TestPayloadLimit(t *testing.T) {
+	big := step.New("big", func(_ step.Context, n int) (string, error) { return strings.Repeat("x", n), nil })
+	def := flow.MustDefine("payload-limit", func(p *flow.Pipeline[int]) flow.End[string] { return flow.Start(p, big) })
+	strDef := flow.MustDefine("payload-limit-in", func(p *flow.Pipeline[string]) flow.End[string] {
+		return flow.Start(p, step.New("echo-s", func(_ step.Context, s string) (string, error) { return s, nil }))
+	})
+	e := newEnv(t, def, strDef)
+	client, err := ductwork.NewClient(e.b, &ductwork.Config{Logger: quietLogger(), MaxPayloadBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Register(def, strDef)
+
+	// At trigger: typed error, nothing written.
+	_, err = ductwork.Trigger(waitCtx(t), client, strDef, strings.Repeat("y", 200))
+	var pe *ductwork.PayloadTooLargeError
+	if !errors.As(err, &pe) || pe.Size <= 100 || pe.Max != 100 {
+		t.Fatalf("trigger above the limit: %v", err)
+	}
+	assertNoRuns(t, e)
+
+	// At commit: the run halts with the typed reason and no output is stored.
+	startSupervisor(t, client, nil)
+	r, err := ductwork.Trigger(waitCtx(t), client, def, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Wait(waitCtx(t))
+	var he *ductwork.HaltedError
+	if !errors.As(err, &he) || !strings.Contains(he.Reason, "above the limit of 100") {
+		t.Fatalf("output above the limit: %v", err)
+	}
+	steps, _ := r.Steps(waitCtx(t))
+	if len(steps) != 1 || steps[0].Output != nil {
+		t.Fatalf("steps: %+v", steps)
+	}
+	ok, err := ductwork.Trigger(waitCtx(t), client, def, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ok.Wait(waitCtx(t)); err != nil || len(out) != 50 {
+		t.Fatalf("under the limit: %d bytes, %v", len(out), err)
+	}
+}
+
+// TestDatabaseUnreachableAtStart: a supervisor whose database does not
+// answer keeps retrying registration with backoff (no crash loop, no panic)
+// and returns the connection error when its context ends.
+func TestDatabaseUnreachableAtStart(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/test?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	b, err := postgres.New(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int32
+	logger := slog.New(countingHandler{msg: "cannot register process", n: &attempts})
+	client, _ := ductwork.NewClient(b, &ductwork.Config{Logger: logger})
+	_ = client.Register(echoDef("unreachable"))
+	s, err := supervisor.New(client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err = s.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "register process") {
+		t.Fatalf("Run against an unreachable database: %v", err)
+	}
+	if n := attempts.Load(); n < 2 || n > 10 {
+		t.Fatalf("%d registration attempts in 2s; want a few, with backoff", n)
+	}
+}
+
+// countingHandler counts log records whose message contains msg.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int32
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.msg) {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }

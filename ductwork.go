@@ -30,7 +30,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks observe step executions and halts (see package otel).
 	Hooks *Hooks
+	// MaxPayloadBytes caps the encoded size of a run's input and of every
+	// step's output. A trigger above it fails with *PayloadTooLargeError and
+	// writes nothing; a step output above it halts the run with that error
+	// and writes nothing of the output. Zero means 16 MiB; negative, no cap.
+	MaxPayloadBytes int
 }
+
+// DefaultMaxPayloadBytes is the payload cap of a zero Config.
+const DefaultMaxPayloadBytes = 16 << 20
 
 // Hooks are observers of the client's work. Nil fields are skipped.
 type Hooks = engine.Hooks
@@ -57,7 +65,15 @@ func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Client{b: b, eng: engine.New(b, c.Logger, c.Hooks), logger: c.Logger}, nil
+	switch {
+	case c.MaxPayloadBytes == 0:
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	case c.MaxPayloadBytes < 0:
+		c.MaxPayloadBytes = 0
+	}
+	eng := engine.New(b, c.Logger, c.Hooks)
+	eng.MaxPayload = c.MaxPayloadBytes
+	return &Client{b: b, eng: eng, logger: c.Logger}, nil
 }
 
 // Backend returns the client's backend.
@@ -125,6 +141,9 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	input, err := g.Codec.Marshal(in)
 	if err != nil {
 		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
+	}
+	if max := c.eng.MaxPayload; max > 0 && len(input) > max {
+		return nil, &PayloadTooLargeError{Node: g.Start.ID, Size: len(input), Max: max}
 	}
 	p := &backend.TriggerParams{
 		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx,

@@ -39,6 +39,10 @@ type FanOutError = graph.FanOutError
 // halts with it as the reason; nothing of the output is written).
 type EncodeError = graph.EncodeError
 
+// PayloadTooLargeError reports an encoded input or output above
+// Config.MaxPayloadBytes.
+type PayloadTooLargeError = graph.PayloadTooLargeError
+
 // HaltedError is returned by Run.Wait for a halted run.
 type HaltedError struct {
 	RunID  int64

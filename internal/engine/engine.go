@@ -35,6 +35,8 @@ type Engine struct {
 	Backend backend.Backend
 	Logger  *slog.Logger
 	Hooks   *Hooks
+	// MaxPayload caps an encoded step output; 0 means no cap.
+	MaxPayload int
 
 	mu     sync.RWMutex
 	defs   map[backend.DefinitionRef]*graph.Graph
@@ -226,8 +228,12 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	}
 
 	outBytes, err := g.Codec.Marshal(out)
-	if err != nil {
+	if err == nil && e.MaxPayload > 0 && len(outBytes) > e.MaxPayload {
+		err = &graph.PayloadTooLargeError{Node: node.ID, Size: len(outBytes), Max: e.MaxPayload}
+	} else if err != nil {
 		err = &graph.EncodeError{Node: node.ID, Err: err}
+	}
+	if err != nil {
 		res := e.fail(commitCtx, g, processID, job, err, false, logger)
 		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
 		return res

@@ -155,6 +155,17 @@ func (e *FanOutError) Error() string {
 	return fmt.Sprintf("expand into %q: %d elements exceed the pipeline's max fan-out of %d", e.Node, e.Count, e.Max)
 }
 
+// PayloadTooLargeError reports an encoded value above the client's cap.
+type PayloadTooLargeError struct {
+	Node string // the step whose input (at trigger) or output it is
+	Size int
+	Max  int
+}
+
+func (e *PayloadTooLargeError) Error() string {
+	return fmt.Sprintf("payload of %q is %d bytes, above the limit of %d", e.Node, e.Size, e.Max)
+}
+
 // EncodeError is returned when a value cannot be encoded by the codec.
 type EncodeError struct {
 	Node string
