@@ -419,8 +419,13 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 				default:
 				}
 				if q.epoch != s.epoch.Load() {
-					// This process was reaped after claiming it: the job is
-					// someone else's now. Running it would only be refused.
+					// This process was found reaped after claiming the job.
+					// If the reaper reset it, it is someone else's now; but
+					// the claim may also postdate the reap (claimed on waking,
+					// before the heartbeat noticed), and then it is ours and
+					// nobody else will ever run it. Releasing is right both
+					// ways: it is fenced, so it changes nothing in the first.
+					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, q.job)
 					continue
 				}
 				if ctx.Err() != nil {

@@ -388,10 +388,17 @@ func (e *Engine) RetryReleases(ctx context.Context) {
 }
 
 // Release gives a claimed job back without running it.
+// A stale claim needs no release; a release that fails otherwise is retried
+// by RetryReleases (a live process's claims are never reaped).
 func (e *Engine) Release(ctx context.Context, processID string, job *backend.Job) {
-	if err := e.release(ctx, processID, job); err != nil {
-		e.Logger.WarnContext(ctx, "ductwork: release failed; the reaper will recover the claim", slog.String("error", err.Error()))
+	err := e.release(ctx, processID, job)
+	if err == nil || errors.Is(err, backend.ErrStaleClaim) {
+		return
 	}
+	e.Logger.WarnContext(ctx, "ductwork: release failed; retrying on the next heartbeat", slog.String("error", err.Error()))
+	e.omu.Lock()
+	e.orphans = append(e.orphans, orphan{processID, job})
+	e.omu.Unlock()
 }
 
 func (e *Engine) release(ctx context.Context, processID string, job *backend.Job) error {
