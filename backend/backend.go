@@ -52,7 +52,8 @@ type Backend interface {
 	Fail(ctx context.Context, params *FailParams) (*FailResult, error)
 
 	// Release gives a claimed job back (graceful shutdown), fenced like
-	// Complete. The job is due at once and its retry budget is not spent.
+	// Complete. The job keeps its due time (so it is due at once, ahead of
+	// work that became due later) and its retry budget is not spent.
 	Release(ctx context.Context, params *ReleaseParams) (*ReleaseResult, error)
 
 	// RegisterProcess inserts (or refreshes) a process row with a fresh
@@ -70,8 +71,8 @@ type Backend interface {
 
 	// Reap removes processes whose heartbeat is older than params.Threshold by
 	// the database's clock, in one transaction that re-checks staleness. Their
-	// running jobs become due again as crash re-runs (Crashes+1, Attempt
-	// unchanged, new fencing token on next claim). Jobs left running by an
+	// running jobs become pending again as crash re-runs (Crashes+1, Attempt
+	// unchanged, due time kept, new fencing token on next claim). Jobs left running by an
 	// owner that has no process row are reset too. Reaping is idempotent and
 	// safe from many processes at once: each dead process is reaped once.
 	Reap(ctx context.Context, params *ReapParams) (*ReapResult, error)

@@ -94,8 +94,7 @@ WHERE id = ? AND status = 'running'`
 	qJobRun  = "SELECT run_id FROM ductwork_jobs WHERE id = ?"
 	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting')`
-	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
-  due_at = ` + nowUS + fenced
+	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1` + fenced
 )
 
 // Processes and the reaper.
@@ -110,17 +109,16 @@ ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VA
 	// not matched, rows unless the DSN sets clientFoundRows).
 	qHeartbeat      = "UPDATE ductwork_processes SET heartbeat_at = " + nowUS + ", beats = beats + 1 WHERE id = ?"
 	qProcessBeat    = "SELECT heartbeat_at FROM ductwork_processes WHERE id = ?"
-	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
-  due_at = ` + nowUS + ` WHERE process_id = ? AND status = 'running'`
+	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
+WHERE process_id = ? AND status = 'running'`
 	qDeleteProcess  = "DELETE FROM ductwork_processes WHERE id = ?"
 	qStaleProcesses = `SELECT id FROM ductwork_processes
 WHERE id <> ? AND heartbeat_at < ` + nowUS + ` - ?
 ORDER BY id FOR UPDATE SKIP LOCKED`
-	qReapJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
-  due_at = ` + nowUS + ` WHERE status = 'running' AND process_id IN (`
+	qReapJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
+WHERE status = 'running' AND process_id IN (`
 	qReapProcessesHead = `DELETE FROM ductwork_processes WHERE heartbeat_at < ` + nowUS + ` - ? AND id IN (`
-	qReapOrphans       = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1,
-  due_at = ` + nowUS + `
+	qReapOrphans       = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
 WHERE status = 'running' AND started_at < ` + nowUS + ` - ?
   AND NOT EXISTS (SELECT 1 FROM ductwork_processes p WHERE p.id = ductwork_jobs.process_id)`
 )

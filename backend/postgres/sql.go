@@ -199,7 +199,7 @@ SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM r)`
 const sqlRelease = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = now()
+	SET status = 'pending', process_id = NULL, crashes = crashes + 1
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
 	RETURNING id
 )
@@ -219,7 +219,7 @@ UPDATE {schema}.ductwork_processes SET heartbeat_at = clock_timestamp() WHERE id
 const sqlDeregisterProcess = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = now()
+	SET status = 'pending', process_id = NULL, crashes = crashes + 1
 	WHERE process_id = $1 AND status = 'running'
 	RETURNING id
 ), p AS (
@@ -238,7 +238,7 @@ WITH dead AS (
 	RETURNING id
 ), j AS (
 	UPDATE {schema}.ductwork_jobs AS j
-	SET status = 'pending', process_id = NULL, crashes = j.crashes + 1, due_at = now()
+	SET status = 'pending', process_id = NULL, crashes = j.crashes + 1
 	WHERE j.status = 'running'
 	  AND (j.process_id IN (SELECT id FROM dead)
 	    OR (j.process_id IS NOT NULL

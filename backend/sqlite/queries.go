@@ -98,7 +98,7 @@ RETURNING run_id`
 WHERE id = ? AND status IN ('running', 'waiting')`
 
 	qRelease = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + fenced
+SET status = 'pending', process_id = NULL, crashes = crashes + 1` + fenced
 
 	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
 VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)
@@ -109,7 +109,7 @@ RETURNING started_at`
 	qHeartbeat = `UPDATE ductwork_processes SET heartbeat_at = ` + nowUS + ` WHERE id = ? RETURNING heartbeat_at`
 
 	qReleaseProcessJobs = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + `
+SET status = 'pending', process_id = NULL, crashes = crashes + 1
 WHERE process_id = ? AND status = 'running'`
 
 	qDeleteProcess = `DELETE FROM ductwork_processes WHERE id = ?`
@@ -124,7 +124,7 @@ RETURNING id`
 	// the processes just reaped (a JSON array of IDs), and others whose claim
 	// is older than the threshold.
 	qReapJobs = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1, due_at = ` + nowUS + `
+SET status = 'pending', process_id = NULL, crashes = crashes + 1
 WHERE status = 'running'
   AND process_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM ductwork_processes AS p WHERE p.id = ductwork_jobs.process_id)
