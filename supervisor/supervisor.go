@@ -405,8 +405,15 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		job   *backend.Job
 		epoch int64
 	}
-	queue := make(chan queued, s.cfg.Prefetch+1)
-	taken := make(chan struct{}, 1)
+	queue := make(chan queued, s.cfg.Workers+s.cfg.Prefetch)
+	// changed wakes the fetcher when an executor takes a job or frees up.
+	changed := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	var busy atomic.Int64
 	defer close(queue)
 	for range s.cfg.Workers {
@@ -414,10 +421,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		go func() {
 			defer inflight.Done()
 			for q := range queue {
-				select {
-				case taken <- struct{}{}:
-				default:
-				}
+				signal()
 				if q.epoch != s.epoch.Load() {
 					// This process was found reaped after claiming the job.
 					// If the reaper reset it, it is someone else's now; but
@@ -436,6 +440,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 				busy.Add(1)
 				s.work(ctx, hardCtx, q.job)
 				busy.Add(-1)
+				signal()
 			}
 		}()
 	}
@@ -450,8 +455,9 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		idle := int(int64(s.cfg.Workers)-busy.Load()) - len(queue)
 		want := 0
 		if idle > 0 || len(queue) <= lowWater {
-			want = max(idle, 0) + cap(queue) - 1 - len(queue)
-			want = min(want, cap(queue)-len(queue))
+			// Fill running + queued up to Workers + Prefetch.
+			want = s.cfg.Workers + s.cfg.Prefetch - int(busy.Load()) - len(queue)
+			want = max(min(want, cap(queue)-len(queue)), 0)
 		}
 		refs := s.eng.Refs()
 		var jobs []*backend.Job
@@ -477,13 +483,13 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		}
 		wait := delay
 		if want == 0 {
-			wait = time.Hour // the queue is full enough; an executor taking a job wakes us
+			wait = time.Hour // nothing to claim for: an executor taking a job or freeing up wakes us
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
-		case <-taken:
+		case <-changed:
 		case <-notify:
 		case <-time.After(wait):
 		}

@@ -636,3 +636,42 @@ func TestSignalContextParentCancel(t *testing.T) {
 	cancel()
 	waitChan(t, "the context to follow its parent", ctx.Done())
 }
+
+// TestPrefetchDisabled: with Prefetch < 0 the pool claims only for idle
+// workers and still drains every run (a freed worker wakes the fetcher).
+func TestPrefetchDisabled(t *testing.T) {
+	for _, prefetch := range []int{-1, 0, 3} {
+		t.Run(fmt.Sprint(prefetch), func(t *testing.T) {
+			b := newBackend(t)
+			one := step.New("one", func(_ step.Context, n int) (int, error) { return n, nil })
+			def := flow.MustDefine("prefetch", func(p *flow.Pipeline[int]) flow.End[int] { return flow.Start(p, one) })
+			client, err := ductwork.NewClient(b, &ductwork.Config{Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = client.Register(def)
+			runs := make([]*ductwork.Run[int], 40)
+			for i := range runs {
+				if runs[i], err = ductwork.Trigger(t.Context(), client, def, i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A poll interval far above the test's deadline: only wake-ups can drain the runs.
+			s, err := supervisor.New(client, &supervisor.Config{Workers: 2, Prefetch: prefetch, PollInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer wcancel()
+			for i, r := range runs {
+				if out, err := r.Wait(wctx); err != nil || out != i {
+					t.Fatalf("run %d: %d, %v", i, out, err)
+				}
+			}
+		})
+	}
+}
