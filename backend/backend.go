@@ -47,13 +47,16 @@ type Backend interface {
 	// Fail records a failed execution, fenced like Complete. With
 	// params.Retry the job becomes due again after params.RetryAfter and its
 	// attempt count grows; otherwise the job is marked failed and the run is
-	// halted with params.Error as its reason. Result.Halted is true only for
+	// halted with params.Error as its reason, and with the job's node, scope
+	// and attempt, params.Cause and params.Stack in the run's halt fields
+	// (see Run). The job keeps params.Error and params.Stack either way. Result.Halted is true only for
 	// the one call that moved the run from running to halted.
 	Fail(ctx context.Context, params *FailParams) (*FailResult, error)
 
 	// Release gives a claimed job back (graceful shutdown), fenced like
 	// Complete. The job keeps its due time (so it is due at once, ahead of
-	// work that became due later) and its retry budget is not spent.
+	// work that became due later); neither its retry budget (Attempt) nor its
+	// crash budget (Crashes) is spent: a release is not a crash.
 	Release(ctx context.Context, params *ReleaseParams) (*ReleaseResult, error)
 
 	// RegisterProcess inserts (or refreshes) a process row with a fresh
@@ -66,7 +69,7 @@ type Backend interface {
 	Heartbeat(ctx context.Context, params *HeartbeatParams) (*HeartbeatResult, error)
 
 	// DeregisterProcess removes a process row after releasing whatever it
-	// still holds. Idempotent.
+	// still holds (as Release does: no crash is counted). Idempotent.
 	DeregisterProcess(ctx context.Context, params *DeregisterProcessParams) error
 
 	// Reap removes processes whose heartbeat is older than params.Threshold by
@@ -130,6 +133,11 @@ type Capabilities struct {
 	Notify bool
 	// TimePrecision is the resolution of stored timestamps.
 	TimePrecision time.Duration
+	// Name identifies the backend in error messages (such as "mysql").
+	Name string
+	// Limits are the sizes the backend's schema can store; the zero value
+	// means no limit.
+	Limits Limits
 }
 
 // Notifier is implemented by backends whose Capabilities report Notify.

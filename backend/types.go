@@ -169,7 +169,8 @@ type Job struct {
 	// Attempt is 1 for the first execution and grows with each retry. Crash
 	// re-runs do not change it.
 	Attempt int
-	// Crashes counts executions lost to a dead process or released claims.
+	// Crashes counts executions lost to a dead process (reaped). Graceful
+	// releases do not count.
 	Crashes int
 	// Fence is the fencing token of this claim; present it to Complete, Fail
 	// and Release.
@@ -213,7 +214,13 @@ type FailParams struct {
 	JobID     int64
 	ProcessID string
 	Fence     int64
-	Error     string
+	// Error is the failure's message, stored with the job (and with the run
+	// when it halts).
+	Error string
+	// Stack is the goroutine stack of a panic, stored apart from Error.
+	Stack string
+	// Cause is why the run halts; used when Retry is false.
+	Cause HaltCause
 	// Retry schedules another attempt after RetryAfter; otherwise the job
 	// fails and the run halts.
 	Retry      bool
@@ -295,6 +302,14 @@ type Run struct {
 	Metadata    map[string]string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// The halt fields describe the failure that last halted the run: the
+	// node and scope of the failed job, its cause, the job's attempt number
+	// and the panic stack, if any. Empty (zero) for a run that never halted.
+	HaltNode    string
+	HaltScope   string
+	HaltCause   HaltCause
+	HaltAttempt int
+	HaltStack   string
 }
 
 // ListRunsParams are the arguments of Backend.ListRuns.
@@ -327,14 +342,16 @@ type ListJobsParams struct {
 
 // JobInfo is a stored job, as listed.
 type JobInfo struct {
-	ID         int64
-	RunID      int64
-	NodeID     string
-	Scope      string
-	Status     string
-	Input      []byte
-	Output     []byte
-	Error      string
+	ID     int64
+	RunID  int64
+	NodeID string
+	Scope  string
+	Status string
+	Input  []byte
+	Output []byte
+	Error  string
+	// Stack is the panic stack of the last failure, if it was a panic.
+	Stack      string
 	Join       bool
 	Attempt    int
 	Crashes    int

@@ -182,7 +182,7 @@ func validatePlan(p *backend.Plan) error {
 			return err
 		}
 		if j.Expected < 0 {
-			return fmt.Errorf("ductwork/mysql: Plan.OpenJoins[%d].Expected is negative (%d)", i, j.Expected)
+			return backend.Permanent(fmt.Errorf("ductwork/mysql: Plan.OpenJoins[%d].Expected is negative (%d)", i, j.Expected))
 		}
 	}
 	return nil
@@ -213,7 +213,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	const op = "fail"
 	if params.Retry {
 		err := b.retry(ctx, op, func() error {
-			r, err := b.db.ExecContext(ctx, qRetryJob, micros(params.RetryAfter), params.Error,
+			r, err := b.db.ExecContext(ctx, qRetryJob, micros(params.RetryAfter), params.Error, params.Stack,
 				params.JobID, params.Fence, params.ProcessID)
 			if err != nil {
 				return err
@@ -228,18 +228,22 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	var res backend.FailResult
 	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
 		res = backend.FailResult{}
-		r, err := tx.ExecContext(ctx, qFailJob, params.Error, params.JobID, params.Fence, params.ProcessID)
+		r, err := tx.ExecContext(ctx, qFailJob, params.Error, params.Stack, params.JobID, params.Fence, params.ProcessID)
 		if err != nil {
 			return err
 		}
 		if err := expectOne(r, backend.ErrStaleClaim); err != nil {
 			return err
 		}
-		var runID int64
-		if err := tx.QueryRowContext(ctx, qJobRun, params.JobID).Scan(&runID); err != nil {
+		var (
+			runID       int64
+			node, scope []byte
+			attempt     int
+		)
+		if err := tx.QueryRowContext(ctx, qJobRun, params.JobID).Scan(&runID, &node, &scope, &attempt); err != nil {
 			return err
 		}
-		r, err = tx.ExecContext(ctx, qHaltRun, params.Error, runID)
+		r, err = tx.ExecContext(ctx, qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, runID)
 		if err != nil {
 			return err
 		}
@@ -254,7 +258,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 }
 
 // Release gives a claimed job back, fenced like Complete: it becomes pending,
-// due at once, without an owner, with crashes+1 and its attempt unchanged (the
+// due at once, without an owner, with its crash and attempt counts unchanged (the
 // retry budget is not spent). A stale fence or owner returns
 // backend.ErrStaleClaim.
 func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/ductwork-go/ductwork/backend"
+	gomysql "github.com/go-sql-driver/mysql"
 )
 
 //go:embed migrations/*.sql
@@ -188,7 +189,7 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 			continue
 		}
 		for i, stmt := range statements(m.sql) {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil && !isDuplicateColumn(err) {
 				return &MigrationError{Version: m.version, Step: "statement " + strconv.Itoa(i+1), Err: classify(err)}
 			}
 		}
@@ -197,4 +198,11 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// isDuplicateColumn reports MySQL error 1060: an ADD COLUMN that an earlier,
+// interrupted Migrate already applied.
+func isDuplicateColumn(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && me.Number == errDuplicateColumn
 }

@@ -3,10 +3,13 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +30,17 @@ const (
 	// process ID, host or context key the schema stores, in bytes.
 	MaxIdentifierLen = 255
 )
+
+// Limits are what the schema stores: identifiers are VARBINARY(255). The
+// payload size is bounded by the server's max_allowed_packet, which the
+// backend does not know, so it is left unset.
+var Limits = backend.Limits{
+	MaxPipelineBytes:  MaxIdentifierLen,
+	MaxNodeIDBytes:    MaxIdentifierLen,
+	MaxScopeBytes:     MaxIdentifierLen,
+	MaxKeyBytes:       MaxIdentifierLen,
+	MaxProcessIDBytes: MaxIdentifierLen,
+}
 
 // Config tunes a Backend. Its zero value is valid; New applies the defaults to
 // a copy and never modifies the caller's Config.
@@ -59,7 +73,8 @@ func (e *ConfigError) Error() string {
 }
 
 // TooLongError reports a value longer than the column that stores it. It is
-// returned before any statement runs, so nothing is written.
+// returned before any statement runs, so nothing is written, wrapped in a
+// *backend.PermanentError (errors.As reaches it).
 type TooLongError struct {
 	// Field names the parameter, such as "Pipeline" or "Plan.Jobs[3].Scope".
 	Field string
@@ -127,7 +142,7 @@ func New(db *sql.DB, cfg *Config) (*Backend, error) {
 // Capabilities reports SkipLocked (claims use FOR UPDATE SKIP LOCKED), no
 // Notify (workers poll) and microsecond timestamps.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: true, Notify: false, TimePrecision: time.Microsecond}
+	return backend.Capabilities{SkipLocked: true, Notify: false, TimePrecision: time.Microsecond, Name: "mysql", Limits: Limits}
 }
 
 // Now returns the database's clock (UTC_TIMESTAMP(6)), in UTC.
@@ -212,7 +227,27 @@ const (
 	errLockWaitTimeout = 1205
 	errDeadlock        = 1213
 	errDuplicateKey    = 1062
+	errDuplicateColumn = 1060
 )
+
+// transientCodes are MySQL and MariaDB error numbers that may pass when the
+// operation is retried: lock wait timeout, deadlock, too many connections,
+// server shutdown, interrupted or timed-out statements, network errors
+// reported by the server, a killed connection.
+var transientCodes = map[uint16]bool{
+	1205: true, 1213: true, 1040: true, 1203: true, 1053: true, 1077: true, 1078: true, 1079: true, 1080: true,
+	1152: true, 1158: true, 1159: true, 1160: true, 1161: true, 1317: true, 1927: true, 1969: true,
+	3024: true, 4031: true,
+}
+
+// permanentCodes never pass on a retry: a value too long, out of range, NULL
+// where it cannot be, bytes the column's character set rejects, a duplicate
+// key, a foreign key or CHECK violation, a packet above max_allowed_packet,
+// a row or key too large, a syntax error, an unknown table or column.
+var permanentCodes = map[uint16]bool{
+	1406: true, 1264: true, 1690: true, 1048: true, 1366: true, 1292: true, 1062: true, 1451: true, 1452: true,
+	3819: true, 4025: true, 1153: true, 1118: true, 1071: true, 1064: true, 1146: true, 1054: true,
+}
 
 func retryable(err error) bool {
 	var me *gomysql.MySQLError
@@ -245,9 +280,12 @@ func mapErr(op string, err error) error {
 // classify adds backend.ErrClosed to the chain of an error that means the
 // *sql.DB or *sql.Conn is closed (sql.ErrConnDone, or database/sql's
 // unexported "database is closed" error, recognised by its text because
-// database/sql exports no sentinel for it).
+// database/sql exports no sentinel for it). Other errors are marked
+// transient or permanent (see transientCodes and permanentCodes; a
+// *TooLongError is permanent, a broken connection or a timed-out context
+// transient); the rest pass unclassified.
 func classify(err error) error {
-	if err == nil || errors.Is(err, backend.ErrClosed) {
+	if err == nil || errors.Is(err, backend.ErrClosed) || isSentinel(err) {
 		return err
 	}
 	closed := errors.Is(err, sql.ErrConnDone)
@@ -257,7 +295,39 @@ func classify(err error) error {
 	if closed {
 		return fmt.Errorf("%w: %w", backend.ErrClosed, err)
 	}
+	var me *gomysql.MySQLError
+	var tl *TooLongError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tl):
+		return backend.Permanent(err)
+	case errors.As(err, &me):
+		if permanentCodes[me.Number] {
+			return backend.Permanent(err)
+		}
+		if transientCodes[me.Number] {
+			return backend.Transient(err)
+		}
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, gomysql.ErrInvalidConn), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return backend.Transient(err)
+	}
 	return err
+}
+
+// isSentinel reports the sentinels of package backend, which are answers,
+// not failures to classify.
+func isSentinel(err error) bool {
+	for _, s := range []error{
+		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
+		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx,
+	} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
@@ -280,7 +350,7 @@ func micros(d time.Duration) int64 {
 
 func checkLen(field, v string) error {
 	if len(v) > MaxIdentifierLen {
-		return &TooLongError{Field: field, Len: len(v), Max: MaxIdentifierLen}
+		return backend.Permanent(&TooLongError{Field: field, Len: len(v), Max: MaxIdentifierLen})
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 }
 
 // DeregisterProcess, in one transaction, makes the process's running jobs
-// pending and due at once (crashes+1, as a release) and deletes its row.
+// pending and due at once (counts unchanged, as a release) and deletes its row.
 // Idempotent: an unknown ID is not an error.
 func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
 	return b.withTx(ctx, "deregister process", func(tx *sql.Tx) error {

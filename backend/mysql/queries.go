@@ -89,12 +89,14 @@ WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 WHERE id = ? AND status = 'running'`
 
 	qRetryJob = `UPDATE ductwork_jobs SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?,
-  error = ?, process_id = NULL` + fenced
-	qFailJob = `UPDATE ductwork_jobs SET status = 'failed', error = ?, finished_at = ` + nowUS + fenced
-	qJobRun  = "SELECT run_id FROM ductwork_jobs WHERE id = ?"
-	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, updated_at = ` + nowUS + `
+  error = ?, error_stack = ?, process_id = NULL` + fenced
+	qFailJob = `UPDATE ductwork_jobs SET status = 'failed', error = ?, error_stack = ?, finished_at = ` + nowUS + fenced
+	qJobRun  = "SELECT run_id, node_id, scope, attempt FROM ductwork_jobs WHERE id = ?"
+	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, halt_node = ?, halt_scope = ?, halt_cause = ?,
+  halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting')`
-	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1` + fenced
+	// A release is not a crash: crashes is left as it is.
+	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL` + fenced
 )
 
 // Processes and the reaper.
@@ -109,7 +111,7 @@ ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VA
 	// not matched, rows unless the DSN sets clientFoundRows).
 	qHeartbeat      = "UPDATE ductwork_processes SET heartbeat_at = " + nowUS + ", beats = beats + 1 WHERE id = ?"
 	qProcessBeat    = "SELECT heartbeat_at FROM ductwork_processes WHERE id = ?"
-	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
+	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL
 WHERE process_id = ? AND status = 'running'`
 	qDeleteProcess  = "DELETE FROM ductwork_processes WHERE id = ?"
 	qStaleProcesses = `SELECT id FROM ductwork_processes
@@ -125,7 +127,8 @@ WHERE status = 'running' AND started_at < ` + nowUS + ` - ?
 
 // Runs, jobs and values.
 const (
-	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
+  halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
 	qGetRun    = "SELECT " + runColumns + " FROM ductwork_runs WHERE id = ?"
 	qRunStatus = "SELECT status FROM ductwork_runs WHERE id = ?"
 	// ListRuns: qListRunsHead, then any of the filters, then qListRunsTail.
@@ -134,7 +137,7 @@ const (
 	qFilterPipeline = " AND pipeline = ?"
 	qFilterStatus   = " AND status = ?"
 	qListRunsTail   = " ORDER BY id DESC LIMIT ?"
-	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes,
+	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes,
   fence, process_id, created_at, due_at, started_at, finished_at FROM ductwork_jobs WHERE run_id = ? AND id > ?`
 	qListJobsTail = " ORDER BY id LIMIT ?"
 

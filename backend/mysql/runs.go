@@ -33,11 +33,15 @@ func scanRun(s scanner) (*backend.Run, error) {
 		pipeline, fp, status string
 		errText, meta        []byte
 		created, updated     int64
+		haltNode, haltScope  []byte
+		haltCause, haltStack []byte
 	)
-	if err := s.Scan(&r.ID, &pipeline, &fp, &status, &r.Input, &r.Output, &errText, &meta, &created, &updated); err != nil {
+	if err := s.Scan(&r.ID, &pipeline, &fp, &status, &r.Input, &r.Output, &errText, &meta, &created, &updated,
+		&haltNode, &haltScope, &haltCause, &r.HaltAttempt, &haltStack); err != nil {
 		return nil, err
 	}
 	r.Pipeline, r.Fingerprint, r.Status, r.Error = pipeline, fp, status, string(errText)
+	r.HaltNode, r.HaltScope, r.HaltCause, r.HaltStack = string(haltNode), string(haltScope), backend.HaltCause(haltCause), string(haltStack)
 	if len(meta) > 0 {
 		if err := json.Unmarshal(meta, &r.Metadata); err != nil {
 			return nil, fmt.Errorf("decode metadata of run %d: %w", r.ID, err)
@@ -126,14 +130,16 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 			j                   backend.JobInfo
 			node, scope, status string
 			errText, proc       []byte
+			stack               []byte
 			created, due        int64
 			started, finished   sql.NullInt64
 		)
-		if err := rows.Scan(&j.ID, &j.RunID, &node, &scope, &status, &j.Input, &j.Output, &errText, &j.Join,
+		if err := rows.Scan(&j.ID, &j.RunID, &node, &scope, &status, &j.Input, &j.Output, &errText, &stack, &j.Join,
 			&j.Attempt, &j.Crashes, &j.Fence, &proc, &created, &due, &started, &finished); err != nil {
 			return nil, mapErr(op, err)
 		}
 		j.NodeID, j.Scope, j.Status, j.Error, j.ProcessID = node, scope, status, string(errText), string(proc)
+		j.Stack = string(stack)
 		j.CreatedAt, j.DueAt = fromMicros(created), fromMicros(due)
 		j.StartedAt, j.FinishedAt = fromNullMicros(started), fromNullMicros(finished)
 		res.Jobs = append(res.Jobs, &j)

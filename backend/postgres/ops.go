@@ -272,10 +272,10 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	batch := b.ownerBatch(params.ProcessID)
 	var failed, halted int64
 	if params.Retry {
-		batch.Queue(b.q.failRetry, params.JobID, params.Fence, params.ProcessID, params.Error, micros(params.RetryAfter)).
+		batch.Queue(b.q.failRetry, params.JobID, params.Fence, params.ProcessID, params.Error, micros(params.RetryAfter), params.Stack).
 			Exec(func(tag pgconn.CommandTag) error { failed = tag.RowsAffected(); return nil })
 	} else {
-		batch.Queue(b.q.failHalt, params.JobID, params.Fence, params.ProcessID, params.Error).
+		batch.Queue(b.q.failHalt, params.JobID, params.Fence, params.ProcessID, params.Error, params.Stack, string(params.Cause)).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&failed, &halted) })
 	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
@@ -288,7 +288,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 }
 
 // Release gives a claimed job back, fenced like Complete: it is due at once,
-// counted as a crash, and its retry budget is untouched. Waiting workers are
+// and its retry and crash counts are untouched (a release is not a crash). Waiting workers are
 // notified.
 func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
 	if err := b.checkOpen(); err != nil {
@@ -343,8 +343,8 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 	return res, nil
 }
 
-// DeregisterProcess releases the process's running jobs (crashes+1, due at
-// once) and deletes its row, in one statement. Idempotent.
+// DeregisterProcess releases the process's running jobs (due at once,
+// counts unchanged, as Release) and deletes its row, in one statement. Idempotent.
 func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
 	if err := b.checkOpen(); err != nil {
 		return err
@@ -375,7 +375,11 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 
 func scanRun(row pgx.Row) (*backend.Run, error) {
 	r := &backend.Run{}
-	err := row.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata, &r.CreatedAt, &r.UpdatedAt)
+	var cause string
+	var attempt int32
+	err := row.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata, &r.CreatedAt, &r.UpdatedAt,
+		&r.HaltNode, &r.HaltScope, &cause, &attempt, &r.HaltStack)
+	r.HaltCause, r.HaltAttempt = backend.HaltCause(cause), int(attempt)
 	return r, err
 }
 
@@ -438,7 +442,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.JobInfo, error) {
 		j := &backend.JobInfo{}
 		var attempt, crashes int32
-		err := row.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error, &j.Join,
+		err := row.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error, &j.Stack, &j.Join,
 			&attempt, &crashes, &j.Fence, &j.ProcessID, &j.CreatedAt, &j.DueAt, &j.StartedAt, &j.FinishedAt)
 		j.Attempt, j.Crashes = int(attempt), int(crashes)
 		return j, err

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -171,7 +173,21 @@ func (b *Backend) Schema() string { return b.schema }
 
 // Capabilities reports SkipLocked and Notify, with microsecond timestamps.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: true, Notify: true, TimePrecision: time.Microsecond}
+	return backend.Capabilities{SkipLocked: true, Notify: true, TimePrecision: time.Microsecond, Name: "postgres", Limits: Limits}
+}
+
+// Limits are what the schema stores. Text columns have no declared length,
+// but a B-tree index entry must fit in about a third of a page (2704 bytes
+// with 8 KiB pages): node ID and scope share the unique index of jobs and
+// joins, the pipeline name an index of runs, key and process ID a primary
+// key. bytea holds up to 1 GiB.
+var Limits = backend.Limits{
+	MaxPipelineBytes:  1024,
+	MaxNodeIDBytes:    1024,
+	MaxScopeBytes:     1024,
+	MaxKeyBytes:       2048,
+	MaxProcessIDBytes: 2048,
+	MaxPayloadBytes:   1<<30 - 1,
 }
 
 // Close stops the notification listeners and waits for them to release their
@@ -226,7 +242,7 @@ func mapErr(op string, err error) error {
 	case errors.Is(err, puddle.ErrClosedPool):
 		return fmt.Errorf("ductwork/postgres: %s: %w: %w", op, backend.ErrClosed, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("ductwork/postgres: %s: %w", op, err)
+		return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.Transient(err))
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -234,12 +250,49 @@ func mapErr(op string, err error) error {
 		case pgErr.Code == codeStaleClaim:
 			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.ErrStaleClaim)
 		case pgErr.Code == codeJoinNotFound:
-			return fmt.Errorf("ductwork/postgres: %s: %w: %w", op, errJoinNotFound, err)
+			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.Permanent(fmt.Errorf("%w: %w", errJoinNotFound, err)))
 		case pgErr.Code == codeForeignKeyViolation && pgErr.TableName == "ductwork_values":
 			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.ErrRunNotFound)
 		}
 	}
-	return fmt.Errorf("ductwork/postgres: %s: %w", op, err)
+	return fmt.Errorf("ductwork/postgres: %s: %w", op, classify(err))
+}
+
+// classify marks a driver error transient or permanent by its SQLSTATE
+// class: connection exceptions (08), transaction rollbacks such as
+// deadlocks and serialization failures (40), insufficient resources such as
+// too many connections (53), operator interventions such as a cancelled
+// statement or a server shutting down (57), system errors (58) and lock
+// timeouts (55P03) may pass when retried; data exceptions such as a value
+// too long or bytes invalid in the encoding (22), integrity constraint
+// violations (23), syntax and access rule errors (42) and exceeded program
+// limits such as an index row too large (54) never will. An error without
+// SQLSTATE is transient when the network or a timeout caused it. Others
+// pass unclassified.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if len(pgErr.Code) < 2 {
+			return err
+		}
+		switch pgErr.Code[:2] {
+		case "08", "40", "53", "57", "58":
+			return backend.Transient(err)
+		case "22", "23", "42", "54":
+			return backend.Permanent(err)
+		}
+		if pgErr.Code == "55P03" {
+			return backend.Transient(err)
+		}
+		return err
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.As(err, &netErr) || errors.As(err, &connectErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return backend.Transient(err)
+	}
+	return err
 }
 
 func isSentinel(err error) bool {

@@ -176,7 +176,7 @@ const sqlNotify = `SELECT pg_notify($1, '')`
 const sqlFailRetry = `
 UPDATE {schema}.ductwork_jobs
 SET status = 'pending', attempt = attempt + 1, due_at = now() + $5::bigint * interval '1 microsecond',
-	error = $4, process_id = NULL
+	error = $4, error_stack = $6, process_id = NULL
 WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
 
 // sqlFailHalt fails the job and halts its run; the second count is 1 only for
@@ -184,22 +184,24 @@ WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
 const sqlFailHalt = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'failed', error = $4, finished_at = now()
+	SET status = 'failed', error = $4, error_stack = $5, finished_at = now()
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
-	RETURNING run_id
+	RETURNING run_id, node_id, scope, attempt
 ), r AS (
 	UPDATE {schema}.ductwork_runs AS r
-	SET status = 'halted', error = $4, updated_at = now()
+	SET status = 'halted', error = $4, halt_node = j.node_id, halt_scope = j.scope, halt_cause = $6,
+		halt_attempt = j.attempt, halt_stack = $5, updated_at = now()
 	FROM j
 	WHERE r.id = j.run_id AND r.status IN ('running', 'waiting')
 	RETURNING r.id
 )
 SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM r)`
 
+// A release is not a crash: crashes is left as it is.
 const sqlRelease = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'pending', process_id = NULL, crashes = crashes + 1
+	SET status = 'pending', process_id = NULL
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
 	RETURNING id
 )
@@ -219,7 +221,7 @@ UPDATE {schema}.ductwork_processes SET heartbeat_at = clock_timestamp() WHERE id
 const sqlDeregisterProcess = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'pending', process_id = NULL, crashes = crashes + 1
+	SET status = 'pending', process_id = NULL
 	WHERE process_id = $1 AND status = 'running'
 	RETURNING id
 ), p AS (
@@ -250,7 +252,8 @@ WITH dead AS (
 SELECT ARRAY(SELECT id FROM dead ORDER BY id), (SELECT count(*) FROM j),
 	(SELECT count(*) FROM (SELECT pg_notify($3, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
 
-const runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+const runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
+	halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
 
 const sqlGetRun = `SELECT ` + runColumns + ` FROM {schema}.ductwork_runs WHERE id = $1`
 
@@ -262,7 +265,7 @@ ORDER BY id DESC
 LIMIT $4`
 
 const sqlListJobs = `
-SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes, fence,
+SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes, fence,
 	coalesce(process_id, ''), created_at, due_at, started_at, finished_at
 FROM {schema}.ductwork_jobs
 WHERE run_id = $1 AND ($2 = '' OR status = $2) AND id > $3

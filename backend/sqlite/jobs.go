@@ -328,7 +328,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	}
 	res := &backend.FailResult{}
 	if params.Retry {
-		r, err := b.writeExec(ctx, qFailRetry, micros(params.RetryAfter), params.Error,
+		r, err := b.writeExec(ctx, qFailRetry, micros(params.RetryAfter), params.Error, params.Stack,
 			params.JobID, params.Fence, params.ProcessID)
 		if err != nil {
 			return nil, mapErr("fail", err)
@@ -341,15 +341,20 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		return res, nil
 	}
 	err := b.inTx(ctx, func(t *txn) error {
-		var runID int64
-		err := t.queryRow(qFailJob, params.Error, params.JobID, params.Fence, params.ProcessID).Scan(&runID)
+		var (
+			runID       int64
+			node, scope string
+			attempt     int
+		)
+		err := t.queryRow(qFailJob, params.Error, params.Stack, params.JobID, params.Fence, params.ProcessID).
+			Scan(&runID, &node, &scope, &attempt)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
 		}
 		if err != nil {
 			return err
 		}
-		n, err := t.execCount(qHaltRun, params.Error, runID)
+		n, err := t.execCount(qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, runID)
 		res.Halted = n == 1
 		return err
 	})
@@ -360,7 +365,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 }
 
 // Release gives a claimed job back, fenced like Complete: it becomes pending
-// and due at once, with Crashes+1 and its attempt count unchanged. A claim
+// and due at once, with its attempt and crash counts unchanged. A claim
 // that is no longer current returns backend.ErrStaleClaim.
 func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
 	if b.closed.Load() {

@@ -53,7 +53,7 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 }
 
 // DeregisterProcess releases the process's running jobs (pending, due now,
-// Crashes+1) and deletes its row, in one transaction. Idempotent.
+// counts unchanged, as Release) and deletes its row, in one transaction. Idempotent.
 func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
 	if b.closed.Load() {
 		return errClosed("deregister process")

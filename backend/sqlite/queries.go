@@ -88,17 +88,19 @@ RETURNING node_id, scope, expected, arrived, priority, delay_us`
 WHERE id = ? AND status = 'running'`
 
 	qFailRetry = `UPDATE ductwork_jobs
-SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?, error = ?, process_id = NULL` + fenced
+SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?, error = ?, error_stack = ?, process_id = NULL` + fenced
 
 	qFailJob = `UPDATE ductwork_jobs
-SET status = 'failed', error = ?, finished_at = ` + nowUS + fenced + `
-RETURNING run_id`
+SET status = 'failed', error = ?, error_stack = ?, finished_at = ` + nowUS + fenced + `
+RETURNING run_id, node_id, scope, attempt`
 
-	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, updated_at = ` + nowUS + `
+	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, halt_node = ?, halt_scope = ?,
+    halt_cause = ?, halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting')`
 
+	// A release is not a crash: Crashes is left as it is.
 	qRelease = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1` + fenced
+SET status = 'pending', process_id = NULL` + fenced
 
 	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
 VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)
@@ -109,7 +111,7 @@ RETURNING started_at`
 	qHeartbeat = `UPDATE ductwork_processes SET heartbeat_at = ` + nowUS + ` WHERE id = ? RETURNING heartbeat_at`
 
 	qReleaseProcessJobs = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1
+SET status = 'pending', process_id = NULL
 WHERE process_id = ? AND status = 'running'`
 
 	qDeleteProcess = `DELETE FROM ductwork_processes WHERE id = ?`
@@ -130,7 +132,8 @@ WHERE status = 'running'
   AND NOT EXISTS (SELECT 1 FROM ductwork_processes AS p WHERE p.id = ductwork_jobs.process_id)
   AND (process_id IN (SELECT d.value FROM json_each(?) AS d) OR started_at < ` + nowUS + ` - ?)`
 
-	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at`
+	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
+    halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
 
 	qGetRun = `SELECT ` + runColumns + ` FROM ductwork_runs WHERE id = ?`
 
@@ -139,7 +142,7 @@ WHERE id < ? AND (? = '' OR pipeline = ?) AND (? = '' OR status = ?)
 ORDER BY id DESC
 LIMIT ?`
 
-	qListJobs = `SELECT id, run_id, node_id, scope, status, input, output, error, is_join, attempt, crashes, fence,
+	qListJobs = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes, fence,
     process_id, created_at, due_at, started_at, finished_at
 FROM ductwork_jobs
 WHERE run_id = ? AND id > ? AND (? = '' OR status = ?)

@@ -24,7 +24,7 @@ func scanRun(s scanner) (*backend.Run, error) {
 		created, updated int64
 	)
 	if err := s.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error,
-		&meta, &created, &updated); err != nil {
+		&meta, &created, &updated, &r.HaltNode, &r.HaltScope, &r.HaltCause, &r.HaltAttempt, &r.HaltStack); err != nil {
 		return nil, err
 	}
 	var err error
@@ -120,7 +120,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 			started, finished sql.NullInt64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error,
-			&j.Join, &j.Attempt, &j.Crashes, &j.Fence, &process, &created, &due, &started, &finished); err != nil {
+			&j.Stack, &j.Join, &j.Attempt, &j.Crashes, &j.Fence, &process, &created, &due, &started, &finished); err != nil {
 			return nil, mapErr("list jobs", err)
 		}
 		j.ProcessID = process.String

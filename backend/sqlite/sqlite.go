@@ -203,7 +203,7 @@ func (b *Backend) DB() *sql.DB { return b.write }
 // that callers must poll for new work and that times are stored in
 // microseconds.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: false, Notify: false, TimePrecision: time.Microsecond}
+	return backend.Capabilities{SkipLocked: false, Notify: false, TimePrecision: time.Microsecond, Name: "sqlite", Limits: Limits}
 }
 
 // Close closes the prepared statements and, for a Backend made by Open, both
@@ -270,8 +270,14 @@ func fileURI(abs string) string {
 	return "file:" + u.EscapedPath()
 }
 
+// Limits are what the schema stores: TEXT and BLOB columns have no declared
+// length; a value is bounded only by SQLITE_MAX_LENGTH (10^9 bytes by
+// default).
+var Limits = backend.Limits{MaxPayloadBytes: 1_000_000_000}
+
 // mapErr is the one place driver and database/sql errors become this
 // package's errors: a closed handle or statement matches backend.ErrClosed;
+// the others are classified as transient or permanent (see classify);
 // everything is prefixed with the operation.
 func mapErr(op string, err error) error {
 	if err == nil {
@@ -280,7 +286,29 @@ func mapErr(op string, err error) error {
 	if isClosedErr(err) && !errors.Is(err, backend.ErrClosed) {
 		return fmt.Errorf("sqlite: %s: %w: %w", op, backend.ErrClosed, err)
 	}
-	return fmt.Errorf("sqlite: %s: %w", op, err)
+	return fmt.Errorf("sqlite: %s: %w", op, classify(err))
+}
+
+// classify marks SQLite result codes: a busy or locked database, an I/O
+// error, a full disk and a timed-out context may pass when retried; a
+// constraint violation, a value too big, a type mismatch, a bad parameter
+// index and an SQL error never will. Sentinels and other errors pass
+// unchanged.
+func classify(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return backend.Transient(err)
+	}
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrIoErr, sqlite3.ErrFull, sqlite3.ErrCantOpen, sqlite3.ErrProtocol, sqlite3.ErrNomem:
+		return backend.Transient(err)
+	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange, sqlite3.ErrError, sqlite3.ErrMisuse:
+		return backend.Permanent(err)
+	}
+	return err
 }
 
 // isClosedErr reports whether err says a handle, connection or statement is
