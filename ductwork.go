@@ -34,6 +34,8 @@ type Config struct {
 	// step's output. A trigger above it fails with *PayloadTooLargeError and
 	// writes nothing; a step output above it halts the run with that error
 	// and writes nothing of the output. Zero means 16 MiB; negative, no cap.
+	// It is lowered to what the backend can store
+	// (backend.Capabilities.Limits.MaxPayloadBytes) when that is smaller.
 	MaxPayloadBytes int
 }
 
@@ -71,6 +73,11 @@ func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 	case c.MaxPayloadBytes < 0:
 		c.MaxPayloadBytes = 0
 	}
+	if max := b.Capabilities().Limits.MaxPayloadBytes; max > 0 && (c.MaxPayloadBytes <= 0 || c.MaxPayloadBytes > max) {
+		// The backend cannot store more: refuse larger payloads up front
+		// (*PayloadTooLargeError) rather than fail their commits.
+		c.MaxPayloadBytes = max
+	}
 	eng := engine.New(b, c.Logger, c.Hooks)
 	eng.MaxPayload = c.MaxPayloadBytes
 	return &Client{b: b, eng: eng, logger: c.Logger}, nil
@@ -87,7 +94,8 @@ type Definition interface {
 }
 
 // Register makes definitions known to this client, so its supervisors claim
-// their work. Several versions of one pipeline can be registered side by side
+// their work. A definition whose pipeline name or a step name is longer than
+// the backend stores is refused with *LimitError, and nothing is registered. Several versions of one pipeline can be registered side by side
 // (during a rolling deploy); each run continues on the version it started
 // with.
 func (c *Client) Register(defs ...Definition) error {
@@ -95,7 +103,26 @@ func (c *Client) Register(defs ...Definition) error {
 		if d == nil || d.Graph() == nil {
 			return errors.New("ductwork: Register: nil definition")
 		}
+		if err := checkLimits(c.b.Capabilities(), d.Graph()); err != nil {
+			return err
+		}
+	}
+	for _, d := range defs {
 		c.eng.Register(d.Graph())
+	}
+	return nil
+}
+
+// checkLimits refuses a definition whose names the backend cannot store.
+func checkLimits(caps backend.Capabilities, g *graph.Graph) error {
+	l := caps.Limits
+	if l.MaxPipelineBytes > 0 && len(g.Pipeline) > l.MaxPipelineBytes {
+		return &LimitError{Backend: caps.Name, Limit: "MaxPipelineBytes", Pipeline: g.Pipeline, Len: len(g.Pipeline), Max: l.MaxPipelineBytes}
+	}
+	for _, n := range g.Nodes {
+		if l.MaxNodeIDBytes > 0 && len(n.ID) > l.MaxNodeIDBytes {
+			return &LimitError{Backend: caps.Name, Limit: "MaxNodeIDBytes", Pipeline: g.Pipeline, Node: n.ID, Len: len(n.ID), Max: l.MaxNodeIDBytes}
+		}
 	}
 	return nil
 }
@@ -138,7 +165,7 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		return nil, errors.New("ductwork: Trigger: nil client or definition")
 	}
 	g := d.Graph()
-	input, err := g.Codec.Marshal(in)
+	input, err := engine.Contain(func() ([]byte, error) { return g.Codec.Marshal(in) })
 	if err != nil {
 		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
 	}
@@ -156,7 +183,7 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
 	}
-	ctx, end := c.eng.Hooks.TriggerStart(ctx, info)
+	ctx, end := c.eng.Hooks.TriggerStart(ctx, c.logger, info)
 	p.Metadata = info.Metadata
 	res, err := c.b.Trigger(ctx, p)
 	if err != nil {
@@ -207,7 +234,7 @@ func (c *Client) Revive(ctx context.Context, runID int64) error {
 	if err != nil {
 		return err
 	}
-	c.eng.Hooks.Revived(ctx, runID, res.Jobs)
+	c.eng.Hooks.Revived(ctx, c.logger, runID, res.Jobs)
 	c.eng.WakeAll()
 	return nil
 }
@@ -281,12 +308,12 @@ func (r *Run[Out]) Wait(ctx context.Context) (Out, error) {
 		switch run.Status {
 		case backend.RunCompleted:
 			var out Out
-			if err := r.g.Codec.Unmarshal(run.Output, &out); err != nil {
+			if _, err := engine.Contain(func() (struct{}, error) { return struct{}{}, r.g.Codec.Unmarshal(run.Output, &out) }); err != nil {
 				return zero, fmt.Errorf("ductwork: decode output of run %d: %w", r.ID, err)
 			}
 			return out, nil
 		case backend.RunHalted:
-			return zero, &HaltedError{RunID: r.ID, Reason: run.Error}
+			return zero, r.c.haltedError(run)
 		case backend.RunCancelled:
 			return zero, ErrCancelled
 		}
@@ -311,9 +338,12 @@ type StepInfo struct {
 	Input  []byte
 	Output []byte
 	Error  string
+	// Stack is the goroutine stack of the last failure, when it was a panic.
+	Stack string
 	// Attempt counts executions spent on errors (1 = first try);
-	// CrashReruns counts executions lost to dead processes or released
-	// claims, which do not spend the retry budget.
+	// CrashReruns counts executions lost to dead processes, which do not
+	// spend the retry budget but spend the crash budget (step.MaxCrashes).
+	// Claims given back at shutdown count as neither.
 	Attempt     int
 	CrashReruns int
 	CreatedAt   time.Time
@@ -338,7 +368,7 @@ func (c *Client) Steps(ctx context.Context, runID int64) ([]StepInfo, error) {
 		for _, j := range res.Jobs {
 			out = append(out, StepInfo{
 				ID: j.ID, Node: j.NodeID, Scope: j.Scope, Status: j.Status, Input: j.Input, Output: j.Output,
-				Error: j.Error, Attempt: j.Attempt, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
+				Error: j.Error, Stack: j.Stack, Attempt: j.Attempt, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
 				StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
 			})
 		}

@@ -3,6 +3,7 @@ package ductwork
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/flow"
@@ -43,14 +44,119 @@ type EncodeError = graph.EncodeError
 // Config.MaxPayloadBytes.
 type PayloadTooLargeError = graph.PayloadTooLargeError
 
-// HaltedError is returned by Run.Wait for a halted run.
+// CrashBudgetError halts a run whose step instance kept killing its process
+// (see step.MaxCrashes and flow.MaxCrashes).
+type CrashBudgetError = graph.CrashBudgetError
+
+// DecodeError reports a stored step input the pipeline's codec cannot
+// decode.
+type DecodeError = graph.DecodeError
+
+// HaltCause says why a run halted; see the Halt* constants.
+type HaltCause = backend.HaltCause
+
+// Halt causes, re-exported from package backend.
+const (
+	HaltRetriesExhausted = backend.HaltRetriesExhausted
+	HaltPanic            = backend.HaltPanic
+	HaltPermanent        = backend.HaltPermanent
+	HaltCrashBudget      = backend.HaltCrashBudget
+	HaltFanOut           = backend.HaltFanOut
+	HaltCancelled        = backend.HaltCancelled
+	HaltTimeout          = backend.HaltTimeout
+	HaltEncode           = backend.HaltEncode
+	HaltDecode           = backend.HaltDecode
+	HaltTooLarge         = backend.HaltTooLarge
+	HaltBackend          = backend.HaltBackend
+	HaltDefinition       = backend.HaltDefinition
+)
+
+// HaltedError is returned by Run.Wait for a halted run. It describes the
+// failure that halted it, as stored with the run.
 type HaltedError struct {
-	RunID  int64
+	RunID int64
+	// Node and Scope name the step instance whose failure halted the run.
+	Node  string
+	Scope string
+	// Cause says why (a panic, a permanent error, retries exhausted, the
+	// crash budget, ...).
+	Cause HaltCause
+	// Attempt is the attempt number of the failed execution.
+	Attempt int
+	// Reason is the stored reason: the error's message, without stack.
 	Reason string
+	// Stack is the goroutine stack of a panic; empty otherwise.
+	Stack string
+	// Err is the failure. When this process halted the run it is the error
+	// the step returned (or the *PanicError, the *CrashBudgetError, ...), so
+	// errors.Is and errors.As reach the step's own errors. Otherwise it is
+	// rebuilt from the stored record: a *PanicError for a panic (its Value
+	// is the panic's text), an error marked with step.Permanent for a
+	// permanent error, a plain error with the reason for the rest.
+	Err error
 }
 
 func (e *HaltedError) Error() string {
-	return fmt.Sprintf("ductwork: run %d halted: %s", e.RunID, e.Reason)
+	if e.Node == "" {
+		return fmt.Sprintf("ductwork: run %d halted: %s", e.RunID, e.Reason)
+	}
+	where := fmt.Sprintf("step %q", e.Node)
+	if e.Scope != "" {
+		where += fmt.Sprintf(" (scope %q)", e.Scope)
+	}
+	return fmt.Sprintf("ductwork: run %d halted at %s, attempt %d (%s): %s", e.RunID, where, e.Attempt, e.Cause, e.Reason)
+}
+
+// Unwrap returns Err.
+func (e *HaltedError) Unwrap() error { return e.Err }
+
+// haltedError builds the *HaltedError of a halted run.
+func (c *Client) haltedError(run *backend.Run) *HaltedError {
+	he := &HaltedError{
+		RunID: run.ID, Node: run.HaltNode, Scope: run.HaltScope, Cause: run.HaltCause,
+		Attempt: run.HaltAttempt, Reason: run.Error, Stack: run.HaltStack,
+	}
+	he.Err = c.eng.HaltErr(run)
+	if he.Err == nil {
+		switch run.HaltCause {
+		case HaltPanic:
+			he.Err = &step.PanicError{Value: strings.TrimPrefix(run.Error, "step panicked: "), Stack: run.HaltStack}
+		case HaltPermanent:
+			he.Err = step.Permanent(errors.New(run.Error))
+		default:
+			he.Err = errors.New(run.Error)
+		}
+	}
+	return he
+}
+
+// LimitError reports a definition the backend cannot store: a name longer
+// than its schema holds. Register returns it before any run exists.
+type LimitError struct {
+	// Backend names the backend (backend.Capabilities.Name).
+	Backend string
+	// Limit names the field of backend.Limits, such as "MaxNodeIDBytes".
+	Limit    string
+	Pipeline string
+	// Node is the step name over the limit; empty for the pipeline name.
+	Node string
+	Len  int
+	Max  int
+}
+
+func (e *LimitError) Error() string {
+	what := fmt.Sprintf("pipeline name %q", e.Pipeline)
+	if e.Node != "" {
+		what = fmt.Sprintf("step name %q of pipeline %q", truncate(e.Node, 64), e.Pipeline)
+	}
+	return fmt.Sprintf("ductwork: %s is %d bytes; backend %s stores at most %d (%s)", what, e.Len, e.Backend, e.Max, e.Limit)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
 // UnknownDefinitionError reports a run whose pipeline, or whose version of

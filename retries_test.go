@@ -135,9 +135,16 @@ func TestPanicIsAStepErrorWithStack(t *testing.T) {
 	if !errors.As(err, &he) || !strings.Contains(he.Reason, "kaboom") {
 		t.Fatalf("err = %v", err)
 	}
+	var pe *ductwork.PanicError
+	if he.Cause != ductwork.HaltPanic || he.Node != "boom" || he.Attempt != 1 || !errors.As(err, &pe) || pe.Value != "kaboom" {
+		t.Fatalf("halt = %+v (err %v); want cause panic at boom, attempt 1, a *PanicError with the panic value", he, err)
+	}
+	if !strings.Contains(he.Stack, "retries_test.go") || strings.Contains(he.Reason, "retries_test.go") {
+		t.Fatalf("stack %q, reason %q: want the stack in Stack only", he.Stack, he.Reason)
+	}
 	steps, _ := r.Steps(waitCtx(t))
-	if len(steps) != 1 || !strings.Contains(steps[0].Error, "retries_test.go") || steps[0].Status != backend.JobFailed {
-		t.Fatalf("panic stack not recorded: %+v", steps)
+	if len(steps) != 1 || !strings.Contains(steps[0].Stack, "retries_test.go") || strings.Contains(steps[0].Error, "goroutine") || steps[0].Status != backend.JobFailed {
+		t.Fatalf("panic stack not recorded apart from the error: %+v", steps)
 	}
 }
 

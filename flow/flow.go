@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/step"
 )
@@ -53,6 +54,7 @@ type options struct {
 	backoff    time.Duration
 	maxBackoff time.Duration
 	maxFanOut  int
+	maxCrashes int
 	codec      step.Codec
 	onHalt     func(ctx context.Context, info Halt)
 }
@@ -61,7 +63,18 @@ type options struct {
 type Halt struct {
 	Pipeline string
 	RunID    int64
-	Reason   string
+	// Node and Scope name the step instance whose failure halted the run.
+	Node  string
+	Scope string
+	// Cause says why, Attempt on which attempt.
+	Cause   backend.HaltCause
+	Attempt int
+	// Reason is the stored reason: the error's message (a panic's stack is
+	// kept apart, in Err and in the run's record).
+	Reason string
+	// Err is the failure (a *step.PanicError, an error marked with
+	// step.Permanent, ...); errors.Is and errors.As reach what it wraps.
+	Err error
 }
 
 // Retries sets how many times a failed step is retried when the step sets
@@ -77,6 +90,10 @@ func Backoff(base, maxDelay time.Duration) Option {
 // MaxFanOut caps the number of branches one Expand may open; an expansion
 // above it halts the run with a clear reason. Zero means 100,000.
 func MaxFanOut(n int) Option { return func(o *options) { o.maxFanOut = n } }
+
+// MaxCrashes sets the crash budget of steps that set none (see
+// step.Options.MaxCrashes). The default is 10; negative means no budget.
+func MaxCrashes(n int) Option { return func(o *options) { o.maxCrashes = n } }
 
 // WithCodec replaces the default encoding/json codec.
 func WithCodec(c step.Codec) Option { return func(o *options) { o.codec = c } }
@@ -117,7 +134,7 @@ func (d *Definition[In, Out]) NodeIDs() []string {
 // rule the compiler cannot check is checked here; a broken rule is reported
 // as a *DefinitionError naming the pipeline, the node and the rule.
 func Define[In, Out any](name string, fn func(p *Pipeline[In]) End[Out], opts ...Option) (*Definition[In, Out], error) {
-	o := options{retries: 3, backoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxFanOut: 100_000, codec: step.JSON}
+	o := options{retries: 3, backoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second, maxFanOut: 100_000, maxCrashes: 10, codec: step.JSON}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -140,10 +157,12 @@ func Define[In, Out any](name string, fn func(p *Pipeline[In]) End[Out], opts ..
 		return nil, err
 	}
 	g.Retries, g.Backoff, g.MaxBackoff, g.MaxFanOut = o.retries, o.backoff, o.maxBackoff, o.maxFanOut
+	g.MaxCrashes = o.maxCrashes
 	if o.onHalt != nil {
 		h := o.onHalt
-		g.OnHalt = func(ctx context.Context, runID int64, reason string) {
-			h(ctx, Halt{Pipeline: name, RunID: runID, Reason: reason})
+		g.OnHalt = func(ctx context.Context, gh graph.Halt) {
+			h(ctx, Halt{Pipeline: name, RunID: gh.RunID, Node: gh.Node, Scope: gh.Scope, Cause: gh.Cause,
+				Attempt: gh.Attempt, Reason: gh.Reason, Err: gh.Err})
 		}
 	}
 	return &Definition[In, Out]{g: g}, nil

@@ -92,6 +92,12 @@ type Options struct {
 	Delay time.Duration
 	// Priority orders due steps; higher runs first.
 	Priority int
+	// MaxCrashes is the crash budget: how many times an execution of one
+	// step instance may be lost to a dead process (os.Exit, a fatal runtime
+	// error, a kill) and re-run before the run halts instead. Graceful
+	// releases (shutdown) do not count. Nil means the pipeline default;
+	// negative means no budget.
+	MaxCrashes *int
 }
 
 // Option sets one of Options.
@@ -113,6 +119,9 @@ func Delay(d time.Duration) Option { return func(o *Options) { o.Delay = d } }
 
 // Priority orders due steps; higher runs first.
 func Priority(p int) Option { return func(o *Options) { o.Priority = p } }
+
+// MaxCrashes sets the step's crash budget (see Options.MaxCrashes).
+func MaxCrashes(n int) Option { return func(o *Options) { o.MaxCrashes = &n } }
 
 // Context is the context a step executes with. It is a context.Context
 // (cancelled on timeout, shutdown or when the claim is lost) that also

@@ -177,7 +177,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	defer s.eng.AddWaker(s.Wake)()
 	if f := s.cfg.Hooks.OnStartFunc; f != nil {
-		f(s.cfg.ProcessID)
+		engine.SafeCall(ctx, s.logger, "OnStartFunc", func() { f(s.cfg.ProcessID) })
 	}
 	// hardCtx outlives ctx by the grace period: it bounds step executions.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -216,7 +216,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.logger.Warn("ductwork: deregister failed; the reaper will recover this process's claims", slog.String("error", err.Error()))
 	}
 	if f := s.cfg.Hooks.OnStopFunc; f != nil {
-		f(s.cfg.ProcessID)
+		engine.SafeCall(ctx, s.logger, "OnStopFunc", func() { f(s.cfg.ProcessID) })
 	}
 	return nil
 }
@@ -255,7 +255,7 @@ func (s *Supervisor) supervise(ctx context.Context, name string, fn func(context
 					p = true
 					s.logger.Error("ductwork: loop died, restarting", slog.String("loop", name), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 					if f := s.cfg.Hooks.OnLoopRestartFunc; f != nil {
-						f(name, r)
+						engine.SafeCall(ctx, s.logger, "OnLoopRestartFunc", func() { f(name, r) })
 					}
 				}
 			}()
@@ -307,9 +307,9 @@ func (s *Supervisor) reapLoop(ctx context.Context) {
 			s.logger.Warn("ductwork: reap failed", slog.String("error", err.Error()))
 		} else if err == nil && (len(res.Processes) > 0 || res.Jobs > 0) {
 			s.logger.Info("ductwork: reaped dead processes", slog.Any("processes", res.Processes), slog.Int("steps", res.Jobs))
-			s.eng.Hooks.Reaped(ctx, s.cfg.ProcessID, res)
+			s.eng.Hooks.Reaped(ctx, s.logger, s.cfg.ProcessID, res)
 			if f := s.cfg.Hooks.OnReapFunc; f != nil {
-				f(res)
+				engine.SafeCall(ctx, s.logger, "OnReapFunc", func() { f(res) })
 			}
 			s.Wake()
 		}
@@ -338,7 +338,7 @@ func (s *Supervisor) strandedLoop(ctx context.Context) {
 				}
 			}
 			if f := s.cfg.Hooks.OnStrandedFunc; f != nil && len(fresh) > 0 {
-				f(fresh)
+				engine.SafeCall(ctx, s.logger, "OnStrandedFunc", func() { f(fresh) })
 			}
 		}
 		select {
@@ -376,7 +376,7 @@ func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
 		job = nil
 		if len(res.Next) > 0 {
 			job = res.Next[0]
-			s.eng.Hooks.Claimed(ctx, s.cfg.ProcessID, res.Next)
+			s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, res.Next)
 			for _, extra := range res.Next[1:] {
 				// Not asked for, but claimed: give it back rather than hold it.
 				s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, extra)
@@ -386,6 +386,22 @@ func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
 			s.Wake()
 		}
 	}
+}
+
+// workSafely is work with a last line of defence: the engine contains every
+// call into user code, but should anything still panic while executing a
+// job, the worker logs it and gives the claim back instead of taking the
+// process down (and, through the reaper, every process after it).
+func (s *Supervisor) workSafely(ctx, hardCtx context.Context, job *backend.Job) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.ErrorContext(ctx, "ductwork: executing a step panicked outside user code; releasing its claim",
+				slog.Int64(engine.AttrStepID, job.ID), slog.String(engine.AttrStep, job.NodeID),
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, job)
+		}
+	}()
+	s.work(ctx, hardCtx, job)
 }
 
 // wakeAfter wakes the pool when work this process scheduled becomes due
@@ -438,7 +454,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 					continue
 				}
 				busy.Add(1)
-				s.work(ctx, hardCtx, q.job)
+				s.workSafely(ctx, hardCtx, q.job)
 				busy.Add(-1)
 				signal()
 			}
@@ -472,7 +488,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 			} else {
 				jobs = res.Jobs
 				delay = s.cfg.PollInterval
-				s.eng.Hooks.Claimed(ctx, s.cfg.ProcessID, jobs)
+				s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, jobs)
 			}
 		}
 		for _, job := range jobs {

@@ -282,7 +282,7 @@ func TestReleaseMakesJobDueWithoutSpendingRetries(t *testing.T) {
 		t.Fatalf("Release: %v", err)
 	}
 	again := claimOne(t, b, "p2")
-	if again.ID != j.ID || again.Attempt != 1 || again.Crashes != 1 || again.Fence != j.Fence+1 {
+	if again.ID != j.ID || again.Attempt != 1 || again.Crashes != 0 || again.Fence != j.Fence+1 {
 		t.Fatalf("re-claimed = %+v", again)
 	}
 }

@@ -24,8 +24,8 @@ func TestMigrateTwiceIsNoOp(t *testing.T) {
 	if err := b.DB().QueryRowContext(ctx, `SELECT count(*) FROM ductwork_runs`).Scan(&runs); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || runs != 1 {
-		t.Fatalf("after two Migrates: %d versions, %d runs; want 1, 1", n, runs)
+	if want := migrationCount(); n != want || runs != 1 {
+		t.Fatalf("after two Migrates: %d versions, %d runs; want %d, 1", n, runs, want)
 	}
 }
 
@@ -52,8 +52,8 @@ func TestConcurrentMigrate(t *testing.T) {
 	if err := backends[0].DB().QueryRow(`SELECT count(*) FROM ductwork_migrations`).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
-	if versions != 1 {
-		t.Fatalf("ductwork_migrations has %d rows, want 1", versions)
+	if want := migrationCount(); versions != want {
+		t.Fatalf("ductwork_migrations has %d rows, want %d", versions, want)
 	}
 	// Every instance can use the schema.
 	for _, b := range backends {
@@ -79,4 +79,9 @@ func TestMigrationSQL(t *testing.T) {
 		t.Fatalf("Migrate after MigrationSQL: %v", err)
 	}
 	trigger(t, b, "x")
+}
+
+// migrationCount is the number of embedded migration files.
+func migrationCount() int {
+	return strings.Count(sqlite.MigrationSQL(), "INSERT INTO ductwork_migrations")
 }

@@ -161,7 +161,7 @@ func TestProcessLifecycle(t *testing.T) {
 			t.Fatalf("DeregisterProcess: %v", err)
 		}
 	}
-	if info := jobByID(t, b, tr.RunID, j.ID); info.Status != backend.JobPending || info.Crashes != 1 || info.ProcessID != "" {
+	if info := jobByID(t, b, tr.RunID, j.ID); info.Status != backend.JobPending || info.Crashes != 0 || info.ProcessID != "" {
 		t.Fatalf("job after deregister = %+v", info)
 	}
 	if _, err := b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: "p"}); !errors.Is(err, backend.ErrProcessNotFound) {

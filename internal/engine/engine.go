@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
@@ -51,6 +53,60 @@ type Engine struct {
 
 	omu     sync.Mutex
 	orphans []orphan
+
+	hmu   sync.Mutex
+	halts map[int64]haltNote
+	horde []int64
+}
+
+// haltNote is the error that halted a run in this process, kept so that a
+// Wait in this process can hand it back (errors.Is/As reach what the step
+// returned); the database keeps only its text.
+type haltNote struct {
+	node, scope string
+	attempt     int
+	err         error
+}
+
+// maxHaltNotes bounds the halt errors kept in memory (oldest dropped).
+const maxHaltNotes = 1024
+
+// noteHalt records err as the cause of job's run halting. It is called
+// before the halt is committed, so a Wait that sees the halt finds it.
+func (e *Engine) noteHalt(job *backend.Job, err error) {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	if e.halts == nil {
+		e.halts = map[int64]haltNote{}
+	}
+	if _, ok := e.halts[job.RunID]; !ok {
+		e.horde = append(e.horde, job.RunID)
+		if len(e.horde) > maxHaltNotes {
+			delete(e.halts, e.horde[0])
+			e.horde = e.horde[1:]
+		}
+	}
+	e.halts[job.RunID] = haltNote{node: job.NodeID, scope: job.Scope, attempt: job.Attempt, err: err}
+}
+
+func (e *Engine) forgetHalt(job *backend.Job) {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	if n, ok := e.halts[job.RunID]; ok && n.node == job.NodeID && n.scope == job.Scope {
+		delete(e.halts, job.RunID)
+	}
+}
+
+// HaltErr returns the error that halted run r in this process, if this
+// process halted it with the failure r records; nil otherwise.
+func (e *Engine) HaltErr(r *backend.Run) error {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	n, ok := e.halts[r.ID]
+	if !ok || n.node != r.HaltNode || n.scope != r.HaltScope || n.attempt != r.HaltAttempt {
+		return nil
+	}
+	return n.err
 }
 
 // AddWaker registers fn to be called when this process creates due work
@@ -194,12 +250,20 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	node := g.ByID[job.NodeID]
 	logger := &jobLogger{base: e.Logger, job: job}
 	if node == nil {
-		return e.fail(commitCtx, g, processID, job, fmt.Errorf("node %q is not in definition %s@%s", job.NodeID, g.Pipeline, g.Fingerprint), false, logger)
+		return e.fail(commitCtx, g, processID, job, &definitionError{fmt.Errorf("node %q is not in definition %s@%s", job.NodeID, g.Pipeline, g.Fingerprint)}, false, logger)
+	}
+	if max := crashBudget(g, node); max >= 0 && job.Crashes > max {
+		// The executions of this step instance keep killing their process:
+		// stop here rather than hand it to the next process to die.
+		return e.fail(commitCtx, g, processID, job, &graph.CrashBudgetError{Node: node.ID, Scope: job.Scope, Crashes: job.Crashes, Max: max}, false, logger)
 	}
 
-	in, err := node.Decode(g.Codec, job.Input, job.JoinInputs)
+	// Every call into user code below (codec, step, divert key, expand
+	// helper, hooks) is contained: a panic becomes a *step.PanicError that
+	// spends the retry budget like a returned error.
+	in, err := Contain(func() (any, error) { return node.Decode(g.Codec, job.Input, job.JoinInputs) })
 	if err != nil {
-		return e.fail(commitCtx, g, processID, job, fmt.Errorf("decode input of %q: %w", node.ID, err), false, logger)
+		return e.fail(commitCtx, g, processID, job, &graph.DecodeError{Node: node.ID, Err: err}, isPanic(err), logger)
 	}
 
 	ctx := runCtx
@@ -210,9 +274,9 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec}
-	hctx, end := e.Hooks.stepStart(ctx, job)
+	hctx, end := e.Hooks.stepStart(ctx, job, logger)
 	sc.Context = hctx
-	out, err := call(node, sc, in)
+	out, err := Contain(func() (any, error) { return node.Call(sc, in) })
 	cancel()
 
 	if err != nil {
@@ -227,21 +291,24 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		return res
 	}
 
-	outBytes, err := g.Codec.Marshal(out)
+	outBytes, err := Contain(func() ([]byte, error) { return g.Codec.Marshal(out) })
+	retryable := isPanic(err)
 	if err == nil && e.MaxPayload > 0 && len(outBytes) > e.MaxPayload {
 		err = &graph.PayloadTooLargeError{Node: node.ID, Size: len(outBytes), Max: e.MaxPayload}
 	} else if err != nil {
 		err = &graph.EncodeError{Node: node.ID, Err: err}
 	}
 	if err != nil {
-		res := e.fail(commitCtx, g, processID, job, err, false, logger)
-		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
+		res := e.fail(commitCtx, g, processID, job, err, retryable, logger)
+		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
-	plan, err := g.Plan(node, job.Scope, out, outBytes)
+	plan, err := Contain(func() (backend.Plan, error) { return g.Plan(node, job.Scope, out, outBytes) })
 	if err != nil {
-		res := e.fail(commitCtx, g, processID, job, err, false, logger)
-		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
+		// A panic in a divert key or an expand helper is the step's failure
+		// and is retried; a plan error (fan-out limit, encoding) is final.
+		res := e.fail(commitCtx, g, processID, job, err, isPanic(err), logger)
+		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
 	crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
@@ -258,6 +325,13 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		logger.get().WarnContext(commitCtx, "ductwork: result discarded, the claim was lost (reaped or re-claimed)")
 		end(StepEnd{Stale: true})
 		return Result{Stale: true, Err: err}
+	}
+	if backend.IsPermanent(err) {
+		// The database refused the result itself (a value too long for its
+		// column, a constraint): retrying cannot help; halt with the error.
+		res := e.fail(commitCtx, g, processID, job, err, false, logger)
+		end(StepEnd{Err: err, Halted: res.Halted, Stale: res.Stale})
+		return res
 	}
 	if err != nil {
 		e.abandon(commitCtx, processID, job, err, logger)
@@ -280,13 +354,89 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed}
 }
 
-func call(node *graph.Node, sc *stepContext, in any) (out any, err error) {
+// Contain runs fn, which calls user code, and turns a panic into a
+// *step.PanicError carrying the stack.
+func Contain[T any](fn func() (T, error)) (out T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &step.PanicError{Value: r, Stack: string(debug.Stack())}
 		}
 	}()
-	return node.Call(sc, in)
+	return fn()
+}
+
+func isPanic(err error) bool {
+	var pe *step.PanicError
+	return errors.As(err, &pe)
+}
+
+// definitionError: the stored job does not fit the registered definition.
+type definitionError struct{ error }
+
+func (e *definitionError) Unwrap() error { return e.error }
+
+func crashBudget(g *graph.Graph, node *graph.Node) int {
+	if node.Options.MaxCrashes != nil {
+		return *node.Options.MaxCrashes
+	}
+	return g.MaxCrashes
+}
+
+// CauseOf classifies the error that halts a run.
+func CauseOf(err error) backend.HaltCause {
+	var (
+		pe *step.PanicError
+		cb *graph.CrashBudgetError
+		fo *graph.FanOutError
+		tl *graph.PayloadTooLargeError
+		ee *graph.EncodeError
+		de *graph.DecodeError
+		df *definitionError
+	)
+	switch {
+	case errors.As(err, &cb):
+		return backend.HaltCrashBudget
+	case errors.As(err, &pe):
+		return backend.HaltPanic
+	case errors.As(err, &fo):
+		return backend.HaltFanOut
+	case errors.As(err, &tl):
+		return backend.HaltTooLarge
+	case errors.As(err, &ee):
+		return backend.HaltEncode
+	case errors.As(err, &de):
+		return backend.HaltDecode
+	case errors.As(err, &df):
+		return backend.HaltDefinition
+	case step.IsPermanent(err):
+		return backend.HaltPermanent
+	case backend.IsPermanent(err):
+		return backend.HaltBackend
+	case errors.Is(err, context.DeadlineExceeded):
+		return backend.HaltTimeout
+	case errors.Is(err, context.Canceled):
+		return backend.HaltCancelled
+	}
+	return backend.HaltRetriesExhausted
+}
+
+// MaxReasonBytes caps the stored reason of a failure; the panic stack is
+// stored apart.
+const MaxReasonBytes = 8 << 10
+
+// SafeReason makes msg storable in any backend: valid UTF-8, no NUL byte
+// (PostgreSQL text refuses both), at most MaxReasonBytes.
+func SafeReason(msg string) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
+	msg = strings.ReplaceAll(msg, "\x00", "\\0")
+	if len(msg) > MaxReasonBytes {
+		cut := MaxReasonBytes
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + " ... (truncated)"
+	}
+	return msg
 }
 
 func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job *backend.Job, stepErr error, retryable bool, logger *jobLogger) Result {
@@ -303,22 +453,41 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 			maxDelay = node.Options.MaxBackoff
 		}
 	}
-	msg := stepErr.Error()
+	params := &backend.FailParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Error: SafeReason(stepErr.Error())}
 	var pe *step.PanicError
 	if errors.As(stepErr, &pe) {
-		msg += "\n" + pe.Stack
+		params.Stack = SafeReason(pe.Stack)
 	}
-	params := &backend.FailParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Error: msg}
 	if retryable && job.Attempt <= retries {
 		params.Retry = true
 		params.RetryAfter = Backoff(job.Attempt, base, maxDelay)
+	} else {
+		params.Cause = CauseOf(stepErr)
+		e.noteHalt(job, stepErr)
 	}
 	var fr *backend.FailResult
-	err := e.retryCommit(ctx, logger, func(ctx context.Context) error {
+	commit := func(ctx context.Context) error {
 		var err error
 		fr, err = e.Backend.Fail(ctx, params)
 		return err
-	})
+	}
+	err := e.retryCommit(ctx, logger, commit)
+	if backend.IsPermanent(err) {
+		// Even the failure could not be stored as it was: halt with a
+		// minimal reason rather than run the step again for ever.
+		logger.get().ErrorContext(ctx, "ductwork: the failure could not be stored; halting with a short reason", slog.Any("error", err))
+		params.Retry, params.RetryAfter, params.Stack, params.Cause = false, 0, "", backend.HaltBackend
+		params.Error = SafeReason(fmt.Sprintf("the failure of step %q could not be stored: %v", job.NodeID, err))
+		if len(params.Error) > 1024 {
+			params.Error = params.Error[:1024]
+			params.Error = strings.ToValidUTF8(params.Error, "")
+		}
+		e.noteHalt(job, stepErr)
+		err = e.retryCommit(ctx, logger, commit)
+	}
+	if err != nil {
+		e.forgetHalt(job)
+	}
 	if errors.Is(err, backend.ErrStaleClaim) {
 		logger.get().WarnContext(ctx, "ductwork: failure discarded, the claim was lost (reaped or re-claimed)")
 		return Result{Stale: true, Err: err}
@@ -328,22 +497,22 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		return Result{Err: err}
 	}
 	if params.Retry {
-		logger.get().InfoContext(ctx, "ductwork: step failed, will retry", slog.String("error", stepErr.Error()), slog.Duration("retry_after", params.RetryAfter))
+		logger.get().InfoContext(ctx, "ductwork: step failed, will retry", slog.Any("error", stepErr), slog.Duration("retry_after", params.RetryAfter))
 		return Result{Retried: true, RetryAfter: params.RetryAfter, Err: stepErr}
 	}
-	logger.get().WarnContext(ctx, "ductwork: step failed, run halts", slog.String("error", stepErr.Error()))
+	logger.get().WarnContext(ctx, "ductwork: step failed, run halts", slog.Any("error", stepErr), slog.String("cause", string(params.Cause)))
+	if !fr.Halted {
+		e.forgetHalt(job)
+	}
 	if fr.Halted {
 		defer e.runFinished(job.RunID)
-		e.Hooks.halt(ctx, job, msg)
+		e.Hooks.halt(ctx, job, params.Error, logger)
 		if g.OnHalt != nil {
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						logger.get().ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("panic", r))
-					}
-				}()
-				g.OnHalt(ctx, job.RunID, msg)
-			}()
+			h := graph.Halt{RunID: job.RunID, Node: job.NodeID, Scope: job.Scope, Cause: params.Cause,
+				Attempt: job.Attempt, Reason: params.Error, Err: stepErr}
+			if _, perr := Contain(func() (struct{}, error) { g.OnHalt(ctx, h); return struct{}{}, nil }); perr != nil {
+				logger.get().ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("error", perr), slog.String("stack", perr.(*step.PanicError).Stack))
+			}
 		}
 	}
 	return Result{Halted: fr.Halted, Err: stepErr}
@@ -407,13 +576,15 @@ func (e *Engine) release(ctx context.Context, processID string, job *backend.Job
 }
 
 // retryCommit retries fn while the database is unreachable, with capped
-// exponential backoff, for up to two minutes. A stale claim is final.
+// exponential backoff, for up to two minutes. A stale claim, a closed
+// backend and a permanent error (backend.IsPermanent) are final.
 func (e *Engine) retryCommit(ctx context.Context, logger *jobLogger, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	delay := 50 * time.Millisecond
 	for {
 		err := fn(ctx)
-		if err == nil || errors.Is(err, backend.ErrStaleClaim) || errors.Is(err, backend.ErrClosed) || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, backend.ErrStaleClaim) || errors.Is(err, backend.ErrClosed) ||
+			backend.IsPermanent(err) || time.Now().After(deadline) {
 			return err
 		}
 		logger.get().WarnContext(ctx, "ductwork: commit failed, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"log/slog"
+	"runtime/debug"
 
 	"github.com/ductwork-go/ductwork/backend"
 )
@@ -76,43 +78,82 @@ type Hooks struct {
 }
 
 // TriggerStart calls the trigger hook, if any.
-func (h *Hooks) TriggerStart(ctx context.Context, info *TriggerInfo) (context.Context, func(int64, error)) {
+func (h *Hooks) TriggerStart(ctx context.Context, logger *slog.Logger, info *TriggerInfo) (context.Context, func(int64, error)) {
 	if h == nil || h.Trigger == nil {
 		return ctx, func(int64, error) {}
 	}
-	return h.Trigger.TriggerStart(ctx, info)
+	hctx, end := ctx, func(int64, error) {}
+	SafeCall(ctx, logger, "trigger hook", func() {
+		c, f := h.Trigger.TriggerStart(ctx, info)
+		if c != nil {
+			hctx = c
+		}
+		if f != nil {
+			end = f
+		}
+	})
+	return hctx, func(id int64, err error) { SafeCall(ctx, logger, "trigger hook end", func() { end(id, err) }) }
 }
 
-func (h *Hooks) stepStart(ctx context.Context, job *backend.Job) (context.Context, func(StepEnd)) {
+// Hooks are observers: a hook that panics is logged (with its stack) and
+// skipped, and the work it observed goes on as if it had returned. Logging
+// needs a logger; hooks called without one only recover.
+
+// SafeCall runs fn, user code, and logs a panic instead of letting it
+// unwind through the caller. It reports whether fn returned normally.
+func SafeCall(ctx context.Context, logger *slog.Logger, what string, fn func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			ok = false
+			if logger != nil {
+				logger.ErrorContext(ctx, "ductwork: "+what+" panicked; ignored", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			}
+		}
+	}()
+	fn()
+	return true
+}
+
+func (h *Hooks) stepStart(ctx context.Context, job *backend.Job, jl *jobLogger) (context.Context, func(StepEnd)) {
 	if h == nil || h.Step == nil {
 		return ctx, func(StepEnd) {}
 	}
-	return h.Step.StepStart(ctx, job)
+	hctx, end := ctx, func(StepEnd) {}
+	SafeCall(ctx, jl.get(), "step hook", func() {
+		c, f := h.Step.StepStart(ctx, job)
+		if c != nil {
+			hctx = c
+		}
+		if f != nil {
+			end = f
+		}
+	})
+	return hctx, func(se StepEnd) { SafeCall(ctx, jl.get(), "step hook end", func() { end(se) }) }
 }
 
-func (h *Hooks) halt(ctx context.Context, job *backend.Job, reason string) {
+func (h *Hooks) halt(ctx context.Context, job *backend.Job, reason string, jl *jobLogger) {
 	if h != nil && h.Halt != nil {
-		h.Halt.RunHalted(ctx, job, reason)
+		SafeCall(ctx, jl.get(), "halt hook", func() { h.Halt.RunHalted(ctx, job, reason) })
 	}
 }
 
 // Revived calls the revive hook, if any.
-func (h *Hooks) Revived(ctx context.Context, runID int64, jobs int) {
+func (h *Hooks) Revived(ctx context.Context, logger *slog.Logger, runID int64, jobs int) {
 	if h != nil && h.Revive != nil {
-		h.Revive.RunRevived(ctx, runID, jobs)
+		SafeCall(ctx, logger, "revive hook", func() { h.Revive.RunRevived(ctx, runID, jobs) })
 	}
 }
 
 // Claimed calls the claim hook, if any.
-func (h *Hooks) Claimed(ctx context.Context, processID string, jobs []*backend.Job) {
+func (h *Hooks) Claimed(ctx context.Context, logger *slog.Logger, processID string, jobs []*backend.Job) {
 	if h != nil && h.Claim != nil && len(jobs) > 0 {
-		h.Claim.Claimed(ctx, processID, jobs)
+		SafeCall(ctx, logger, "claim hook", func() { h.Claim.Claimed(ctx, processID, jobs) })
 	}
 }
 
 // Reaped calls the reap hook, if any.
-func (h *Hooks) Reaped(ctx context.Context, processID string, res *backend.ReapResult) {
+func (h *Hooks) Reaped(ctx context.Context, logger *slog.Logger, processID string, res *backend.ReapResult) {
 	if h != nil && h.Reap != nil {
-		h.Reap.Reaped(ctx, processID, res)
+		SafeCall(ctx, logger, "reap hook", func() { h.Reap.Reaped(ctx, processID, res) })
 	}
 }

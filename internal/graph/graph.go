@@ -92,10 +92,27 @@ type Graph struct {
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 	MaxFanOut  int
+	// MaxCrashes is the crash budget of steps that set none: a step
+	// instance claimed after more crash re-runs than this halts the run.
+	// Negative means no budget.
+	MaxCrashes int
 	InType     reflect.Type
 	OutType    reflect.Type
 	// OnHalt runs at most once per halt, after the halt is committed.
-	OnHalt func(ctx context.Context, runID int64, reason string)
+	OnHalt func(ctx context.Context, h Halt)
+}
+
+// Halt describes the failure that halted a run.
+type Halt struct {
+	RunID   int64
+	Node    string
+	Scope   string
+	Cause   backend.HaltCause
+	Attempt int
+	// Reason is the stored reason (the error's message, without stack).
+	Reason string
+	// Err is the failure, as this process saw it.
+	Err error
 }
 
 // Ref names the definition version.
@@ -164,6 +181,30 @@ type PayloadTooLargeError struct {
 
 func (e *PayloadTooLargeError) Error() string {
 	return fmt.Sprintf("payload of %q is %d bytes, above the limit of %d", e.Node, e.Size, e.Max)
+}
+
+// DecodeError is returned when a step's stored input cannot be decoded by
+// the codec.
+type DecodeError struct {
+	Node string
+	Err  error
+}
+
+func (e *DecodeError) Error() string { return fmt.Sprintf("decode input of %q: %v", e.Node, e.Err) }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// CrashBudgetError halts a step instance whose executions were lost to dead
+// processes more often than its crash budget allows.
+type CrashBudgetError struct {
+	Node    string
+	Scope   string
+	Crashes int
+	Max     int
+}
+
+func (e *CrashBudgetError) Error() string {
+	return fmt.Sprintf("step %q (scope %q) was claimed again after %d crash re-runs; its crash budget is %d: its executions keep killing their process (os.Exit, a fatal runtime error, a cgo fault, out of memory)",
+		e.Node, e.Scope, e.Crashes, e.Max)
 }
 
 // EncodeError is returned when a value cannot be encoded by the codec.
