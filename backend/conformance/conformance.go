@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 		{"Reaper", testReaper},
 		{"Joins", testJoins},
 		{"Retries", testRetries},
+		{"Halts", testHalts},
 		{"Payloads", testPayloads},
 		{"Clock", testClock},
 		{"Listing", testListing},

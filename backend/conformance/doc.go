@@ -22,8 +22,9 @@
 // itself; NewBackend must hand back an un-migrated one.
 //
 // The cases are grouped by contract area, one file each: migrations,
-// triggers, claims, fencing, the reaper, joins, retries and run state,
-// payloads and the run context, the clock, and listings. They branch on
+// triggers, claims, fencing, the reaper, joins, retries and run state, halts
+// (halt detail, limits), payloads and the run context, the clock, and
+// listings. They branch on
 // Backend.Capabilities only, never on a backend's name or a driver's error
 // text, and they check errors with errors.Is against the sentinels of package
 // backend.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,11 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // transaction, so listeners wake only after the commit.
 func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
 	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(checkLen("Pipeline", params.Pipeline, Limits.MaxPipelineBytes),
+		checkLen("First.NodeID", params.First.NodeID, Limits.MaxNodeIDBytes),
+		checkLen("First.Scope", params.First.Scope, Limits.MaxScopeBytes)); err != nil {
 		return nil, err
 	}
 	var q queryer = b.pool
@@ -153,7 +159,35 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
+	if err := checkPlan(&params.Plan); err != nil {
+		return nil, err
+	}
 	return b.groupComplete(ctx, params)
+}
+
+// checkLen refuses, before any statement runs, a value above its limit (see
+// Limits): a permanent error.
+func checkLen(field, v string, max int) error {
+	if max > 0 && len(v) > max {
+		return backend.Permanent(fmt.Errorf("ductwork/postgres: %s is %d bytes long, the limit is %d", field, len(v), max))
+	}
+	return nil
+}
+
+func checkPlan(p *backend.Plan) error {
+	for i, j := range p.Jobs {
+		if err := errors.Join(checkLen("Plan.Jobs["+strconv.Itoa(i)+"].NodeID", j.NodeID, Limits.MaxNodeIDBytes),
+			checkLen("Plan.Jobs["+strconv.Itoa(i)+"].Scope", j.Scope, Limits.MaxScopeBytes)); err != nil {
+			return err
+		}
+	}
+	for i, j := range p.OpenJoins {
+		if err := errors.Join(checkLen("Plan.OpenJoins["+strconv.Itoa(i)+"].NodeID", j.NodeID, Limits.MaxNodeIDBytes),
+			checkLen("Plan.OpenJoins["+strconv.Itoa(i)+"].Scope", j.Scope, Limits.MaxScopeBytes)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // completeSingle runs one completion as one pipelined batch: its own implicit
@@ -312,6 +346,9 @@ func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*
 // original StartedAt.
 func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterProcessParams) (*backend.RegisterProcessResult, error) {
 	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := checkLen("ProcessID", params.ProcessID, Limits.MaxProcessIDBytes); err != nil {
 		return nil, err
 	}
 	defs := params.Definitions
@@ -511,6 +548,9 @@ func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams
 // backend.ErrRunNotFound.
 func (b *Backend) SetValue(ctx context.Context, params *backend.SetValueParams) error {
 	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	if err := checkLen("Key", params.Key, Limits.MaxKeyBytes); err != nil {
 		return err
 	}
 	q := b.q.setValue
