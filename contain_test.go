@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
@@ -196,5 +197,40 @@ func TestPermanentStepErrorIsReachable(t *testing.T) {
 	_, err = r2.Wait(waitCtx(t))
 	if !errors.As(err, &he) || he.Cause != ductwork.HaltPermanent || !step.IsPermanent(err) || !strings.Contains(err.Error(), "card declined") {
 		t.Fatalf("Wait from another client = %v; want the stored permanent halt", err)
+	}
+}
+
+// TestUnstorableErrorTextIsStoredSafely: a step error whose text holds a NUL
+// byte and invalid UTF-8 (which PostgreSQL text refuses) and runs to 100 KB
+// still halts the run, with a readable, bounded reason, on every backend.
+func TestUnstorableErrorTextIsStoredSafely(t *testing.T) {
+	for _, kind := range allBackends {
+		t.Run(kind, func(t *testing.T) {
+			msg := "bad\x00byte\xff" + strings.Repeat("x", 100<<10)
+			s := step.New("garbled", func(_ step.Context, n int) (int, error) { return 0, step.Permanent(errors.New(msg)) })
+			def := flow.MustDefine("garbled", func(p *flow.Pipeline[int]) flow.End[int] { return flow.Start(p, s) })
+			b, _ := openCrashBackend(t, kind)
+			client, err := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Register(def); err != nil {
+				t.Fatal(err)
+			}
+			startSupervisor(t, client, nil)
+			r, err := ductwork.Trigger(waitCtx(t), client, def, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Wait(waitCtx(t))
+			var he *ductwork.HaltedError
+			if !errors.As(err, &he) || he.Cause != ductwork.HaltPermanent || !strings.HasPrefix(he.Reason, "bad") ||
+				strings.ContainsRune(he.Reason, 0) || !utf8.ValidString(he.Reason) || len(he.Reason) > 9<<10 {
+				t.Fatalf("Wait = %v; want a permanent halt with a clean reason of at most 9 KiB", err)
+			}
+			if he.Err == nil || he.Err.Error() != msg {
+				t.Fatal("the underlying error (with its full text) is not reachable in the process that halted the run")
+			}
+		})
 	}
 }

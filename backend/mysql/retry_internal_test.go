@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -87,5 +88,58 @@ func TestWithTxReruns(t *testing.T) {
 	})
 	if !errors.Is(err, backend.ErrStaleClaim) || calls != 1 {
 		t.Errorf("withTx: %v after %d calls, want ErrStaleClaim after 1", err, calls)
+	}
+}
+
+// TestClassify: mapErr marks driver errors transient or permanent.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err                  error
+		transient, permanent bool
+	}{
+		{&gomysql.MySQLError{Number: errDeadlock}, true, false},
+		{&gomysql.MySQLError{Number: errLockWaitTimeout}, true, false},
+		{&gomysql.MySQLError{Number: 1040}, true, false}, // too many connections
+		{driver.ErrBadConn, true, false},
+		{gomysql.ErrInvalidConn, true, false},
+		{context.DeadlineExceeded, true, false},
+		{&gomysql.MySQLError{Number: 1406}, false, true}, // data too long
+		{&gomysql.MySQLError{Number: 1062}, false, true}, // duplicate key
+		{&gomysql.MySQLError{Number: 1366}, false, true}, // incorrect string value
+		{&gomysql.MySQLError{Number: 1064}, false, true}, // syntax
+		{checkLen("NodeID", string(make([]byte, 300))), false, true},
+		{backend.ErrStaleClaim, false, false},
+		{&gomysql.MySQLError{Number: 9999}, false, false},
+	} {
+		err := mapErr("op", c.err)
+		if backend.IsTransient(err) != c.transient || backend.IsPermanent(err) != c.permanent {
+			t.Errorf("mapErr(%v): transient %v permanent %v; want %v, %v", c.err, backend.IsTransient(err), backend.IsPermanent(err), c.transient, c.permanent)
+		}
+		if !errors.Is(err, c.err) && c.err != nil {
+			var tl *TooLongError
+			if !errors.As(err, &tl) {
+				t.Errorf("mapErr(%v) lost the original error: %v", c.err, err)
+			}
+		}
+	}
+}
+
+// TestClassifyServerError: a statement the server refuses (a syntax error)
+// comes back permanent.
+func TestClassifyServerError(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("DUCTWORK_TEST_MYSQL_DSN")
+	if dsn == "" {
+		t.Skip("set DUCTWORK_TEST_MYSQL_DSN (for example root@tcp(127.0.0.1:3306)/) to run the MySQL/MariaDB tests")
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = db.ExecContext(t.Context(), "SELEC 1")
+	if err = mapErr("op", err); !backend.IsPermanent(err) {
+		t.Errorf("a syntax error: %v; want permanent", err)
 	}
 }
