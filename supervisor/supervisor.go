@@ -231,7 +231,9 @@ func (s *Supervisor) register(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, backend.ErrClosed) {
+		if errors.Is(err, backend.ErrClosed) || backend.IsPermanent(err) {
+			// A closed backend, or a refusal no retry can change (a process
+			// ID longer than the backend stores).
 			return fmt.Errorf("supervisor: register process: %w", err)
 		}
 		s.logger.Warn("ductwork: cannot register process, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
