@@ -54,9 +54,9 @@ type Engine struct {
 	omu     sync.Mutex
 	orphans []orphan
 
-	hmu   sync.Mutex
-	halts map[int64]haltNote
-	horde []int64
+	hmu       sync.Mutex
+	halts     map[int64]haltNote
+	haltOrder []int64
 }
 
 // haltNote is the error that halted a run in this process, kept so that a
@@ -80,10 +80,10 @@ func (e *Engine) noteHalt(job *backend.Job, err error) {
 		e.halts = map[int64]haltNote{}
 	}
 	if _, ok := e.halts[job.RunID]; !ok {
-		e.horde = append(e.horde, job.RunID)
-		if len(e.horde) > maxHaltNotes {
-			delete(e.halts, e.horde[0])
-			e.horde = e.horde[1:]
+		e.haltOrder = append(e.haltOrder, job.RunID)
+		if len(e.haltOrder) > maxHaltNotes {
+			delete(e.halts, e.haltOrder[0])
+			e.haltOrder = e.haltOrder[1:]
 		}
 	}
 	e.halts[job.RunID] = haltNote{node: job.NodeID, scope: job.Scope, attempt: job.Attempt, err: err}
@@ -424,8 +424,9 @@ func CauseOf(err error) backend.HaltCause {
 // stored apart.
 const MaxReasonBytes = 8 << 10
 
-// SafeReason makes msg storable in any backend: valid UTF-8, no NUL byte
-// (PostgreSQL text refuses both), at most MaxReasonBytes.
+// SafeReason makes msg storable in any backend: invalid UTF-8 replaced, NUL
+// bytes written as \0 (PostgreSQL text refuses both), cut to at most
+// MaxReasonBytes on a character boundary.
 func SafeReason(msg string) string {
 	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	msg = strings.ReplaceAll(msg, "\x00", "\\0")
@@ -478,10 +479,6 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		logger.get().ErrorContext(ctx, "ductwork: the failure could not be stored; halting with a short reason", slog.Any("error", err))
 		params.Retry, params.RetryAfter, params.Stack, params.Cause = false, 0, "", backend.HaltBackend
 		params.Error = SafeReason(fmt.Sprintf("the failure of step %q could not be stored: %v", job.NodeID, err))
-		if len(params.Error) > 1024 {
-			params.Error = params.Error[:1024]
-			params.Error = strings.ToValidUTF8(params.Error, "")
-		}
 		e.noteHalt(job, stepErr)
 		err = e.retryCommit(ctx, logger, commit)
 	}
@@ -502,9 +499,8 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 	}
 	logger.get().WarnContext(ctx, "ductwork: step failed, run halts", slog.Any("error", stepErr), slog.String("cause", string(params.Cause)))
 	if !fr.Halted {
-		e.forgetHalt(job)
-	}
-	if fr.Halted {
+		e.forgetHalt(job) // another failure halted the run first
+	} else {
 		defer e.runFinished(job.RunID)
 		e.Hooks.halt(ctx, job, params.Error, logger)
 		if g.OnHalt != nil {
