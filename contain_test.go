@@ -104,8 +104,16 @@ func TestDivertKeyPanicHaltsRun(t *testing.T) {
 	}
 }
 
-// panicCodec panics when asked to encode the value "poison".
+// panicCodec panics when asked to encode the value "poison" or to decode
+// the value "bomb".
 type panicCodec struct{ step.Codec }
+
+func (c panicCodec) Unmarshal(data []byte, v any) error {
+	if string(data) == `"bomb"` {
+		panic("codec cannot decode a bomb")
+	}
+	return c.Codec.Unmarshal(data, v)
+}
 
 func (c panicCodec) Marshal(v any) ([]byte, error) {
 	if s, ok := v.(string); ok && s == "poison" {
@@ -124,7 +132,8 @@ func (panicHooks) RunHalted(context.Context, *backend.Job, string) { panic("halt
 func (panicHooks) Claimed(context.Context, string, []*backend.Job) { panic("claim hook") }
 
 // TestCodecAndHookPanicsAreContained: a codec that panics on a step's
-// output (and, at Trigger, on an input: an *EncodeError) halts that run with a panic cause; hooks that panic on every call
+// output or while decoding its input (and, at Trigger, on an input: an
+// *EncodeError) halts that run with a panic cause; hooks that panic on every call
 // are logged and skipped; OnHalt panicking does not matter either. The
 // process survives all of it (SQLite; the containment is in the engine).
 func TestCodecAndHookPanicsAreContained(t *testing.T) {
@@ -156,6 +165,16 @@ func TestCodecAndHookPanicsAreContained(t *testing.T) {
 	var he *ductwork.HaltedError
 	if !errors.As(err, &he) || he.Cause != ductwork.HaltPanic || he.Attempt != 2 || !strings.Contains(he.Reason, "codec cannot take poison") {
 		t.Fatalf("Wait = %v; want a panic halt on attempt 2", err)
+	}
+	// A stored input the codec panics on while decoding it.
+	rb, err := ductwork.Trigger(waitCtx(t), c, def, "bomb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rb.Wait(waitCtx(t))
+	var de *ductwork.DecodeError
+	if !errors.As(err, &he) || he.Cause != ductwork.HaltPanic || he.Attempt != 2 || !errors.As(err, &de) || !strings.Contains(he.Reason, "cannot decode a bomb") {
+		t.Fatalf("Wait = %v; want a panic halt while decoding, on attempt 2", err)
 	}
 	r2, err := ductwork.Trigger(waitCtx(t), c, def, "fine")
 	if err != nil {
