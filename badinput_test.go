@@ -179,7 +179,7 @@ func TestPayloadLimit(t *testing.T) {
 	}
 	_, err = r.Wait(waitCtx(t))
 	var he *ductwork.HaltedError
-	if !errors.As(err, &he) || !strings.Contains(he.Reason, "above the limit of 100") {
+	if !errors.As(err, &he) || !strings.Contains(he.Reason, "above the limit of 100") || he.Cause != ductwork.HaltTooLarge {
 		t.Fatalf("output above the limit: %v", err)
 	}
 	steps, _ := r.Steps(waitCtx(t))

@@ -90,6 +90,9 @@ func TestRetryExhaustedHaltsOnHaltOnceThenRevive(t *testing.T) {
 	if !errors.As(err, &he) || !strings.Contains(he.Reason, "flaky failure 2") {
 		t.Fatalf("wait err = %v, want HaltedError naming the last failure", err)
 	}
+	if he.Cause != ductwork.HaltRetriesExhausted || he.Node != "fails-3" || he.Attempt != 2 || he.Err == nil {
+		t.Fatalf("halt = %+v; want retries exhausted at fails-3 on attempt 2, with the step's error", he)
+	}
 	if st, _ := r.Status(waitCtx(t)); st != ductwork.StatusHalted {
 		t.Fatalf("status = %s", st)
 	}
@@ -223,8 +226,8 @@ func TestUnencodableOutputHaltsWithoutWritingIt(t *testing.T) {
 	r, _ := ductwork.Trigger(waitCtx(t), e.client, def, 1)
 	_, err := r.Wait(waitCtx(t))
 	var he *ductwork.HaltedError
-	if !errors.As(err, &he) || !strings.Contains(he.Reason, "encode output") {
-		t.Fatalf("err = %v", err)
+	if !errors.As(err, &he) || !strings.Contains(he.Reason, "encode output") || he.Cause != ductwork.HaltEncode {
+		t.Fatalf("err = %v; want an encode halt", err)
 	}
 	steps, _ := r.Steps(waitCtx(t))
 	if len(steps) != 1 || steps[0].Output != nil || steps[0].Status != backend.JobFailed || nextRan.Load() {
@@ -267,8 +270,12 @@ func TestFanOutAboveLimitHalts(t *testing.T) {
 	r, _ := ductwork.Trigger(waitCtx(t), e.client, def, 6)
 	_, err := r.Wait(waitCtx(t))
 	var he *ductwork.HaltedError
-	if !errors.As(err, &he) || !strings.Contains(he.Reason, "max fan-out of 5") {
-		t.Fatalf("err = %v", err)
+	if !errors.As(err, &he) || !strings.Contains(he.Reason, "max fan-out of 5") || he.Cause != ductwork.HaltFanOut || he.Node != "ids" {
+		t.Fatalf("err = %v; want a fan-out halt at ids", err)
+	}
+	var fe *ductwork.FanOutError
+	if !errors.As(err, &fe) || fe.Count != 6 || fe.Max != 5 {
+		t.Fatalf("err = %v; want a *FanOutError{Count 6, Max 5}", err)
 	}
 	r2, _ := ductwork.Trigger(waitCtx(t), e.client, def, 5)
 	if n, err := r2.Wait(waitCtx(t)); err != nil || n != 5 {
