@@ -94,10 +94,11 @@ type Definition interface {
 }
 
 // Register makes definitions known to this client, so its supervisors claim
-// their work. A definition whose pipeline name or a step name is longer than
-// the backend stores is refused with *LimitError, and nothing is registered. Several versions of one pipeline can be registered side by side
+// their work. Several versions of one pipeline can be registered side by side
 // (during a rolling deploy); each run continues on the version it started
-// with.
+// with. A definition whose pipeline name or a step name is longer than the
+// backend stores (backend.Capabilities.Limits) is refused with *LimitError,
+// and then none of defs is registered.
 func (c *Client) Register(defs ...Definition) error {
 	for _, d := range defs {
 		if d == nil || d.Graph() == nil {
