@@ -10,6 +10,7 @@ import (
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/step"
+	"github.com/ductwork-go/ductwork/supervisor"
 )
 
 func longStepDef(nameLen int) *flow.Definition[int, int] {
@@ -105,5 +106,31 @@ func TestPermanentCommitErrorHalts(t *testing.T) {
 	steps, _ := r.Steps(waitCtx(t))
 	if len(steps) != 1 || steps[0].Status != backend.JobFailed || steps[0].CrashReruns != 0 {
 		t.Fatalf("steps = %+v; want first failed, never re-run", steps)
+	}
+}
+
+// TestOverlongProcessIDEndsRun: a supervisor whose ProcessID is longer than
+// the backend stores gets a permanent error from registering its process,
+// and Run returns it at once instead of retrying for ever (MariaDB: 255
+// bytes).
+func TestOverlongProcessIDEndsRun(t *testing.T) {
+	b, _ := openCrashBackend(t, "mysql")
+	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := supervisor.New(client, &supervisor.Config{ProcessID: strings.Repeat("p", 300)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(waitCtx(t)) }()
+	select {
+	case err := <-done:
+		if !backend.IsPermanent(err) {
+			t.Fatalf("Run = %v; want the permanent error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept retrying a registration that can never succeed")
 	}
 }
