@@ -225,15 +225,15 @@ func joinDelay(t *testing.T, h Harness) {
 	t.Fatal("no join job listed")
 }
 
-// joinMissing: an arrival at a join that was never opened is an error and
-// rolls the completion back.
+// joinMissing: an arrival at a join that was never opened is a permanent
+// error (retrying cannot open the join) and rolls the completion back.
 func joinMissing(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	proc, root := startRoot(t, b, defA)
 	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: root.ID, ProcessID: proc, Fence: root.Fence, Output: enc(t, 1),
 		Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}, Arrive: &backend.Arrival{NodeID: "nowhere", Slot: 0}}})
-	if err == nil {
-		t.Fatal("Complete arriving at a join that was never opened succeeded; want an error")
+	if err == nil || !backend.IsPermanent(err) {
+		t.Fatalf("Complete arriving at a join that was never opened = %v; want a permanent error", err)
 	}
 	info := jobByID(t, b, root.RunID, root.ID)
 	if info.Status != backend.JobRunning || len(info.Output) != 0 {

@@ -299,7 +299,7 @@ func classify(err error) error {
 	var tl *TooLongError
 	var netErr net.Error
 	switch {
-	case errors.As(err, &tl):
+	case errors.As(err, &tl), errors.Is(err, errJoinNotFound):
 		return backend.Permanent(err)
 	case errors.As(err, &me):
 		if permanentCodes[me.Number] {

@@ -240,7 +240,7 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 
 		if a := plan.Arrive; a != nil {
 			if !joinID.Valid {
-				return fmt.Errorf("arrival at join (%s, %q) of run %d: no such join is open", a.NodeID, a.Scope, runID)
+				return backend.Permanent(fmt.Errorf("arrival at join (%s, %q) of run %d: no such join is open", a.NodeID, a.Scope, runID))
 			}
 			var (
 				node, scope                 string
@@ -252,7 +252,7 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 			}
 			switch {
 			case arrived > expected:
-				return fmt.Errorf("arrival at join (%s, %q): join expects %d arrivals and already fired", a.NodeID, a.Scope, expected)
+				return backend.Permanent(fmt.Errorf("arrival at join (%s, %q): join expects %d arrivals and already fired", a.NodeID, a.Scope, expected))
 			case arrived == expected:
 				if _, err := t.exec(qInsertJoinJob, runID, node, scope, priority, joinID.Int64, delayUS); err != nil {
 					return fmt.Errorf("insert join job (%s, %q): %w", node, scope, err)
