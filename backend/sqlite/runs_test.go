@@ -263,7 +263,6 @@ func TestOpenBadPath(t *testing.T) {
 	}
 	cases := map[string]string{
 		"empty":       "",
-		"memory":      ":memory:",
 		"uri":         "file:x.db",
 		"missing dir": filepath.Join(dir, "no", "such", "dir", "x.db"),
 		"directory":   dir,
@@ -355,5 +354,41 @@ func TestListingsAndStranded(t *testing.T) {
 	wantSt := []backend.StrandedDefinition{{DefinitionRef: backend.DefinitionRef{Pipeline: "legacy", Fingerprint: "v0"}, Runs: 1}}
 	if !reflect.DeepEqual(st.Definitions, wantSt) {
 		t.Fatalf("StrandedDefinitions = %+v, want %+v", st.Definitions, wantSt)
+	}
+}
+
+// An in-memory Backend is a complete, private database: migrated, used and
+// gone with Close; two of them never see each other's rows.
+func TestOpenMemory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	open := func() *sqlite.Backend {
+		b, err := sqlite.Open(sqlite.Memory, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(ctx) })
+		if err := b.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := open(), open()
+	res, err := a.Trigger(ctx, &backend.TriggerParams{Pipeline: "p", Fingerprint: "f", Input: []byte(`1`),
+		First: backend.NewJob{NodeID: "n", Input: []byte(`1`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GetRun(ctx, &backend.GetRunParams{RunID: res.RunID}); err != nil {
+		t.Fatalf("run in the database that wrote it: %v", err)
+	}
+	if _, err := b.GetRun(ctx, &backend.GetRunParams{RunID: res.RunID}); !errors.Is(err, backend.ErrRunNotFound) {
+		t.Fatalf("run seen by another in-memory database: err = %v, want ErrRunNotFound", err)
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GetRun(ctx, &backend.GetRunParams{RunID: res.RunID}); !errors.Is(err, backend.ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
 	}
 }

@@ -120,13 +120,16 @@ var _ backend.Backend = (*Backend)(nil)
 // handle with a single connection whose transactions begin IMMEDIATE, and a
 // read-only pool for queries that need no transaction. Close closes both.
 //
-// path must be a file path whose directory exists; ":memory:" and "file:"
-// URIs are refused (use New with your own handle for those). Open does not
-// create or migrate the schema: call Migrate.
+// path must be a file path whose directory exists, or ":memory:" (see
+// Memory); "file:" URIs are refused (use New with your own handle for those).
+// Open does not create or migrate the schema: call Migrate.
 func Open(path string, cfg *Config) (*Backend, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if path == Memory {
+		return openMemory(c)
 	}
 	abs, err := checkPath(path)
 	if err != nil {
@@ -165,6 +168,33 @@ func Open(path string, cfg *Config) (*Backend, error) {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
 	b := &Backend{write: write, read: read, owned: true, cfg: c}
+	b.group.Max = maxGroup
+	return b, nil
+}
+
+// Memory, passed to Open, opens a private in-memory database: fast, and gone
+// when the Backend is closed. It lives on a single connection that serves
+// every read and write of this Backend (so nothing else can open it, and
+// other processes cannot share it); it suits tests and throwaway work, not
+// data that must survive the process.
+const Memory = ":memory:"
+
+func openMemory(c Config) (*Backend, error) {
+	db, err := sql.Open(driverName, "file::memory:?_foreign_keys=0&_stmt_cache_size="+strconv.Itoa(stmtCacheSize))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", Memory, err)
+	}
+	// One connection, never recycled: a new connection would be a new, empty
+	// database.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := db.PingContext(context.Background()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", Memory, err)
+	}
+	b := &Backend{write: db, read: db, owned: true, cfg: c}
 	b.group.Max = maxGroup
 	return b, nil
 }
@@ -227,7 +257,10 @@ func (b *Backend) Close(ctx context.Context) error {
 	b.rstmts = nil
 	b.rmu.Unlock()
 	if b.owned {
-		errs = append(errs, b.read.Close(), b.write.Close())
+		if b.read != b.write {
+			errs = append(errs, b.read.Close())
+		}
+		errs = append(errs, b.write.Close())
 	}
 	return mapErr("close", errors.Join(errs...))
 }
@@ -237,8 +270,8 @@ func checkPath(path string) (string, error) {
 	switch {
 	case path == "":
 		return "", errors.New("sqlite: open: empty path")
-	case path == ":memory:" || strings.HasPrefix(path, "file:"):
-		return "", fmt.Errorf("sqlite: open %q: Open takes a file path; use New with your own handle for in-memory or URI databases", path)
+	case strings.HasPrefix(path, "file:"):
+		return "", fmt.Errorf("sqlite: open %q: Open takes a file path or %q; use New with your own handle for URI databases", path, Memory)
 	case strings.ContainsRune(path, 0):
 		return "", fmt.Errorf("sqlite: open %q: path contains a NUL byte", path)
 	}

@@ -39,6 +39,12 @@ type Engine struct {
 	Hooks   *Hooks
 	// MaxPayload caps an encoded step output; 0 means no cap.
 	MaxPayload int
+	// Intercept, when set, wraps every step call: it receives the step's
+	// context, its node, the step instance's scope and the call itself. Package ductworktest uses it to
+	// inject faults by step name. A panic in Intercept is the step's panic;
+	// an error wrapping ErrSimulatedCrash loses the execution as a crash
+	// would (the claim is released, no retry is spent).
+	Intercept func(sc step.Context, node *graph.Node, scope string, next func() (any, error)) (any, error)
 
 	mu     sync.RWMutex
 	defs   map[backend.DefinitionRef]*graph.Graph
@@ -276,8 +282,22 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec}
 	hctx, end := e.Hooks.stepStart(ctx, job, logger)
 	sc.Context = hctx
-	out, err := Contain(func() (any, error) { return node.Call(sc, in) })
+	out, err := Contain(func() (any, error) {
+		if e.Intercept != nil {
+			return e.Intercept(sc, node, job.Scope, func() (any, error) { return node.Call(sc, in) })
+		}
+		return node.Call(sc, in)
+	})
 	cancel()
+
+	if errors.Is(err, ErrSimulatedCrash) {
+		// An injected crash: the execution is lost as if the process had
+		// died; the step re-runs as a crash re-run, its retry budget intact.
+		rerr := e.release(commitCtx, processID, job)
+		end(StepEnd{Err: err, Released: true})
+		e.WakeAll()
+		return Result{Released: rerr == nil, Err: rerr}
+	}
 
 	if err != nil {
 		if runCtx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -353,6 +373,10 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	}
 	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed}
 }
+
+// ErrSimulatedCrash, returned through Engine.Intercept, makes an execution
+// end as a crash would.
+var ErrSimulatedCrash = errors.New("ductwork: simulated crash")
 
 // Contain runs fn, which calls user code, and turns a panic into a
 // *step.PanicError carrying the stack.
