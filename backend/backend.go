@@ -55,8 +55,10 @@ type Backend interface {
 
 	// Release gives a claimed job back (graceful shutdown), fenced like
 	// Complete. The job keeps its due time (so it is due at once, ahead of
-	// work that became due later); neither its retry budget (Attempt) nor its
-	// crash budget (Crashes) is spent: a release is not a crash.
+	// work that became due later); its retry budget (Attempt) is not spent,
+	// and neither is its crash budget (Crashes) unless params.Crashed says the
+	// execution was lost as in a crash (then Crashes grows by one, as a reap
+	// would make it).
 	Release(ctx context.Context, params *ReleaseParams) (*ReleaseResult, error)
 
 	// RegisterProcess inserts (or refreshes) a process row with a fresh

@@ -238,6 +238,19 @@ type ReleaseParams struct {
 	JobID     int64
 	ProcessID string
 	Fence     int64
+	// Crashed counts the release as an execution lost to a crash (Crashes+1,
+	// spending the crash budget), as a reap would. A graceful release leaves
+	// it false.
+	Crashed bool
+}
+
+// CrashIncrement is what a backend adds to the job's crash count: 1 when the
+// release is Crashed, else 0.
+func (p *ReleaseParams) CrashIncrement() int {
+	if p.Crashed {
+		return 1
+	}
+	return 0
 }
 
 // ReleaseResult is the result of Backend.Release.

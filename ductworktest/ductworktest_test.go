@@ -1,6 +1,7 @@
 package ductworktest_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -89,8 +90,8 @@ func TestFailSpendsRetriesThenSucceeds(t *testing.T) {
 func TestFailAlwaysHalts(t *testing.T) {
 	t.Parallel()
 	herr, report := ductworktest.Halt(t, sumOfDoubles(t, 1), "5", ductworktest.Fail("double", ductworktest.Always))
-	if !strings.Contains(herr.Error(), ductworktest.ErrInjected.Error()) {
-		t.Fatalf("halt = %v, want the injected failure", herr)
+	if !errors.Is(herr, ductworktest.ErrInjected) || herr.Cause != ductwork.HaltRetriesExhausted || herr.Node != "double" || herr.Attempt != 2 {
+		t.Fatalf("halt = %v (cause %s, node %s, attempt %d); want the injected failure at double, retries exhausted after 2 attempts", herr, herr.Cause, herr.Node, herr.Attempt)
 	}
 	s, ok := report.Step("double", "0")
 	if !ok || s.Status != "failed" || s.Attempt != 2 {
@@ -104,8 +105,9 @@ func TestFailAlwaysHalts(t *testing.T) {
 func TestPanicHaltsWithThePanic(t *testing.T) {
 	t.Parallel()
 	herr, _ := ductworktest.Halt(t, sumOfDoubles(t, 0), "5", ductworktest.Panic("sum", ductworktest.Always))
-	if !strings.Contains(herr.Error(), "injected panic") {
-		t.Fatalf("halt = %v, want the injected panic", herr)
+	var pe *ductwork.PanicError
+	if !errors.As(herr, &pe) || herr.Cause != ductwork.HaltPanic || !strings.Contains(herr.Error(), "injected panic") || herr.Stack == "" {
+		t.Fatalf("halt = %v (cause %s); want the injected panic, with its stack", herr, herr.Cause)
 	}
 }
 
@@ -130,8 +132,8 @@ func TestDelayRespectsTheStepContext(t *testing.T) {
 		return flow.Start(p, slow)
 	}, flow.Retries(0))
 	herr, _ := ductworktest.Halt(t, def, 1, ductworktest.Delay("slow", time.Minute))
-	if !strings.Contains(herr.Error(), "deadline exceeded") {
-		t.Fatalf("halt = %v, want the step's timeout", herr)
+	if !errors.Is(herr, context.DeadlineExceeded) || herr.Cause != ductwork.HaltTimeout {
+		t.Fatalf("halt = %v (cause %s), want the step's timeout", herr, herr.Cause)
 	}
 }
 

@@ -16,6 +16,7 @@ func testFencing(t *testing.T, h Harness) {
 		"WrongOwner":           fencingWrongOwner,
 		"CompleteTwice":        fencingCompleteTwice,
 		"ReleaseReclaim":       fencingReleaseReclaim,
+		"ReleaseCrashed":       fencingReleaseCrashed,
 		"CompleteRacesReap":    fencingCompleteRacesReap,
 		"StaleCompleteNoOps":   fencingStaleCompleteNoOps,
 	})
@@ -111,6 +112,27 @@ func fencingReleaseReclaim(t *testing.T, h Harness) {
 	}
 	fencedOps(t, b, j, proc, j.Fence, "the fence of a released claim")
 	complete(t, b, j2, other, enc(t, "done"), backend.Plan{CompleteRun: true})
+}
+
+// fencingReleaseCrashed: a release marked Crashed counts one crash re-run,
+// exactly as a reap would, and leaves the attempt alone; the claim is fenced
+// like any release.
+func fencingReleaseCrashed(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	if _, err := b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Crashed: true}); err != nil {
+		t.Fatalf("Release(Crashed): %v", err)
+	}
+	j2 := claimOne(t, b, proc, defA)
+	if j2.ID != j.ID || j2.Attempt != j.Attempt || j2.Crashes != j.Crashes+1 || j2.Fence <= j.Fence {
+		t.Fatalf("reclaimed %s; want job %d, attempt %d, crashes %d, fence > %d", describeJob(j2), j.ID, j.Attempt, j.Crashes+1, j.Fence)
+	}
+	_, err := b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Crashed: true})
+	wantErr(t, "Release(Crashed) with the fence of a released claim", err, backend.ErrStaleClaim)
+	if info := jobByID(t, b, j.RunID, j.ID); info.Crashes != j.Crashes+1 {
+		t.Fatalf("a stale Release(Crashed) changed the crash count to %d", info.Crashes)
+	}
+	complete(t, b, j2, proc, enc(t, "done"), backend.Plan{CompleteRun: true})
 }
 
 // fencingStaleCompleteNoOps: a stale Complete of a reclaimed job does not

@@ -258,12 +258,12 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 }
 
 // Release gives a claimed job back, fenced like Complete: it becomes pending,
-// due at once, without an owner, with its crash and attempt counts unchanged (the
-// retry budget is not spent). A stale fence or owner returns
+// due at once, without an owner, with its attempt count unchanged (the retry
+// budget is not spent) and its crash count grown only for a Crashed release. A stale fence or owner returns
 // backend.ErrStaleClaim.
 func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
 	err := b.retry(ctx, "release", func() error {
-		r, err := b.db.ExecContext(ctx, qReleaseJob, params.JobID, params.Fence, params.ProcessID)
+		r, err := b.db.ExecContext(ctx, qReleaseJob, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
 		if err != nil {
 			return err
 		}

@@ -95,8 +95,9 @@ WHERE id = ? AND status = 'running'`
 	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, halt_node = ?, halt_scope = ?, halt_cause = ?,
   halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting')`
-	// A release is not a crash: crashes is left as it is.
-	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL` + fenced
+	// A release is not a crash (crashes is left as it is) unless the
+	// releaser says the execution was lost (the first parameter, 0 or 1).
+	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
 )
 
 // Processes and the reaper.

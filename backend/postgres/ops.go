@@ -330,7 +330,7 @@ func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*
 	}
 	var released, notified int64
 	batch := b.ownerBatch(params.ProcessID)
-	batch.Queue(b.q.release, params.JobID, params.Fence, params.ProcessID, b.channel).
+	batch.Queue(b.q.release, params.JobID, params.Fence, params.ProcessID, b.channel, params.CrashIncrement()).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&released, &notified) })
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, mapErr("release", err)

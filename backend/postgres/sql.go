@@ -197,11 +197,12 @@ WITH j AS (
 )
 SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM r)`
 
-// A release is not a crash: crashes is left as it is.
+// A release is not a crash (crashes is left as it is) unless the releaser
+// says the execution was lost ($5, 0 or 1).
 const sqlRelease = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
-	SET status = 'pending', process_id = NULL
+	SET status = 'pending', process_id = NULL, crashes = crashes + $5
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
 	RETURNING id
 )

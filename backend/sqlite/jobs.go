@@ -371,7 +371,7 @@ func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*
 	if b.closed.Load() {
 		return nil, errClosed("release")
 	}
-	r, err := b.writeExec(ctx, qRelease, params.JobID, params.Fence, params.ProcessID)
+	r, err := b.writeExec(ctx, qRelease, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
 	if err != nil {
 		return nil, mapErr("release", err)
 	}

@@ -98,9 +98,10 @@ RETURNING run_id, node_id, scope, attempt`
     halt_cause = ?, halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting')`
 
-	// A release is not a crash: Crashes is left as it is.
+	// A release is not a crash (Crashes is left as it is) unless the
+	// releaser says the execution was lost (the first parameter, 0 or 1).
 	qRelease = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL` + fenced
+SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
 
 	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
 VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)

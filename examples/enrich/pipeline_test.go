@@ -1,7 +1,7 @@
 package main
 
 import (
-	"strings"
+	"errors"
 	"testing"
 
 	"github.com/ductwork-go/ductwork"
@@ -42,8 +42,8 @@ func TestEnrichSurvivesCrashes(t *testing.T) {
 func TestEnrichHaltsWhenASourceIsDown(t *testing.T) {
 	t.Parallel()
 	herr, report := ductworktest.Halt(t, Enrich, 7, ductworktest.Fail("fetch-source-b", ductworktest.Always))
-	if !strings.Contains(herr.Error(), ductworktest.ErrInjected.Error()) {
-		t.Fatalf("halt = %v", herr)
+	if !errors.Is(herr, ductworktest.ErrInjected) || herr.Node != "fetch-source-b" || herr.Cause != ductwork.HaltRetriesExhausted {
+		t.Fatalf("halt = %v (node %s, cause %s)", herr, herr.Node, herr.Cause)
 	}
 	if report.Status != ductwork.StatusHalted {
 		t.Fatalf("status = %s, want halted", report.Status)

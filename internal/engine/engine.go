@@ -61,17 +61,18 @@ type Engine struct {
 	orphans []orphan
 
 	hmu       sync.Mutex
-	halts     map[int64]haltNote
-	haltOrder []int64
+	halts     map[haltNote]error
+	haltOrder []haltNote
 }
 
-// haltNote is the error that halted a run in this process, kept so that a
-// Wait in this process can hand it back (errors.Is/As reach what the step
-// returned); the database keeps only its text.
+// haltNote names a failing execution whose error may halt its run. The
+// error is kept so that a Wait in this process can hand it back (errors.Is
+// and errors.As reach what the step returned); the database keeps only its
+// text.
 type haltNote struct {
+	run         int64
 	node, scope string
 	attempt     int
-	err         error
 }
 
 // maxHaltNotes bounds the halt errors kept in memory (oldest dropped).
@@ -83,24 +84,25 @@ func (e *Engine) noteHalt(job *backend.Job, err error) {
 	e.hmu.Lock()
 	defer e.hmu.Unlock()
 	if e.halts == nil {
-		e.halts = map[int64]haltNote{}
+		e.halts = map[haltNote]error{}
 	}
-	if _, ok := e.halts[job.RunID]; !ok {
-		e.haltOrder = append(e.haltOrder, job.RunID)
+	// Keyed by the failing execution, not by the run: several branches of
+	// one run may fail at once, and only one of them halts it.
+	k := haltNote{run: job.RunID, node: job.NodeID, scope: job.Scope, attempt: job.Attempt}
+	if _, ok := e.halts[k]; !ok {
+		e.haltOrder = append(e.haltOrder, k)
 		if len(e.haltOrder) > maxHaltNotes {
 			delete(e.halts, e.haltOrder[0])
 			e.haltOrder = e.haltOrder[1:]
 		}
 	}
-	e.halts[job.RunID] = haltNote{node: job.NodeID, scope: job.Scope, attempt: job.Attempt, err: err}
+	e.halts[k] = err
 }
 
 func (e *Engine) forgetHalt(job *backend.Job) {
 	e.hmu.Lock()
 	defer e.hmu.Unlock()
-	if n, ok := e.halts[job.RunID]; ok && n.node == job.NodeID && n.scope == job.Scope {
-		delete(e.halts, job.RunID)
-	}
+	delete(e.halts, haltNote{run: job.RunID, node: job.NodeID, scope: job.Scope, attempt: job.Attempt})
 }
 
 // HaltErr returns the error that halted run r in this process, if this
@@ -108,11 +110,7 @@ func (e *Engine) forgetHalt(job *backend.Job) {
 func (e *Engine) HaltErr(r *backend.Run) error {
 	e.hmu.Lock()
 	defer e.hmu.Unlock()
-	n, ok := e.halts[r.ID]
-	if !ok || n.node != r.HaltNode || n.scope != r.HaltScope || n.attempt != r.HaltAttempt {
-		return nil
-	}
-	return n.err
+	return e.halts[haltNote{run: r.ID, node: r.HaltNode, scope: r.HaltScope, attempt: r.HaltAttempt}]
 }
 
 // AddWaker registers fn to be called when this process creates due work
@@ -293,7 +291,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	if errors.Is(err, ErrSimulatedCrash) {
 		// An injected crash: the execution is lost as if the process had
 		// died; the step re-runs as a crash re-run, its retry budget intact.
-		rerr := e.release(commitCtx, processID, job)
+		_, rerr := e.Backend.Release(commitCtx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Crashed: true})
 		end(StepEnd{Err: err, Released: true})
 		e.WakeAll()
 		return Result{Released: rerr == nil, Err: rerr}
