@@ -2,7 +2,8 @@ package ductwork
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"time"
@@ -58,7 +59,7 @@ type Client struct {
 // first.
 func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 	if b == nil {
-		return nil, errors.New("ductwork: NewClient: backend is nil")
+		return nil, &ArgumentError{Func: "NewClient", Arg: "backend", Reason: "is nil"}
 	}
 	var c Config
 	if cfg != nil {
@@ -98,11 +99,14 @@ type Definition interface {
 // (during a rolling deploy); each run continues on the version it started
 // with. A definition whose pipeline name or a step name is longer than the
 // backend stores (backend.Capabilities.Limits) is refused with *LimitError,
-// and then none of defs is registered.
+// and a nil definition with *ArgumentError; then none of defs is registered.
 func (c *Client) Register(defs ...Definition) error {
-	for _, d := range defs {
+	if c == nil {
+		return &ArgumentError{Func: "Register", Arg: "client", Reason: "is nil"}
+	}
+	for i, d := range defs {
 		if d == nil || d.Graph() == nil {
-			return errors.New("ductwork: Register: nil definition")
+			return &ArgumentError{Func: "Register", Arg: fmt.Sprintf("definition %d", i), Reason: "is nil"}
 		}
 		if err := checkLimits(c.b.Capabilities(), d.Graph()); err != nil {
 			return err
@@ -155,15 +159,36 @@ func Trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 // if tx commits. tx is the backend's transaction type (*sql.Tx for SQLite and
 // MySQL, pgx.Tx for PostgreSQL); another type returns ErrUnsupportedTx.
 func TriggerTx[In, Out any](ctx context.Context, c *Client, tx any, d *flow.Definition[In, Out], in In, opts ...TriggerOption) (*Run[Out], error) {
+	if err := checkClientDef("TriggerTx", c, d); err != nil {
+		return nil, err
+	}
 	if tx == nil {
 		return nil, fmt.Errorf("ductwork: TriggerTx: nil transaction: %w", ErrUnsupportedTx)
 	}
 	return trigger(ctx, c, d, tx, in, opts)
 }
 
+// checkClientDef returns *ArgumentError for a nil client or definition.
+func checkClientDef[In, Out any](fn string, c *Client, d *flow.Definition[In, Out]) error {
+	switch {
+	case c == nil:
+		return &ArgumentError{Func: fn, Arg: "client", Reason: "is nil"}
+	case d.Graph() == nil:
+		return &ArgumentError{Func: fn, Arg: "definition", Reason: "is nil"}
+	}
+	return nil
+}
+
+// newIdentity draws a run's identity: 16 random bytes, hex-encoded.
+func newIdentity() string {
+	var buf [16]byte
+	_, _ = rand.Read(buf[:]) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(buf[:])
+}
+
 func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Out], tx any, in In, opts []TriggerOption) (*Run[Out], error) {
-	if c == nil || d == nil {
-		return nil, errors.New("ductwork: Trigger: nil client or definition")
+	if err := checkClientDef("Trigger", c, d); err != nil {
+		return nil, err
 	}
 	g := d.Graph()
 	input, err := engine.Contain(func() ([]byte, error) { return g.Codec.Marshal(in) })
@@ -174,7 +199,7 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		return nil, &PayloadTooLargeError{Node: g.Start.ID, Size: len(input), Max: max}
 	}
 	p := &backend.TriggerParams{
-		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx,
+		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx, Identity: newIdentity(),
 		First: backend.NewJob{NodeID: g.Start.ID, Input: input, Delay: g.Start.Options.Delay, Priority: g.Start.Options.Priority},
 	}
 	for _, o := range opts {
@@ -202,6 +227,9 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 // or *UnknownDefinitionError when the run belongs to another pipeline or to a
 // version of d that this client has not registered and that differs from d.
 func Open[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Out], runID int64) (*Run[Out], error) {
+	if err := checkClientDef("Open", c, d); err != nil {
+		return nil, err
+	}
 	r, err := c.b.GetRun(ctx, &backend.GetRunParams{RunID: runID})
 	if err != nil {
 		return nil, err
@@ -221,16 +249,41 @@ func Open[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Ou
 	return &Run[Out]{ID: runID, c: c, g: g}, nil
 }
 
-// Cancel cancels a run: steps not yet started never start; a step in flight
-// finishes but nothing follows it.
-func (c *Client) Cancel(ctx context.Context, runID int64) error {
-	_, err := c.b.CancelRun(ctx, &backend.CancelRunParams{RunID: runID, Reason: "cancelled"})
-	return err
+// Cancel cancels a running, waiting or halted run, with reason as its error
+// ("cancelled" if empty). Its pending and running steps get the status
+// cancelled in the same transaction, so no step of it is claimed afterwards
+// and a completion that lands after the cancel commits nothing and creates
+// no new steps. Supervisors in this process start none of the run's steps
+// they had already claimed, and cancel the context of those executing
+// (context.Cause is ErrCancelled) at once. Supervisors in other processes
+// learn of the cancel from their next heartbeat (Config.HeartbeatInterval)
+// and then do the same: until then, a step they had claimed may still start
+// and runs until that heartbeat. What a cancelled step returns is discarded.
+// Cancel returns ErrRunNotFound, or ErrRunState if the run already completed
+// or was cancelled.
+func (c *Client) Cancel(ctx context.Context, runID int64, reason string) error {
+	if c == nil {
+		return &ArgumentError{Func: "Cancel", Arg: "client", Reason: "is nil"}
+	}
+	if reason == "" {
+		reason = "cancelled"
+	}
+	if _, err := c.b.CancelRun(ctx, &backend.CancelRunParams{RunID: runID, Reason: reason}); err != nil {
+		return err
+	}
+	c.eng.RunCancelled(runID)
+	return nil
 }
 
-// Revive resumes a halted run: completed steps are kept, the failed step
-// runs again with a fresh retry budget.
+// Revive resumes a halted run: completed steps are kept and the failed steps
+// run again. A revived step keeps its attempt count (its re-run is the next
+// attempt, StepInfo.Attempt goes on) and its last error until it fails
+// again; its retry budget starts afresh from the attempt it failed on
+// (StepInfo.RetryBase).
 func (c *Client) Revive(ctx context.Context, runID int64) error {
+	if c == nil {
+		return &ArgumentError{Func: "Revive", Arg: "client", Reason: "is nil"}
+	}
 	res, err := c.b.ReviveRun(ctx, &backend.ReviveRunParams{RunID: runID})
 	if err != nil {
 		return err
@@ -243,6 +296,9 @@ func (c *Client) Revive(ctx context.Context, runID int64) error {
 // Inspect returns a run's stored record, whatever its pipeline. It reports
 // Known false when this client has not registered the run's definition.
 func (c *Client) Inspect(ctx context.Context, runID int64) (*RunInfo, error) {
+	if c == nil {
+		return nil, &ArgumentError{Func: "Inspect", Arg: "client", Reason: "is nil"}
+	}
 	r, err := c.b.GetRun(ctx, &backend.GetRunParams{RunID: runID})
 	if err != nil {
 		return nil, err
@@ -270,8 +326,10 @@ const (
 	StatusCancelled Status = backend.RunCancelled
 )
 
-// Terminal reports whether s is final (completed or cancelled; a halted run
-// can still be revived but does not progress on its own).
+// Terminal reports whether a run in status s has stopped progressing on its
+// own: true for StatusCompleted, StatusCancelled and StatusHalted (a halted
+// run stays halted unless Revive is called), false for StatusRunning and
+// StatusWaiting (and for any other value).
 func (s Status) Terminal() bool {
 	return s == StatusCompleted || s == StatusCancelled || s == StatusHalted
 }
@@ -283,8 +341,20 @@ type Run[Out any] struct {
 	g  *graph.Graph
 }
 
+// check returns *ArgumentError for a nil handle or one not made by this
+// package.
+func (r *Run[Out]) check(fn string) error {
+	if r == nil || r.c == nil || r.g == nil {
+		return &ArgumentError{Func: fn, Arg: "run", Reason: "is nil or was not made by Trigger or Open"}
+	}
+	return nil
+}
+
 // Status reads the run's status from the database.
 func (r *Run[Out]) Status(ctx context.Context) (Status, error) {
+	if err := r.check("Run.Status"); err != nil {
+		return "", err
+	}
 	run, err := r.c.b.GetRun(ctx, &backend.GetRunParams{RunID: r.ID})
 	if err != nil {
 		return "", err
@@ -298,6 +368,9 @@ func (r *Run[Out]) Status(ctx context.Context) (Status, error) {
 // run.
 func (r *Run[Out]) Wait(ctx context.Context) (Out, error) {
 	var zero Out
+	if err := r.check("Run.Wait"); err != nil {
+		return zero, err
+	}
 	done, stop := r.c.eng.WaitChan(r.ID)
 	defer stop()
 	delay := 5 * time.Millisecond
@@ -344,8 +417,11 @@ type StepInfo struct {
 	// Attempt counts executions spent on errors (1 = first try);
 	// CrashReruns counts executions lost to dead processes, which do not
 	// spend the retry budget but spend the crash budget (step.MaxCrashes).
-	// Claims given back at shutdown count as neither.
+	// Claims given back at shutdown count as neither. RetryBase is the
+	// attempt a revive started a fresh retry budget from (0 if never
+	// revived).
 	Attempt     int
+	RetryBase   int
 	CrashReruns int
 	CreatedAt   time.Time
 	StartedAt   *time.Time
@@ -354,11 +430,18 @@ type StepInfo struct {
 
 // Steps lists the run's step instances in creation order.
 func (r *Run[Out]) Steps(ctx context.Context) ([]StepInfo, error) {
+	if err := r.check("Run.Steps"); err != nil {
+		return nil, err
+	}
 	return r.c.Steps(ctx, r.ID)
 }
 
-// Steps lists a run's step instances in creation order.
+// Steps lists a run's step instances in creation order. Status is one of
+// pending, running, completed, failed and cancelled.
 func (c *Client) Steps(ctx context.Context, runID int64) ([]StepInfo, error) {
+	if c == nil {
+		return nil, &ArgumentError{Func: "Steps", Arg: "client", Reason: "is nil"}
+	}
 	var out []StepInfo
 	var after int64
 	for {
@@ -369,7 +452,7 @@ func (c *Client) Steps(ctx context.Context, runID int64) ([]StepInfo, error) {
 		for _, j := range res.Jobs {
 			out = append(out, StepInfo{
 				ID: j.ID, Node: j.NodeID, Scope: j.Scope, Status: j.Status, Input: j.Input, Output: j.Output,
-				Error: j.Error, Stack: j.Stack, Attempt: j.Attempt, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
+				Error: j.Error, Stack: j.Stack, Attempt: j.Attempt, RetryBase: j.RetryBase, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
 				StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
 			})
 		}

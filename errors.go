@@ -7,6 +7,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/flow"
+	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/step"
 )
@@ -21,9 +22,31 @@ var (
 	ErrUnsupportedTx   = backend.ErrUnsupportedTx
 	ErrClosed          = backend.ErrClosed
 	ErrProcessNotFound = backend.ErrProcessNotFound
-	// ErrCancelled is returned by Run.Wait for a cancelled run.
-	ErrCancelled = errors.New("ductwork: run cancelled")
+	// ErrNotMigrated: the backend's tables do not exist; run its Migrate.
+	// Every backend returns it (wrapped) from every operation then.
+	ErrNotMigrated = backend.ErrNotMigrated
+	// ErrCancelled is returned by Run.Wait for a cancelled run. It is also
+	// the context.Cause of a step's context when its run is cancelled while
+	// the step runs.
+	ErrCancelled = engine.ErrRunCancelled
 )
+
+// ArgumentError reports a nil or invalid argument to a call of this package
+// (a nil client, definition or run handle, ...). Nothing was written.
+type ArgumentError struct {
+	// Func is the function or method called, Arg the argument at fault.
+	Func, Arg string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *ArgumentError) Error() string {
+	return fmt.Sprintf("ductwork: %s: %s %s", e.Func, e.Arg, e.Reason)
+}
+
+// KeyError reports a run context key that step.Context.Set refuses (empty,
+// or longer than step.MaxKeyLen bytes).
+type KeyError = step.KeyError
 
 // DefinitionError reports a pipeline definition that breaks a rule; see
 // package flow.

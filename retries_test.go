@@ -116,6 +116,12 @@ func TestRetryExhaustedHaltsOnHaltOnceThenRevive(t *testing.T) {
 	if firstRuns.Load() != 1 {
 		t.Fatalf("completed step re-ran: %d executions", firstRuns.Load())
 	}
+	// The revive kept the attempt count (attempts 3 and 4 after 1 and 2)
+	// and gave the step a fresh budget from attempt 2.
+	steps, err := r.Steps(waitCtx(t))
+	if err != nil || len(steps) != 2 || steps[1].Attempt != 4 || steps[1].RetryBase != 2 {
+		t.Fatalf("steps after revive = %+v, %v; want the revived step at attempt 4, retry base 2", steps, err)
+	}
 	if halts.Load() != 1 {
 		t.Fatalf("OnHalt ran %d times", halts.Load())
 	}
@@ -167,9 +173,13 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	gate := make(chan struct{})
 	var secondRan atomic.Bool
-	first := step.New("first", func(ctx step.Context, n int) (int, error) { <-gate; return n, nil })
+	stopped := make(chan error, 1)
+	first := step.New("first", func(ctx step.Context, n int) (int, error) {
+		<-ctx.Done() // only the cancel ends it
+		stopped <- context.Cause(ctx)
+		return n, nil
+	})
 	second := step.New("second", func(ctx step.Context, n int) (int, error) { secondRan.Store(true); return n, nil })
 	def := flow.MustDefine("cancel", func(p *flow.Pipeline[int]) flow.End[int] {
 		return flow.Chain(flow.Start(p, first), second)
@@ -181,25 +191,33 @@ func TestCancel(t *testing.T) {
 		steps, _ := r.Steps(waitCtx(t))
 		return len(steps) == 1 && steps[0].Status == backend.JobRunning
 	})
-	if err := e.client.Cancel(waitCtx(t), r.ID); err != nil {
+	if err := e.client.Cancel(waitCtx(t), r.ID, "customer withdrew"); err != nil {
 		t.Fatal(err)
 	}
-	close(gate)
+	// The executing step's context is cancelled at once, with ErrCancelled
+	// as the cause.
+	if cause := <-stopped; !errors.Is(cause, ductwork.ErrCancelled) {
+		t.Fatalf("step context cause = %v; want ErrCancelled", cause)
+	}
 	if _, err := r.Wait(waitCtx(t)); !errors.Is(err, ductwork.ErrCancelled) {
 		t.Fatalf("wait: %v", err)
 	}
-	// The in-flight step commits; what follows it is never claimed.
-	waitFor(t, func() bool {
-		steps, _ := r.Steps(waitCtx(t))
-		return len(steps) == 2 && steps[0].Status == backend.JobCompleted
-	})
+	info, err := e.client.Inspect(waitCtx(t), r.ID)
+	if err != nil || info.Error != "customer withdrew" {
+		t.Fatalf("inspect: %+v, %v; want the reason as the run's error", info, err)
+	}
+	// The step's result is discarded: it stays cancelled and nothing follows.
+	steps, err := r.Steps(waitCtx(t))
+	if err != nil || len(steps) != 1 || steps[0].Status != backend.JobCancelled {
+		t.Fatalf("steps = %+v, %v; want one, cancelled", steps, err)
+	}
 	if secondRan.Load() {
 		t.Fatal("a step of a cancelled run ran")
 	}
-	if err := e.client.Cancel(waitCtx(t), r.ID); !errors.Is(err, ductwork.ErrRunState) {
+	if err := e.client.Cancel(waitCtx(t), r.ID, ""); !errors.Is(err, ductwork.ErrRunState) {
 		t.Fatalf("second cancel: %v", err)
 	}
-	if err := e.client.Cancel(waitCtx(t), 999999); !errors.Is(err, ductwork.ErrRunNotFound) {
+	if err := e.client.Cancel(waitCtx(t), 999999, ""); !errors.Is(err, ductwork.ErrRunNotFound) {
 		t.Fatalf("cancel of unknown run: %v", err)
 	}
 }

@@ -13,6 +13,9 @@ import (
 // safe for concurrent use by many goroutines and many processes sharing one
 // database. All times that decide "is it due" or "is it stale" are taken from
 // the database's clock; params carry durations, never host timestamps.
+// Every method but Migrate, Capabilities and Close returns an error matching
+// ErrNotMigrated when the backend's tables do not exist or are older than the
+// backend's code.
 type Backend interface {
 	// Capabilities describes what the backend does natively. Callers degrade
 	// to a working fallback (polling) for anything missing.
@@ -66,8 +69,10 @@ type Backend interface {
 	// StartedAt).
 	RegisterProcess(ctx context.Context, params *RegisterProcessParams) (*RegisterProcessResult, error)
 
-	// Heartbeat refreshes a process's heartbeat from the database's clock. It
-	// returns ErrProcessNotFound if the process row is gone (it was reaped).
+	// Heartbeat refreshes a process's heartbeat from the database's clock and
+	// reports which of params.Runs are cancelled (so the caller stops their
+	// steps). It returns ErrProcessNotFound if the process row is gone (it
+	// was reaped).
 	Heartbeat(ctx context.Context, params *HeartbeatParams) (*HeartbeatResult, error)
 
 	// DeregisterProcess removes a process row after releasing whatever it
@@ -92,14 +97,19 @@ type Backend interface {
 	// paginated. An unknown run has no jobs (an empty result, not an error).
 	ListJobs(ctx context.Context, params *ListJobsParams) (*ListJobsResult, error)
 
-	// CancelRun moves a running, waiting or halted run to cancelled.
-	// Its unclaimed jobs are never claimed afterwards. It returns
-	// ErrRunNotFound, or ErrRunState if the run already finished.
+	// CancelRun moves a running, waiting or halted run to cancelled and, in
+	// the same transaction, its pending and running jobs to JobCancelled, so
+	// that none is claimed afterwards and a running one's Complete, Fail or
+	// Release returns ErrStaleClaim. It is ordered against Complete: a
+	// completion of the run commits either wholly before the cancel (and the
+	// jobs it created are cancelled with the others) or not at all. It
+	// returns ErrRunNotFound, or ErrRunState if the run already finished.
 	CancelRun(ctx context.Context, params *CancelRunParams) (*CancelRunResult, error)
 
 	// ReviveRun moves a halted run back to running and clears its error: its
-	// failed jobs become due at once with a fresh retry budget; completed jobs
-	// are kept. It returns
+	// failed jobs become due at once with their attempt count grown by one,
+	// their last error kept and a fresh retry budget (RetryBase set to the
+	// attempt they failed on); completed jobs are kept. It returns
 	// ErrRunNotFound, or ErrRunState if the run is not halted.
 	ReviveRun(ctx context.Context, params *ReviveRunParams) (*ReviveRunResult, error)
 

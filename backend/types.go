@@ -22,6 +22,10 @@ const (
 	JobRunning   = "running"
 	JobCompleted = "completed"
 	JobFailed    = "failed"
+	// JobCancelled is terminal: CancelRun sets it on the run's pending and
+	// running jobs. A running job's claim is thereby lost: its Complete,
+	// Fail and Release return ErrStaleClaim.
+	JobCancelled = "cancelled"
 )
 
 // Sentinel errors. Backends return them (possibly wrapped); callers use errors.Is.
@@ -44,6 +48,10 @@ var (
 	ErrUnsupportedTx = errors.New("ductwork: transaction type not supported by this backend")
 	// ErrClosed: the backend or its database handle has been closed.
 	ErrClosed = errors.New("ductwork: database is closed")
+	// ErrNotMigrated: the backend's tables do not exist, or lack a column
+	// this code needs (Migrate has not run on this database or schema, or
+	// not since the library was upgraded).
+	ErrNotMigrated = errors.New("ductwork: the database is not migrated (run the backend's Migrate)")
 )
 
 // DefinitionRef names one version of a pipeline definition.
@@ -130,6 +138,11 @@ type TriggerParams struct {
 	Input       []byte
 	Metadata    map[string]string
 	First       NewJob
+	// Identity is a random string drawn by the caller for this run, stored
+	// with it and handed back with every claimed job (Job.RunIdentity), so
+	// that keys derived from it differ between databases whose run IDs
+	// collide. Up to 64 bytes.
+	Identity string
 	// Tx, if non-nil, is a transaction of the backend's own type that the
 	// inserts join. The caller commits or rolls back.
 	Tx any
@@ -159,6 +172,10 @@ type Job struct {
 	RunID       int64
 	Pipeline    string
 	Fingerprint string
+	// RunIdentity is the run's TriggerParams.Identity ("" for runs stored
+	// before it existed). Jobs in CompleteResult.Claimed may leave it, and
+	// Pipeline, Fingerprint and Metadata, empty: the caller knows them.
+	RunIdentity string
 	NodeID      string
 	Scope       string
 	Input       []byte
@@ -166,9 +183,13 @@ type Job struct {
 	// outputs in slot order (possibly empty).
 	Join       bool
 	JoinInputs [][]byte
-	// Attempt is 1 for the first execution and grows with each retry. Crash
-	// re-runs do not change it.
+	// Attempt is 1 for the first execution and grows with each retry (and
+	// with a revive). Crash re-runs do not change it.
 	Attempt int
+	// RetryBase is the Attempt a revive started the job's fresh retry budget
+	// from (0 if it was never revived): the budget spent is
+	// Attempt-RetryBase.
+	RetryBase int
 	// Crashes counts executions lost to a dead process (reaped). Graceful
 	// releases do not count.
 	Crashes int
@@ -272,11 +293,17 @@ type RegisterProcessResult struct {
 // HeartbeatParams are the arguments of Backend.Heartbeat.
 type HeartbeatParams struct {
 	ProcessID string
+	// Runs are the runs of the jobs the process holds (claimed, queued or
+	// executing). The result reports which of them are cancelled.
+	Runs []int64
 }
 
 // HeartbeatResult is the result of Backend.Heartbeat.
 type HeartbeatResult struct {
 	At time.Time
+	// CancelledRuns are the runs of HeartbeatParams.Runs whose status is
+	// cancelled, in any order.
+	CancelledRuns []int64
 }
 
 // DeregisterProcessParams are the arguments of Backend.DeregisterProcess.
@@ -308,13 +335,15 @@ type Run struct {
 	ID          int64
 	Pipeline    string
 	Fingerprint string
-	Status      string
-	Input       []byte
-	Output      []byte
-	Error       string
-	Metadata    map[string]string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Identity is the run's TriggerParams.Identity.
+	Identity  string
+	Status    string
+	Input     []byte
+	Output    []byte
+	Error     string
+	Metadata  map[string]string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 	// The halt fields describe the failure that last halted the run: the
 	// node and scope of the failed job, its cause, the job's attempt number
 	// and the panic stack, if any. Empty (zero) for a run that never halted.
@@ -364,9 +393,11 @@ type JobInfo struct {
 	Output []byte
 	Error  string
 	// Stack is the panic stack of the last failure, if it was a panic.
-	Stack      string
-	Join       bool
-	Attempt    int
+	Stack   string
+	Join    bool
+	Attempt int
+	// RetryBase: see Job.RetryBase.
+	RetryBase  int
 	Crashes    int
 	Fence      int64
 	ProcessID  string

@@ -57,6 +57,7 @@ type options struct {
 	maxCrashes int
 	codec      step.Codec
 	onHalt     func(ctx context.Context, info Halt)
+	version    string
 }
 
 // Halt describes a halted run, for OnHalt.
@@ -94,6 +95,14 @@ func MaxFanOut(n int) Option { return func(o *options) { o.maxFanOut = n } }
 // MaxCrashes sets the crash budget of steps that set none (see
 // step.Options.MaxCrashes). The default is 10; negative means no budget.
 func MaxCrashes(n int) Option { return func(o *options) { o.maxCrashes = n } }
+// Version marks a version of the pipeline's code. It enters the fingerprint,
+// so that a definition whose steps changed in a way that must not mix with
+// runs started by the old code (the same names, types and wiring, but other
+// behaviour) gets a fingerprint of its own: a process runs only the runs of
+// the versions it registered, and runs of the old version wait for a
+// process that has registered it (see Fingerprint). The default, "", leaves
+// the fingerprint as it is without a version.
+func Version(v string) Option { return func(o *options) { o.version = v } }
 
 // WithCodec replaces the default encoding/json codec.
 func WithCodec(c step.Codec) Option { return func(o *options) { o.codec = c } }
@@ -111,15 +120,35 @@ type Definition[In, Out any] struct {
 	g *graph.Graph
 }
 
-// Name returns the pipeline's name.
-func (d *Definition[In, Out]) Name() string { return d.g.Pipeline }
+// Name returns the pipeline's name ("" for a nil Definition).
+func (d *Definition[In, Out]) Name() string {
+	if d == nil || d.g == nil {
+		return ""
+	}
+	return d.g.Pipeline
+}
 
 // Fingerprint identifies this version of the definition. It changes when a
-// step is added, removed, renamed, retyped or rewired.
-func (d *Definition[In, Out]) Fingerprint() string { return d.g.Fingerprint }
+// step is added, removed, renamed, retyped or rewired, or when Version
+// changes. It is computed from the definition's shape and cannot see code: a
+// step whose function changed behind the same name and types keeps the
+// fingerprint, and runs started by the old code are run by the new. Mark such
+// a change with Version. "" for a nil Definition.
+func (d *Definition[In, Out]) Fingerprint() string {
+	if d == nil || d.g == nil {
+		return ""
+	}
+	return d.g.Fingerprint
+}
 
-// Graph returns the erased definition, for use by package ductwork.
-func (d *Definition[In, Out]) Graph() *graph.Graph { return d.g }
+// Graph returns the erased definition, for use by package ductwork (nil for
+// a nil Definition).
+func (d *Definition[In, Out]) Graph() *graph.Graph {
+	if d == nil {
+		return nil
+	}
+	return d.g
+}
 
 // NodeIDs lists the node IDs in definition order.
 func (d *Definition[In, Out]) NodeIDs() []string {
@@ -158,6 +187,10 @@ func Define[In, Out any](name string, fn func(p *Pipeline[In]) End[Out], opts ..
 	}
 	g.Retries, g.Backoff, g.MaxBackoff, g.MaxFanOut = o.retries, o.backoff, o.maxBackoff, o.maxFanOut
 	g.MaxCrashes = o.maxCrashes
+	if o.version != "" {
+		g.Version = o.version
+		g.Fingerprint = g.ComputeFingerprint()
+	}
 	if o.onHalt != nil {
 		h := o.onHalt
 		g.OnHalt = func(ctx context.Context, gh graph.Halt) {

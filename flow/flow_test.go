@@ -155,6 +155,33 @@ func TestFingerprintDeterministicAndShapeSensitive(t *testing.T) {
 	}
 }
 
+func TestVersionEntersFingerprint(t *testing.T) {
+	def := func(opts ...flow.Option) *flow.Definition[int, int] {
+		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
+			return flow.Start(p, st[int, int]("a"))
+		}, opts...)
+	}
+	plain, empty := def(), def(flow.Version(""))
+	v2a, v2b, v3 := def(flow.Version("2")), def(flow.Version("2")), def(flow.Version("3"))
+	if plain.Fingerprint() != empty.Fingerprint() {
+		t.Errorf("Version(\"\") changed the fingerprint: %s, %s", plain.Fingerprint(), empty.Fingerprint())
+	}
+	if v2a.Fingerprint() != v2b.Fingerprint() {
+		t.Errorf("one version, two fingerprints: %s, %s", v2a.Fingerprint(), v2b.Fingerprint())
+	}
+	if v2a.Fingerprint() == plain.Fingerprint() || v2a.Fingerprint() == v3.Fingerprint() {
+		t.Errorf("fingerprints of no version, version 2 and version 3 = %s, %s, %s; want three different ones",
+			plain.Fingerprint(), v2a.Fingerprint(), v3.Fingerprint())
+	}
+}
+
+func TestNilDefinitionMethods(t *testing.T) {
+	var d *flow.Definition[int, int]
+	if d.Name() != "" || d.Fingerprint() != "" || d.Graph() != nil {
+		t.Errorf("nil Definition: Name %q, Fingerprint %q, Graph %v; want zero values", d.Name(), d.Fingerprint(), d.Graph())
+	}
+}
+
 func TestMustDefinePanicsWithDefinitionError(t *testing.T) {
 	defer func() {
 		r := recover()

@@ -59,6 +59,7 @@ const (
 	outcomeError     = "error"
 	outcomeReleased  = "released"
 	outcomeStale     = "stale"
+	outcomeCancelled = "cancelled"
 )
 
 // New returns hooks that trace and measure a client's work; pass them as
@@ -215,6 +216,8 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 			o.stepReleased.Add(ctx, 1, pn)
 		case outcomeStale:
 			o.stepStale.Add(ctx, 1, pn)
+		case outcomeCancelled:
+			// Neither a success nor a failure: the run was cancelled.
 		default:
 			o.stepFailed.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyOutcome.String(outcome)))
 		}
@@ -227,6 +230,8 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 
 func outcomeOf(end engine.StepEnd) string {
 	switch {
+	case end.Cancelled:
+		return outcomeCancelled
 	case end.Stale:
 		return outcomeStale
 	case end.Released:

@@ -129,7 +129,9 @@ func MaxCrashes(n int) Option { return func(o *Options) { o.MaxCrashes = &n } }
 type Context interface {
 	context.Context
 	// IdempotencyKey is the same for every execution of this step instance:
-	// retries and crash re-runs alike.
+	// retries and crash re-runs alike. It includes a random identity drawn
+	// when the run was triggered, so it is unique across databases too (a
+	// reset database, or staging and production, whose run IDs collide).
 	IdempotencyKey() string
 	// Attempt is 1 for the first execution and grows with each retry. Crash
 	// re-runs keep the attempt number.
@@ -143,11 +145,13 @@ type Context interface {
 	Pipeline() string
 	Node() string
 	// Get decodes the run context value stored under key into dst. It reports
-	// false when the key is not set.
+	// false when the key is not set. A value that does not decode into dst
+	// returns an error naming the key.
 	Get(key string, dst any) (bool, error)
 	// Set stores v under key in the run context. Keys are write-once:
 	// setting a key that exists returns ErrValueExists unless Overwrite is
-	// passed.
+	// passed. A key must be 1 to MaxKeyLen bytes long, or Set returns a
+	// *KeyError and stores nothing.
 	Set(key string, v any, opts ...SetOption) error
 	// Logger is a logger carrying run and step attributes.
 	Logger() *slog.Logger
@@ -161,6 +165,36 @@ const Overwrite SetOption = 1
 
 // ErrValueExists is returned by Context.Set for a key that is already set.
 var ErrValueExists = backend.ErrValueExists
+
+// MaxKeyLen is the longest run context key, in bytes: the shortest limit
+// among the bundled backends (MySQL stores keys as VARBINARY(255)).
+const MaxKeyLen = 255
+
+// KeyError reports a run context key that Context.Set refuses: empty, or
+// longer than MaxKeyLen bytes.
+type KeyError struct {
+	Key    string
+	Reason string
+}
+
+func (e *KeyError) Error() string {
+	k := e.Key
+	if len(k) > 40 {
+		k = k[:40] + "..."
+	}
+	return fmt.Sprintf("run context key %q: %s", k, e.Reason)
+}
+
+// CheckKey returns a *KeyError if key is not a valid run context key.
+func CheckKey(key string) error {
+	switch {
+	case key == "":
+		return &KeyError{Key: key, Reason: "empty"}
+	case len(key) > MaxKeyLen:
+		return &KeyError{Key: key, Reason: fmt.Sprintf("%d bytes, longer than %d", len(key), MaxKeyLen)}
+	}
+	return nil
+}
 
 // PanicError is the error recorded when a step panics. The panic counts as a
 // step error: it spends the retry budget like any other.

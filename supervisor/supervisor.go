@@ -48,8 +48,10 @@ type Config struct {
 	// PollInterval is how often an idle worker pool looks for due work when
 	// the backend cannot notify. Default 100ms.
 	PollInterval time.Duration
-	// HeartbeatInterval is how often the process row is refreshed. Default
-	// ReapThreshold/4.
+	// HeartbeatInterval is how often the process row is refreshed. Each
+	// heartbeat also asks which runs of the jobs this process holds were
+	// cancelled elsewhere, so it bounds how long a step of a run cancelled
+	// by another process keeps running here. Default ReapThreshold/4.
 	HeartbeatInterval time.Duration
 	// ReapThreshold is how old a heartbeat must be, by the database's clock,
 	// for its process to be reaped. Default 20s.
@@ -100,7 +102,7 @@ type Supervisor struct {
 // New returns a Supervisor for client. It does no I/O until Run.
 func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if client == nil {
-		return nil, errors.New("supervisor: nil client")
+		return nil, &ductwork.ArgumentError{Func: "supervisor.New", Arg: "client", Reason: "is nil"}
 	}
 	eng := bridge.EngineOf(client)
 	var c Config
@@ -231,9 +233,10 @@ func (s *Supervisor) register(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, backend.ErrClosed) || backend.IsPermanent(err) {
-			// A closed backend, or a refusal no retry can change (a process
-			// ID longer than the backend stores).
+		if errors.Is(err, backend.ErrClosed) || errors.Is(err, backend.ErrNotMigrated) || backend.IsPermanent(err) {
+			// A closed backend, a database without the schema, or a refusal
+			// no retry can change (a process ID longer than the backend
+			// stores).
 			return fmt.Errorf("supervisor: register process: %w", err)
 		}
 		s.logger.Warn("ductwork: cannot register process, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
@@ -284,8 +287,14 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		_, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID})
+		// The heartbeat also asks which runs of the jobs this process holds
+		// were cancelled (by another process): their queued jobs must not
+		// start and their executing steps must stop.
+		res, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID, Runs: s.eng.HeldRuns()})
 		if err == nil {
+			for _, id := range res.CancelledRuns {
+				s.eng.RunCancelled(id)
+			}
 			s.eng.RetryReleases(ctx)
 		}
 		if errors.Is(err, backend.ErrProcessNotFound) {
@@ -490,6 +499,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 			} else {
 				jobs = res.Jobs
 				delay = s.cfg.PollInterval
+				s.eng.Hold(jobs...)
 				s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, jobs)
 			}
 		}

@@ -74,7 +74,8 @@ func claimNextNotDelayed(t *testing.T, h Harness) {
 	}
 }
 
-// claimNextCancelled: no job of a cancelled run is claimed.
+// claimNextCancelled: no job of a cancelled run is claimed: the completion
+// of its running job is stale (the cancel took the claim) and claims nothing.
 func claimNextCancelled(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	def := backend.DefinitionRef{Pipeline: "claimnext-cancel", Fingerprint: "v1"}
@@ -82,10 +83,13 @@ func claimNextCancelled(t *testing.T, h Harness) {
 	if _, err := b.CancelRun(testCtx(t), &backend.CancelRunParams{RunID: root.RunID}); err != nil {
 		t.Fatal(err)
 	}
-	res := completeNext(t, b, root, proc, backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}})
-	if len(res.Claimed) != 0 {
+	res, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: root.ID, ProcessID: proc, Fence: root.Fence,
+		Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}}, ClaimNext: 1})
+	wantErr(t, "Complete with ClaimNext after CancelRun", err, backend.ErrStaleClaim)
+	if res != nil && len(res.Claimed) != 0 {
 		t.Fatalf("ClaimNext claimed a job of a cancelled run: %s", describeJob(res.Claimed[0]))
 	}
+	claimNone(t, b, proc, def)
 }
 
 // claimNextJoin: the last arrival at a join claims the join's job, with its

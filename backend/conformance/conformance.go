@@ -62,6 +62,8 @@ func Run(t *testing.T, h Harness) {
 		{"Joins", testJoins},
 		{"Retries", testRetries},
 		{"Halts", testHalts},
+		{"Cancel", testCancel},
+		{"Identity", testIdentity},
 		{"Payloads", testPayloads},
 		{"Clock", testClock},
 		{"Listing", testListing},

@@ -21,7 +21,10 @@ import (
 
 func testEndToEnd(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
-		"EveryTransition": endToEndEveryTransition,
+		"EveryTransition":      endToEndEveryTransition,
+		"CancelWithPrefetch":   endToEndCancelPrefetch,
+		"CancelElsewhere":      endToEndCancelElsewhere,
+		"IdempotencyKeyUnique": endToEndIdempotencyKeys,
 	})
 }
 

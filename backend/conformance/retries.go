@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,12 +149,18 @@ func retryHaltedNotClaimed(t *testing.T, h Harness) {
 	claimNone(t, b, proc, defA)
 }
 
-// retryRevive: ReviveRun makes the failed jobs due at once with attempt 1
-// and leaves completed jobs untouched.
+// retryRevive: ReviveRun makes the failed jobs due at once, keeping their
+// attempt count (the re-run is the next attempt) and their last error, with
+// RetryBase set to the attempt they failed on (a fresh retry budget), and
+// leaves completed jobs untouched.
 func retryRevive(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	proc, runID, rootID, failed := haltedRun(t, b)
 	rootBefore := jobByID(t, b, runID, rootID)
+	failedAttempt := map[int64]int{} // 2 for the job that was retried once, 1 for the other
+	for _, id := range failed {
+		failedAttempt[id] = jobByID(t, b, runID, id).Attempt
+	}
 	res, err := b.ReviveRun(testCtx(t), &backend.ReviveRunParams{RunID: runID})
 	if err != nil {
 		t.Fatalf("ReviveRun: %v", err)
@@ -164,11 +171,19 @@ func retryRevive(t *testing.T, h Harness) {
 	if r := getRun(t, b, runID); r.Status != backend.RunRunning {
 		t.Errorf("revived run status = %q; want %q", r.Status, backend.RunRunning)
 	}
+	for _, id := range failed {
+		a := failedAttempt[id]
+		if info := jobByID(t, b, runID, id); info.Status != backend.JobPending || info.Attempt != a+1 ||
+			info.RetryBase != a || !strings.HasPrefix(info.Error, "fatal") {
+			t.Errorf("revived job %d = {status %q, attempt %d, retry base %d, error %q}; want pending, attempt %d, retry base %d, the error kept",
+				id, info.Status, info.Attempt, info.RetryBase, info.Error, a+1, a)
+		}
+	}
 	got := map[int64]bool{}
 	for _, j := range claim(t, b, proc, 10, defA) {
 		got[j.ID] = true
-		if j.Attempt != 1 {
-			t.Errorf("revived %s; want attempt 1", describeJob(j))
+		if a := failedAttempt[j.ID]; j.Attempt != a+1 || j.RetryBase != a {
+			t.Errorf("revived %s, retry base %d; want attempt %d, retry base %d", describeJob(j), j.RetryBase, a+1, a)
 		}
 	}
 	if len(got) != 2 || !got[failed[0]] || !got[failed[1]] {

@@ -65,17 +65,18 @@ func claimTx(ctx context.Context, tx *sql.Tx, processID, selectQ string, selectA
 			j                backend.Job
 			node, scope      string
 			pipeline, fp     []byte
+			identity         []byte
 			meta             []byte
 			joinID           sql.NullInt64
 			createdAt, dueAt int64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &node, &scope, &j.Input, &j.Join, &joinID,
-			&j.Attempt, &j.Crashes, &j.Fence, &createdAt, &dueAt, &pipeline, &fp, &meta, &now); err != nil {
+			&j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &createdAt, &dueAt, &pipeline, &identity, &fp, &meta, &now); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		j.NodeID, j.Scope = node, scope
-		j.Pipeline, j.Fingerprint = string(pipeline), string(fp)
+		j.Pipeline, j.Fingerprint, j.RunIdentity = string(pipeline), string(fp), string(identity)
 		if len(meta) > 0 {
 			if err := json.Unmarshal(meta, &j.Metadata); err != nil {
 				rows.Close()

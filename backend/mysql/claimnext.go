@@ -9,7 +9,7 @@ import (
 )
 
 const (
-	qClaimNextSelect = `SELECT id, input, is_join, join_id, attempt, crashes, fence, created_at, due_at
+	qClaimNextSelect = `SELECT id, input, is_join, join_id, attempt, retry_base, crashes, fence, created_at, due_at
 FROM ductwork_jobs WHERE run_id = ? AND node_id = ? AND scope = ? AND status = 'pending' AND due_at <= ?`
 	qClaimNextUpdate = `UPDATE ductwork_jobs SET status = 'running', fence = fence + 1, process_id = ?, started_at = ?
 WHERE id = ? AND status = 'pending'`
@@ -38,7 +38,7 @@ func (b *Backend) claimNext(ctx context.Context, tx *sql.Tx, p *backend.Complete
 		createdAt, dueAt int64
 	)
 	err := tx.QueryRowContext(ctx, qClaimNextSelect, runID, node, scope, now).
-		Scan(&j.ID, &j.Input, &j.Join, &joinID, &j.Attempt, &j.Crashes, &j.Fence, &createdAt, &dueAt)
+		Scan(&j.ID, &j.Input, &j.Join, &joinID, &j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &createdAt, &dueAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

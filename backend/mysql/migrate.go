@@ -13,8 +13,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ductwork-go/ductwork/backend"
 	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/ductwork-go/ductwork/backend"
 )
 
 //go:embed migrations/*.sql

@@ -228,6 +228,8 @@ const (
 	errDeadlock        = 1213
 	errDuplicateKey    = 1062
 	errDuplicateColumn = 1060
+	errNoSuchTable     = 1146
+	errUnknownColumn   = 1054
 )
 
 // transientCodes are MySQL and MariaDB error numbers that may pass when the
@@ -296,6 +298,11 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", backend.ErrClosed, err)
 	}
 	var me *gomysql.MySQLError
+	if errors.As(err, &me) && (me.Number == errNoSuchTable || me.Number == errUnknownColumn) {
+		// A missing table or column: Migrate has not run, or not since an
+		// upgrade. Permanent: retrying cannot help.
+		return backend.Permanent(fmt.Errorf("%w: %w", backend.ErrNotMigrated, err))
+	}
 	var tl *TooLongError
 	var netErr net.Error
 	switch {
@@ -321,7 +328,7 @@ func classify(err error) error {
 func isSentinel(err error) bool {
 	for _, s := range []error{
 		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
-		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx,
+		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrNotMigrated,
 	} {
 		if errors.Is(err, s) {
 			return true

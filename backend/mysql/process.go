@@ -42,7 +42,9 @@ func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterP
 }
 
 // Heartbeat sets the process's heartbeat to the database's now and returns
-// it. It returns backend.ErrProcessNotFound when the row is gone (reaped).
+// it, with the runs of params.Runs that are cancelled (read by a second
+// query, only when Runs is not empty). It returns backend.ErrProcessNotFound
+// when the row is gone (reaped).
 func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
 	var at int64
 	err := b.retry(ctx, "heartbeat", func() error {
@@ -58,7 +60,37 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 	if err != nil {
 		return nil, err
 	}
-	return &backend.HeartbeatResult{At: fromMicros(at)}, nil
+	res := &backend.HeartbeatResult{At: fromMicros(at)}
+	for runs := params.Runs; len(runs) > 0; {
+		n := min(len(runs), maxPlaceholders)
+		args := make([]any, n)
+		for i, id := range runs[:n] {
+			args[i] = id
+		}
+		runs = runs[n:]
+		var found []int64
+		err := b.retry(ctx, "heartbeat", func() error {
+			found = found[:0]
+			rows, err := b.db.QueryContext(ctx, qCancelledRunsHead+placeholders("?", n)+")", args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				found = append(found, id)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+		res.CancelledRuns = append(res.CancelledRuns, found...)
+	}
+	return res, nil
 }
 
 // DeregisterProcess, in one transaction, makes the process's running jobs

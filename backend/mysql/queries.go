@@ -28,8 +28,8 @@ const (
 // Trigger.
 const (
 	qInsertRun = `INSERT INTO ductwork_runs
-  (pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at)
-VALUES (?, ?, 'running', ?, NULL, NULL, ?, ` + nowUS + `, ` + nowUS + `)`
+  (pipeline, fingerprint, status, input, output, error, metadata, identity, created_at, updated_at)
+VALUES (?, ?, 'running', ?, NULL, NULL, ?, ?, ` + nowUS + `, ` + nowUS + `)`
 	qInsertFirstJob = `INSERT INTO ductwork_jobs
   (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
@@ -44,8 +44,9 @@ VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
 // locking it, so claimers never block on, or lock, run rows.
 const (
 	qClaimSelectHead = `SELECT j.id, j.run_id, j.node_id, j.scope, j.input, j.is_join, j.join_id,
-  j.attempt, j.crashes, j.fence, j.created_at, j.due_at,
+  j.attempt, j.retry_base, j.crashes, j.fence, j.created_at, j.due_at,
   (SELECT r.pipeline FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
+  (SELECT r.identity FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
   (SELECT r.fingerprint FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
   (SELECT r.metadata FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
   ` + nowUS + `
@@ -129,7 +130,7 @@ WHERE status = 'running' AND started_at < ` + nowUS + ` - ?
 // Runs, jobs and values.
 const (
 	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
-  halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
+  halt_node, halt_scope, halt_cause, halt_attempt, halt_stack, identity`
 	qGetRun    = "SELECT " + runColumns + " FROM ductwork_runs WHERE id = ?"
 	qRunStatus = "SELECT status FROM ductwork_runs WHERE id = ?"
 	// ListRuns: qListRunsHead, then any of the filters, then qListRunsTail.
@@ -138,7 +139,7 @@ const (
 	qFilterPipeline = " AND pipeline = ?"
 	qFilterStatus   = " AND status = ?"
 	qListRunsTail   = " ORDER BY id DESC LIMIT ?"
-	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes,
+	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, retry_base, crashes,
   fence, process_id, created_at, due_at, started_at, finished_at FROM ductwork_jobs WHERE run_id = ? AND id > ?`
 	qListJobsTail = " ORDER BY id LIMIT ?"
 
@@ -146,8 +147,19 @@ const (
 WHERE id = ? AND status IN ('running', 'waiting', 'halted')`
 	qReviveRun = `UPDATE ductwork_runs SET status = 'running', error = NULL, updated_at = ` + nowUS + `
 WHERE id = ? AND status = 'halted'`
-	qReviveJobs = `UPDATE ductwork_jobs SET status = 'pending', attempt = 1, due_at = ` + nowUS + `,
-  process_id = NULL, finished_at = NULL WHERE run_id = ? AND status = 'failed'`
+	// qReviveJobs keeps the attempt count and the error; the re-run is the
+	// next attempt and its retry budget starts from the failed one. MySQL
+	// assigns left to right, so retry_base takes the old attempt.
+	qReviveJobs = `UPDATE ductwork_jobs SET status = 'pending', retry_base = attempt, attempt = attempt + 1,
+  due_at = ` + nowUS + `, process_id = NULL, finished_at = NULL WHERE run_id = ? AND status = 'failed'`
+
+	// qCancelJobs ends a cancelled run's pending and running jobs; a running
+	// one thereby loses its claim (the fence requires status running).
+	qCancelJobs = `UPDATE ductwork_jobs SET status = 'cancelled', finished_at = ` + nowUS + `
+WHERE run_id = ? AND status IN ('pending', 'running')`
+
+	// qCancelledRunsHead, then placeholders for the run IDs, then ")".
+	qCancelledRunsHead = `SELECT id FROM ductwork_runs WHERE status = 'cancelled' AND id IN (`
 
 	// SetValue inserts only when the run exists (0 rows → ErrRunNotFound).
 	qInsertValue = `INSERT INTO ductwork_values (run_id, name, value)

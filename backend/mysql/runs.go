@@ -32,15 +32,16 @@ func scanRun(s scanner) (*backend.Run, error) {
 		r                    backend.Run
 		pipeline, fp, status string
 		errText, meta        []byte
+		identity             []byte
 		created, updated     int64
 		haltNode, haltScope  []byte
 		haltCause, haltStack []byte
 	)
 	if err := s.Scan(&r.ID, &pipeline, &fp, &status, &r.Input, &r.Output, &errText, &meta, &created, &updated,
-		&haltNode, &haltScope, &haltCause, &r.HaltAttempt, &haltStack); err != nil {
+		&haltNode, &haltScope, &haltCause, &r.HaltAttempt, &haltStack, &identity); err != nil {
 		return nil, err
 	}
-	r.Pipeline, r.Fingerprint, r.Status, r.Error = pipeline, fp, status, string(errText)
+	r.Pipeline, r.Fingerprint, r.Status, r.Error, r.Identity = pipeline, fp, status, string(errText), string(identity)
 	r.HaltNode, r.HaltScope, r.HaltCause, r.HaltStack = string(haltNode), string(haltScope), backend.HaltCause(haltCause), string(haltStack)
 	if len(meta) > 0 {
 		if err := json.Unmarshal(meta, &r.Metadata); err != nil {
@@ -135,7 +136,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 			started, finished   sql.NullInt64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &node, &scope, &status, &j.Input, &j.Output, &errText, &stack, &j.Join,
-			&j.Attempt, &j.Crashes, &j.Fence, &proc, &created, &due, &started, &finished); err != nil {
+			&j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &proc, &created, &due, &started, &finished); err != nil {
 			return nil, mapErr(op, err)
 		}
 		j.NodeID, j.Scope, j.Status, j.Error, j.ProcessID = node, scope, status, string(errText), string(proc)
@@ -154,17 +155,25 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 }
 
 // CancelRun moves a running, waiting or halted run to cancelled with
-// params.Reason as its error, in one statement. Its pending jobs stay pending
-// but are never claimed (claims require a running run). It returns
-// backend.ErrRunNotFound, or backend.ErrRunState when the run has finished.
+// params.Reason as its error, and its pending and running jobs to cancelled,
+// in one transaction (rerun on deadlock). The job update is a locking read:
+// it waits for a completion that holds one of the run's jobs and then sees
+// the jobs that completion inserted, so they are cancelled too; a completion
+// that comes after it finds its job cancelled and returns
+// backend.ErrStaleClaim. It returns backend.ErrRunNotFound, or
+// backend.ErrRunState when the run has finished.
 func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams) (*backend.CancelRunResult, error) {
 	const op = "cancel run"
-	err := b.retry(ctx, op, func() error {
-		r, err := b.db.ExecContext(ctx, qCancelRun, params.Reason, params.RunID)
+	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, qCancelRun, params.Reason, params.RunID)
 		if err != nil {
 			return err
 		}
-		return b.runStateErr(ctx, r, params.RunID)
+		if err := b.runStateErr(ctx, r, params.RunID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, qCancelJobs, params.RunID)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -173,8 +182,9 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 }
 
 // ReviveRun, in one transaction, moves a halted run back to running (clearing
-// its error) and makes its failed jobs pending, due at once, with attempt 1
-// (a fresh retry budget) and their last error kept; completed jobs are kept.
+// its error) and makes its failed jobs pending and due at once, their attempt
+// count going on, their last error kept and a fresh retry budget starting
+// from RetryBase, the attempt they failed on; completed jobs are kept.
 // It returns backend.ErrRunNotFound, or backend.ErrRunState when the run is
 // not halted. Result.Jobs counts the jobs made due.
 func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams) (*backend.ReviveRunResult, error) {

@@ -36,7 +36,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	var res backend.TriggerResult
 	insert := func(q querier) error {
-		r, err := q.ExecContext(ctx, qInsertRun, params.Pipeline, params.Fingerprint, params.Input, meta)
+		r, err := q.ExecContext(ctx, qInsertRun, params.Pipeline, params.Fingerprint, params.Input, meta, params.Identity)
 		if err != nil {
 			return err
 		}

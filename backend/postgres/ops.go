@@ -47,7 +47,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	first := params.First
 	if first.Delay > 0 {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).Scan(&res.RunID, &res.JobID)
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).Scan(&res.RunID, &res.JobID)
 		if err != nil {
 			return nil, mapErr("trigger", err)
 		}
@@ -55,7 +55,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	if params.Tx == nil {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).Scan(&res.RunID, &res.JobID)
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).Scan(&res.RunID, &res.JobID)
 		if err != nil {
 			return nil, mapErr("trigger", err)
 		}
@@ -66,7 +66,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	// delivered if and when the caller commits.
 	batch := &pgx.Batch{}
 	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)).
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunID, &res.JobID) })
 	batch.Queue(b.q.notify, b.channel)
 	if err := sendBatch(ctx, q, batch); err != nil {
@@ -109,18 +109,18 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 		priority int32
 	}
 	var cs []claimed
-	var attempt, crashes int32
+	var attempt, retryBase, crashes int32
 	var joinID *int64
 	for rows.Next() {
 		j := &backend.Job{}
 		var c claimed
-		if err := rows.Scan(&j.ID, &j.RunID, &j.Pipeline, &j.Fingerprint, &j.NodeID, &j.Scope, &j.Input, &j.Join,
-			&joinID, &attempt, &crashes, &j.Fence, &j.Metadata, &j.CreatedAt, &j.DueAt, &j.ClaimedAt, &c.priority,
+		if err := rows.Scan(&j.ID, &j.RunID, &j.Pipeline, &j.Fingerprint, &j.RunIdentity, &j.NodeID, &j.Scope, &j.Input, &j.Join,
+			&joinID, &attempt, &retryBase, &crashes, &j.Fence, &j.Metadata, &j.CreatedAt, &j.DueAt, &j.ClaimedAt, &c.priority,
 			&j.JoinInputs); err != nil {
 			rows.Close()
 			return nil, mapErr("claim", err)
 		}
-		j.Attempt, j.Crashes = int(attempt), int(crashes)
+		j.Attempt, j.RetryBase, j.Crashes = int(attempt), int(retryBase), int(crashes)
 		if j.Join && j.JoinInputs == nil {
 			j.JoinInputs = [][]byte{}
 		}
@@ -216,6 +216,7 @@ func completeErr(params *backend.CompleteParams, err error) error {
 func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams, res *backend.CompleteResult) (wake bool) {
 	plan := &params.Plan
 	batch.Queue(b.q.lockOwner, params.ProcessID)
+	batch.Queue(b.q.lockRun, params.JobID)
 	var ok int64
 	if a := plan.Arrive; a != nil {
 		batch.Queue(b.q.completeJobArrive, params.JobID, params.Fence, params.ProcessID, params.Output,
@@ -268,12 +269,12 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			defer rows.Close()
 			for rows.Next() {
 				j := &backend.Job{NodeID: node, Scope: scope}
-				var attempt, crashes int32
-				if err := rows.Scan(&j.ID, &j.RunID, &j.Input, &j.Join, &attempt, &crashes, &j.Fence,
+				var attempt, retryBase, crashes int32
+				if err := rows.Scan(&j.ID, &j.RunID, &j.Input, &j.Join, &attempt, &retryBase, &crashes, &j.Fence,
 					&j.CreatedAt, &j.DueAt, &j.ClaimedAt, &j.JoinInputs); err != nil {
 					return err
 				}
-				j.Attempt, j.Crashes = int(attempt), int(crashes)
+				j.Attempt, j.RetryBase, j.Crashes = int(attempt), int(retryBase), int(crashes)
 				if j.Join && j.JoinInputs == nil {
 					j.JoinInputs = [][]byte{}
 				}
@@ -363,14 +364,19 @@ func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterP
 	return res, nil
 }
 
-// Heartbeat sets the process's heartbeat to the database's clock, or returns
+// Heartbeat sets the process's heartbeat to the database's clock and reads
+// which of params.Runs are cancelled, in one statement, or returns
 // backend.ErrProcessNotFound when the row is gone.
 func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
 	res := &backend.HeartbeatResult{}
-	err := b.pool.QueryRow(ctx, b.q.heartbeat, params.ProcessID).Scan(&res.At)
+	runs := params.Runs
+	if runs == nil {
+		runs = []int64{}
+	}
+	err := b.pool.QueryRow(ctx, b.q.heartbeat, params.ProcessID, runs).Scan(&res.At, &res.CancelledRuns)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("ductwork/postgres: heartbeat %q: %w", params.ProcessID, backend.ErrProcessNotFound)
 	}
@@ -415,7 +421,7 @@ func scanRun(row pgx.Row) (*backend.Run, error) {
 	var cause string
 	var attempt int32
 	err := row.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata, &r.CreatedAt, &r.UpdatedAt,
-		&r.HaltNode, &r.HaltScope, &cause, &attempt, &r.HaltStack)
+		&r.HaltNode, &r.HaltScope, &cause, &attempt, &r.HaltStack, &r.Identity)
 	r.HaltCause, r.HaltAttempt = backend.HaltCause(cause), int(attempt)
 	return r, err
 }
@@ -478,10 +484,10 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	}
 	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.JobInfo, error) {
 		j := &backend.JobInfo{}
-		var attempt, crashes int32
+		var attempt, retryBase, crashes int32
 		err := row.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error, &j.Stack, &j.Join,
-			&attempt, &crashes, &j.Fence, &j.ProcessID, &j.CreatedAt, &j.DueAt, &j.StartedAt, &j.FinishedAt)
-		j.Attempt, j.Crashes = int(attempt), int(crashes)
+			&attempt, &retryBase, &crashes, &j.Fence, &j.ProcessID, &j.CreatedAt, &j.DueAt, &j.StartedAt, &j.FinishedAt)
+		j.Attempt, j.RetryBase, j.Crashes = int(attempt), int(retryBase), int(crashes)
 		return j, err
 	})
 	if err != nil {
@@ -508,26 +514,32 @@ func (b *Backend) runStateErr(ctx context.Context, op string, runID int64) error
 }
 
 // CancelRun moves a running, waiting or halted run to cancelled, with
-// params.Reason as its error; claims filter on run status, so its pending
-// jobs are never claimed. It returns backend.ErrRunNotFound or
-// backend.ErrRunState.
+// params.Reason as its error, and its pending and running jobs to cancelled,
+// in one pipelined transaction. It locks the run row FOR UPDATE before it
+// touches the jobs, which orders it against every Complete of the run (see
+// sqlLockRun). It returns backend.ErrRunNotFound or backend.ErrRunState.
 func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams) (*backend.CancelRunResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
-	tag, err := b.pool.Exec(ctx, b.q.cancelRun, params.RunID, params.Reason)
-	if err != nil {
+	var cancelled int64
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.cancelRun, params.RunID, params.Reason).
+		Exec(func(tag pgconn.CommandTag) error { cancelled = tag.RowsAffected(); return nil })
+	batch.Queue(b.q.cancelJobs, params.RunID)
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, mapErr("cancel run", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if cancelled == 0 {
 		return nil, b.runStateErr(ctx, "cancel run", params.RunID)
 	}
 	return &backend.CancelRunResult{}, nil
 }
 
 // ReviveRun moves a halted run back to running, clearing its error, and makes
-// its failed jobs due at once with attempt 1 (their error is kept), in one
-// statement. It returns backend.ErrRunNotFound or backend.ErrRunState.
+// its failed jobs due at once, in one statement: their attempt count goes on,
+// their last error is kept, and their retry budget starts afresh from
+// RetryBase, the attempt they failed on. It returns backend.ErrRunNotFound or backend.ErrRunState.
 func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams) (*backend.ReviveRunResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err

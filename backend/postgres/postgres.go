@@ -220,6 +220,11 @@ func (b *Backend) checkOpen() error {
 // Database error codes the backend reacts to.
 const (
 	codeForeignKeyViolation = "23503"
+	// A table or the schema is missing: Migrate has not run.
+	codeUndefinedTable    = "42P01"
+	codeInvalidSchemaName = "3F000"
+	// A column is missing: the schema is older than the code.
+	codeUndefinedColumn = "42703"
 	// Raised by ductwork_raise (see migrations/0001_init.sql).
 	codeStaleClaim   = "DW001"
 	codeJoinNotFound = "DW002"
@@ -253,6 +258,8 @@ func mapErr(op string, err error) error {
 			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.Permanent(fmt.Errorf("%w: %w", errJoinNotFound, err)))
 		case pgErr.Code == codeForeignKeyViolation && pgErr.TableName == "ductwork_values":
 			return fmt.Errorf("ductwork/postgres: %s: %w", op, backend.ErrRunNotFound)
+		case pgErr.Code == codeUndefinedTable, pgErr.Code == codeInvalidSchemaName, pgErr.Code == codeUndefinedColumn:
+			return fmt.Errorf("ductwork/postgres: %s: %w: %w", op, backend.ErrNotMigrated, err)
 		}
 	}
 	return fmt.Errorf("ductwork/postgres: %s: %w", op, classify(err))
@@ -299,6 +306,7 @@ func isSentinel(err error) bool {
 	for _, s := range []error{
 		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
 		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrClosed,
+		backend.ErrNotMigrated,
 	} {
 		if errors.Is(err, s) {
 			return true

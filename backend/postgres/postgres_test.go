@@ -433,7 +433,7 @@ func TestCancelAndReviveStates(t *testing.T) {
 		t.Fatalf("second revive: %v", err)
 	}
 	j2 := claimOne(t, b, "w1")
-	if j2.ID != j.ID || j2.Attempt != 1 || j2.Fence != j.Fence+1 {
+	if j2.ID != j.ID || j2.Attempt != 2 || j2.RetryBase != 1 || j2.Fence != j.Fence+1 {
 		t.Fatalf("revived job = %+v", j2)
 	}
 	if _, err := b.Release(t.Context(), &backend.ReleaseParams{JobID: j2.ID, ProcessID: "w1", Fence: j2.Fence}); err != nil {

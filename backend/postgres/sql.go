@@ -12,8 +12,8 @@ import (
 
 const sqlTrigger = `
 WITH r AS (
-	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata)
-	VALUES ($1, $2, 'running', $3, $4)
+	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata, identity)
+	VALUES ($1, $2, 'running', $3, $4, $10)
 	RETURNING id
 ), j AS (
 	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
@@ -56,8 +56,8 @@ UPDATE {schema}.ductwork_jobs AS j
 SET status = 'running', fence = j.fence + 1, process_id = $1, started_at = now()
 FROM c, {schema}.ductwork_runs AS r
 WHERE j.id = c.id AND r.id = j.run_id AND j.status = 'pending'
-RETURNING j.id, j.run_id, r.pipeline, r.fingerprint, j.node_id, j.scope, j.input, j.is_join, j.join_id,
-	j.attempt, j.crashes, j.fence, r.metadata, j.created_at, j.due_at, j.started_at, j.priority,
+RETURNING j.id, j.run_id, r.pipeline, r.fingerprint, r.identity, j.node_id, j.scope, j.input, j.is_join, j.join_id,
+	j.attempt, j.retry_base, j.crashes, j.fence, r.metadata, j.created_at, j.due_at, j.started_at, j.priority,
 	CASE WHEN j.is_join THEN ARRAY(
 		SELECT a.output FROM {schema}.ductwork_jobs AS a
 		WHERE a.arrival_join_id = j.join_id
@@ -73,7 +73,7 @@ SET status = 'running', fence = j.fence + 1, process_id = $4, started_at = now()
 FROM {schema}.ductwork_jobs AS c, {schema}.ductwork_runs AS r
 WHERE c.id = $1 AND j.run_id = c.run_id AND r.id = c.run_id AND r.status = 'running'
   AND j.node_id = $2 AND j.scope = $3 AND j.status = 'pending' AND j.due_at <= now()
-RETURNING j.id, j.run_id, j.input, j.is_join, j.attempt, j.crashes, j.fence, j.created_at, j.due_at, j.started_at,
+RETURNING j.id, j.run_id, j.input, j.is_join, j.attempt, j.retry_base, j.crashes, j.fence, j.created_at, j.due_at, j.started_at,
 	CASE WHEN j.is_join THEN ARRAY(
 		SELECT a.output FROM {schema}.ductwork_jobs AS a
 		WHERE a.arrival_join_id = j.join_id
@@ -88,6 +88,17 @@ RETURNING j.id, j.run_id, j.input, j.is_join, j.attempt, j.crashes, j.fence, j.c
 // never holds the job's row lock while the reaper's next Claim would skip it.
 // If the commit takes the lock first, the reaper waits for it instead.
 const sqlLockOwner = `SELECT 1 FROM {schema}.ductwork_processes WHERE id = $1 FOR KEY SHARE`
+
+// sqlLockRun runs next in a Complete batch: its KEY SHARE lock on the job's
+// run row orders the completion against CancelRun, which locks that row FOR
+// UPDATE before it cancels the run's jobs. A completion that locks first
+// commits first, and CancelRun's next statement (a new snapshot) sees, and
+// cancels, the jobs it inserted; one that comes second finds its job
+// cancelled, and its fenced update raises DW001. KEY SHARE locks do not
+// conflict with each other, so completions of one run do not wait for each
+// other here.
+const sqlLockRun = `SELECT 1 FROM {schema}.ductwork_runs
+WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) FOR KEY SHARE`
 
 // The fenced update raises DW001 when it matches nothing, which aborts the
 // rest of the batch and its implicit transaction at once, server side.
@@ -216,8 +227,15 @@ ON CONFLICT (id) DO UPDATE
 SET host = excluded.host, pid = excluded.pid, definitions = excluded.definitions, heartbeat_at = now()
 RETURNING started_at`
 
+// sqlHeartbeat also returns which runs of $2 are cancelled.
 const sqlHeartbeat = `
-UPDATE {schema}.ductwork_processes SET heartbeat_at = clock_timestamp() WHERE id = $1 RETURNING heartbeat_at`
+WITH h AS (
+	UPDATE {schema}.ductwork_processes SET heartbeat_at = clock_timestamp() WHERE id = $1 RETURNING heartbeat_at
+)
+SELECT h.heartbeat_at, ARRAY(
+	SELECT r.id FROM {schema}.ductwork_runs AS r
+	WHERE r.id = ANY($2::bigint[]) AND r.status = 'cancelled')
+FROM h`
 
 const sqlDeregisterProcess = `
 WITH j AS (
@@ -254,7 +272,7 @@ SELECT ARRAY(SELECT id FROM dead ORDER BY id), (SELECT count(*) FROM j),
 	(SELECT count(*) FROM (SELECT pg_notify($3, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
 
 const runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
-	halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
+	halt_node, halt_scope, halt_cause, halt_attempt, halt_stack, identity`
 
 const sqlGetRun = `SELECT ` + runColumns + ` FROM {schema}.ductwork_runs WHERE id = $1`
 
@@ -266,17 +284,30 @@ ORDER BY id DESC
 LIMIT $4`
 
 const sqlListJobs = `
-SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes, fence,
+SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, retry_base, crashes, fence,
 	coalesce(process_id, ''), created_at, due_at, started_at, finished_at
 FROM {schema}.ductwork_jobs
 WHERE run_id = $1 AND ($2 = '' OR status = $2) AND id > $3
 ORDER BY id
 LIMIT $4`
 
+// sqlCancelRun locks the run row FOR UPDATE first (see sqlLockRun), then
+// cancels it; sqlCancelJobs, the next statement of the same transaction,
+// cancels its pending and running jobs.
 const sqlCancelRun = `
-UPDATE {schema}.ductwork_runs
+WITH l AS (
+	SELECT id FROM {schema}.ductwork_runs WHERE id = $1 FOR UPDATE
+)
+UPDATE {schema}.ductwork_runs AS r
 SET status = 'cancelled', error = $2, updated_at = now()
-WHERE id = $1 AND status IN ('running', 'waiting', 'halted')`
+FROM l
+WHERE r.id = l.id AND r.status IN ('running', 'waiting', 'halted')`
+
+const sqlCancelJobs = `
+UPDATE {schema}.ductwork_jobs
+SET status = 'cancelled', finished_at = now()
+WHERE run_id = $1 AND status IN ('pending', 'running')
+  AND EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1 AND status = 'cancelled')`
 
 const sqlRunExists = `SELECT EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1)`
 
@@ -288,7 +319,7 @@ WITH r AS (
 	RETURNING id
 ), j AS (
 	UPDATE {schema}.ductwork_jobs AS j
-	SET status = 'pending', attempt = 1, due_at = now(), process_id = NULL, finished_at = NULL
+	SET status = 'pending', retry_base = j.attempt, attempt = j.attempt + 1, due_at = now(), process_id = NULL, finished_at = NULL
 	FROM r
 	WHERE j.run_id = r.id AND j.status = 'failed'
 	RETURNING j.id
@@ -334,6 +365,7 @@ type queries struct {
 	trigger, claim, claimNext                                          string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
+	lockRun, cancelJobs                                                string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
 	setValue, setValueOverwrite, getValue, stranded, now               string
@@ -359,6 +391,8 @@ func renderQueries(schema string) queries {
 		failHalt:          r.Replace(sqlFailHalt),
 		release:           r.Replace(sqlRelease),
 		lockOwner:         r.Replace(sqlLockOwner),
+		lockRun:           r.Replace(sqlLockRun),
+		cancelJobs:        r.Replace(sqlCancelJobs),
 		registerProcess:   r.Replace(sqlRegisterProcess),
 		heartbeat:         r.Replace(sqlHeartbeat),
 		deregisterProcess: r.Replace(sqlDeregisterProcess),

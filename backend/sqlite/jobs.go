@@ -24,7 +24,8 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	var res backend.TriggerResult
 	insert := func(t *txn) error {
-		r, err := t.exec(qInsertRun, params.Pipeline, params.Fingerprint, params.Input, string(meta))
+		runFloor, jobFloor := b.ids.floors()
+		r, err := t.exec(qInsertRun, runFloor, params.Pipeline, params.Fingerprint, params.Input, string(meta), params.Identity)
 		if err != nil {
 			return err
 		}
@@ -32,7 +33,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 			return err
 		}
 		f := &params.First
-		r, err = t.exec(qInsertJob, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
+		r, err = t.exec(qInsertFirstJob, jobFloor, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
 		if err != nil {
 			return err
 		}
@@ -47,6 +48,9 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		if err := insert(&txn{ctx: ctx, tx: tx}); err != nil {
 			return nil, mapErr("trigger", err)
 		}
+		// The caller may roll back: remember the IDs, so that they are not
+		// handed out again (ids.go).
+		b.ids.handedOut(res.RunID, res.JobID)
 		return &res, nil
 	}
 	if err := b.inTx(ctx, insert); err != nil {
@@ -108,7 +112,7 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 				j    = &backend.Job{}
 				meta string
 			)
-			if err := rows.Scan(&j.ID, &j.Pipeline, &j.Fingerprint, &meta); err != nil {
+			if err := rows.Scan(&j.ID, &j.Pipeline, &j.Fingerprint, &meta, &j.RunIdentity); err != nil {
 				rows.Close()
 				return err
 			}
@@ -129,7 +133,7 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 				created, due, started int64
 			)
 			err := t.queryRow(qClaimJob, params.ProcessID, j.ID).Scan(&j.RunID, &j.NodeID, &j.Scope, &j.Input,
-				&j.Join, &joinID, &j.Attempt, &j.Crashes, &j.Fence, &created, &due, &started)
+				&j.Join, &joinID, &j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &created, &due, &started)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // taken meanwhile: impossible under the write lock, harmless otherwise
 			}
@@ -304,7 +308,7 @@ func claimNext(t *txn, p *backend.CompleteParams, runID int64) (*backend.Job, er
 		created, due, started int64
 	)
 	if err := t.queryRow(qClaimJob, p.ProcessID, j.ID).Scan(&j.RunID, &j.NodeID, &j.Scope, &j.Input,
-		&j.Join, &joinID, &j.Attempt, &j.Crashes, &j.Fence, &created, &due, &started); err != nil {
+		&j.Join, &joinID, &j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &created, &due, &started); err != nil {
 		return nil, err
 	}
 	j.CreatedAt, j.DueAt, j.ClaimedAt = fromMicros(created), fromMicros(due), fromMicros(started)

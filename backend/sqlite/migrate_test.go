@@ -2,10 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
 )
 
@@ -84,4 +86,87 @@ func TestMigrationSQL(t *testing.T) {
 // migrationCount is the number of embedded migration files.
 func migrationCount() int {
 	return strings.Count(sqlite.MigrationSQL(), "INSERT INTO ductwork_migrations")
+}
+// TestMigrateFromVersion1KeepsRowsAndNeverReusesIDs: a database at version 1
+// with runs and jobs is rebuilt by version 3 with every row and ID kept; new
+// runs and jobs get greater IDs, and the ID of a deleted row is not handed
+// out again (AUTOINCREMENT).
+func TestMigrateFromVersion1KeepsRowsAndNeverReusesIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := openAt(t, dbPath(t))
+	script := sqlite.MigrationSQL()
+	cut := strings.Index(script, "-- 0002_")
+	if cut < 0 {
+		t.Fatal("MigrationSQL has no version 2")
+	}
+	if _, err := b.DB().ExecContext(ctx, script[:cut]+"COMMIT;"); err != nil {
+		t.Fatalf("applying version 1: %v", err)
+	}
+	// Rows as version 1 stored them (this code's statements need version 3).
+	var old []*backend.TriggerResult
+	for _, in := range []string{"a", "b"} {
+		r, err := b.DB().ExecContext(ctx, `INSERT INTO ductwork_runs (pipeline, fingerprint, status, input, metadata, created_at, updated_at)
+VALUES ('orders', 'v1', 'running', ?, '{"tenant":"acme"}', 1, 1)`, []byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runID, _ := r.LastInsertId()
+		r, err = b.DB().ExecContext(ctx, `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, input, created_at, due_at)
+VALUES (?, 'start', '', 'pending', ?, 1, 1)`, runID, []byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobID, _ := r.LastInsertId()
+		old = append(old, &backend.TriggerResult{RunID: runID, JobID: jobID})
+	}
+	if err := b.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from version 1: %v", err)
+	}
+	for _, tr := range old {
+		r, err := b.GetRun(ctx, &backend.GetRunParams{RunID: tr.RunID})
+		if err != nil || r.Identity != "" || r.Metadata["tenant"] != "acme" {
+			t.Fatalf("run %d after the rebuild = %+v, %v", tr.RunID, r, err)
+		}
+		if jobs, err := b.ListJobs(ctx, &backend.ListJobsParams{RunID: tr.RunID}); err != nil || len(jobs.Jobs) != 1 || jobs.Jobs[0].ID != tr.JobID {
+			t.Fatalf("jobs of run %d after the rebuild = %+v, %v; want job %d", tr.RunID, jobs, err, tr.JobID)
+		}
+	}
+	newest := trigger(t, b, "c")
+	if newest.RunID <= old[1].RunID || newest.JobID <= old[1].JobID {
+		t.Fatalf("trigger after the rebuild got run %d job %d; want greater than %d, %d", newest.RunID, newest.JobID, old[1].RunID, old[1].JobID)
+	}
+	for _, q := range []string{`DELETE FROM ductwork_jobs WHERE id = ?`, `DELETE FROM ductwork_runs WHERE id = ?`} {
+		id := newest.JobID
+		if strings.Contains(q, "runs") {
+			id = newest.RunID
+		}
+		if _, err := b.DB().ExecContext(ctx, q, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := trigger(t, b, "d"); again.RunID <= newest.RunID || again.JobID <= newest.JobID {
+		t.Fatalf("after deleting run %d (job %d) the next trigger got run %d job %d; want greater IDs",
+			newest.RunID, newest.JobID, again.RunID, again.JobID)
+	}
+}
+
+// TestVersion1SchemaIsErrNotMigrated: code that needs version 3 on a
+// database left at version 1 gets ErrNotMigrated, not a raw SQL error.
+func TestVersion1SchemaIsErrNotMigrated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := openAt(t, dbPath(t))
+	script := sqlite.MigrationSQL()
+	if _, err := b.DB().ExecContext(ctx, script[:strings.Index(script, "-- 0002_")]+"COMMIT;"); err != nil {
+		t.Fatalf("applying version 1: %v", err)
+	}
+	_, err := b.Trigger(ctx, &backend.TriggerParams{Pipeline: "p", Fingerprint: "f", First: backend.NewJob{NodeID: "n"}})
+	if !errors.Is(err, backend.ErrNotMigrated) {
+		t.Fatalf("Trigger on a version 1 schema: %v; want ErrNotMigrated", err)
+	}
+	_, err = b.GetRun(ctx, &backend.GetRunParams{RunID: 1})
+	if !errors.Is(err, backend.ErrNotMigrated) {
+		t.Fatalf("GetRun on a version 1 schema: %v; want ErrNotMigrated", err)
+	}
 }

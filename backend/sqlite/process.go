@@ -32,7 +32,8 @@ func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterP
 	return &backend.RegisterProcessResult{StartedAt: fromMicros(started)}, nil
 }
 
-// Heartbeat sets the process's heartbeat to the database's clock. It returns
+// Heartbeat sets the process's heartbeat to the database's clock and, when
+// params.Runs is not empty, reads which of them are cancelled. It returns
 // backend.ErrProcessNotFound when the row is gone (the process was reaped).
 func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
 	if b.closed.Load() {
@@ -49,7 +50,35 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 		}
 		return nil, mapErr("heartbeat", err)
 	}
-	return &backend.HeartbeatResult{At: fromMicros(at)}, nil
+	res := &backend.HeartbeatResult{At: fromMicros(at)}
+	if len(params.Runs) > 0 {
+		if res.CancelledRuns, err = b.cancelledRuns(ctx, params.Runs); err != nil {
+			return nil, mapErr("heartbeat", err)
+		}
+	}
+	return res, nil
+}
+
+// cancelledRuns returns which of runs are cancelled, from the read pool.
+func (b *Backend) cancelledRuns(ctx context.Context, runs []int64) ([]int64, error) {
+	ids, err := json.Marshal(runs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := b.readRows(ctx, qCancelledRuns, string(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // DeregisterProcess releases the process's running jobs (pending, due now,

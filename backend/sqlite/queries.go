@@ -23,8 +23,20 @@ const (
 
 	qNow = `SELECT ` + nowUS
 
-	qInsertRun = `INSERT INTO ductwork_runs (pipeline, fingerprint, status, input, metadata, created_at, updated_at)
-VALUES (?, ?, 'running', ?, ?, ` + nowUS + `, ` + nowUS + `)`
+	// qInsertRun and qInsertFirstJob take an explicit ID: the next one of
+	// sqlite_sequence, or past the highest this Backend handed out, whichever
+	// is greater (see ids.go).
+	qInsertRun = `INSERT INTO ductwork_runs (id, pipeline, fingerprint, status, input, metadata, identity, created_at, updated_at)
+VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_runs'), 0) + 1),
+    ?, ?, 'running', ?, ?, ?, ` + nowUS + `, ` + nowUS + `)`
+
+	qInsertFirstJob = `INSERT INTO ductwork_jobs (id, run_id, node_id, scope, status, priority, input, created_at, due_at)
+VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_jobs'), 0) + 1),
+    ?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+
+	// qRaiseSequence raises a table's sqlite_sequence to at least an ID
+	// handed out in a transaction that may have been rolled back.
+	qRaiseSequence = `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?`
 
 	qInsertJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
@@ -39,7 +51,7 @@ VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
 	// of reading every job of every running run. It runs in the claim's write
 	// transaction, followed by qClaimJob for each job: measured, that is
 	// several times cheaper than one UPDATE ... WHERE id IN (SELECT ...).
-	qClaimSelect = `SELECT j.id, r.pipeline, r.fingerprint, r.metadata
+	qClaimSelect = `SELECT j.id, r.pipeline, r.fingerprint, r.metadata, r.identity
 FROM ductwork_jobs AS j
 CROSS JOIN ductwork_runs AS r ON r.id = j.run_id
 WHERE j.status = 'pending'
@@ -54,7 +66,7 @@ LIMIT ?`
 	qClaimJob = `UPDATE ductwork_jobs
 SET status = 'running', fence = fence + 1, process_id = ?, started_at = ` + nowUS + `
 WHERE id = ? AND status = 'pending'
-RETURNING run_id, node_id, scope, input, is_join, join_id, attempt, crashes, fence, created_at, due_at, started_at`
+RETURNING run_id, node_id, scope, input, is_join, join_id, attempt, retry_base, crashes, fence, created_at, due_at, started_at`
 
 	qJoinInputs = `SELECT output FROM ductwork_jobs WHERE arrival_join_id = ? ORDER BY arrival_slot`
 
@@ -134,7 +146,7 @@ WHERE status = 'running'
   AND (process_id IN (SELECT d.value FROM json_each(?) AS d) OR started_at < ` + nowUS + ` - ?)`
 
 	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
-    halt_node, halt_scope, halt_cause, halt_attempt, halt_stack`
+    halt_node, halt_scope, halt_cause, halt_attempt, halt_stack, identity`
 
 	qGetRun = `SELECT ` + runColumns + ` FROM ductwork_runs WHERE id = ?`
 
@@ -143,7 +155,7 @@ WHERE id < ? AND (? = '' OR pipeline = ?) AND (? = '' OR status = ?)
 ORDER BY id DESC
 LIMIT ?`
 
-	qListJobs = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, crashes, fence,
+	qListJobs = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, retry_base, crashes, fence,
     process_id, created_at, due_at, started_at, finished_at
 FROM ductwork_jobs
 WHERE run_id = ? AND id > ? AND (? = '' OR status = ?)
@@ -155,11 +167,24 @@ LIMIT ?`
 	qCancelRun = `UPDATE ductwork_runs SET status = 'cancelled', error = ?, updated_at = ` + nowUS + `
 WHERE id = ? AND status IN ('running', 'waiting', 'halted')`
 
+	// qCancelJobs ends the cancelled run's pending and running jobs. A
+	// running job keeps its owner (for the record) but loses its claim: the
+	// fence requires status running.
+	qCancelJobs = `UPDATE ductwork_jobs SET status = 'cancelled', finished_at = ` + nowUS + `
+WHERE run_id = ? AND status IN ('pending', 'running')`
+
+	// qCancelledRuns lists which of a JSON array of run IDs are cancelled.
+	qCancelledRuns = `SELECT id FROM ductwork_runs
+WHERE status = 'cancelled' AND id IN (SELECT d.value FROM json_each(?) AS d)`
+
 	qReviveRun = `UPDATE ductwork_runs SET status = 'running', updated_at = ` + nowUS + `
 WHERE id = ? AND status = 'halted'`
 
+	// qReviveJobs keeps the attempt count and the error: the re-run is the
+	// next attempt, and its retry budget starts from the failed one.
 	qReviveJobs = `UPDATE ductwork_jobs
-SET status = 'pending', attempt = 1, due_at = ` + nowUS + `, process_id = NULL, finished_at = NULL
+SET status = 'pending', retry_base = attempt, attempt = attempt + 1, due_at = ` + nowUS + `,
+    process_id = NULL, finished_at = NULL
 WHERE run_id = ? AND status = 'failed'`
 
 	qSetValue = `INSERT INTO ductwork_values (run_id, key, value) VALUES (?, ?, ?)
@@ -180,7 +205,7 @@ ORDER BY pipeline, fingerprint`
 
 // hotWrites are prepared on the writer once and reused by every transaction.
 var hotWrites = []string{
-	qInsertRun, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
+	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
 	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qCompleteRun,
 	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat,
 }

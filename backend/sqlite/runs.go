@@ -24,7 +24,7 @@ func scanRun(s scanner) (*backend.Run, error) {
 		created, updated int64
 	)
 	if err := s.Scan(&r.ID, &r.Pipeline, &r.Fingerprint, &r.Status, &r.Input, &r.Output, &r.Error,
-		&meta, &created, &updated, &r.HaltNode, &r.HaltScope, &r.HaltCause, &r.HaltAttempt, &r.HaltStack); err != nil {
+		&meta, &created, &updated, &r.HaltNode, &r.HaltScope, &r.HaltCause, &r.HaltAttempt, &r.HaltStack, &r.Identity); err != nil {
 		return nil, err
 	}
 	var err error
@@ -120,7 +120,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 			started, finished sql.NullInt64
 		)
 		if err := rows.Scan(&j.ID, &j.RunID, &j.NodeID, &j.Scope, &j.Status, &j.Input, &j.Output, &j.Error,
-			&j.Stack, &j.Join, &j.Attempt, &j.Crashes, &j.Fence, &process, &created, &due, &started, &finished); err != nil {
+			&j.Stack, &j.Join, &j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &process, &created, &due, &started, &finished); err != nil {
 			return nil, mapErr("list jobs", err)
 		}
 		j.ProcessID = process.String
@@ -153,19 +153,25 @@ func runStateErr(t *txn, runID int64) error {
 }
 
 // CancelRun moves a running, waiting or halted run to cancelled with
-// params.Reason as its error, in one transaction; its pending jobs are never
-// claimed afterwards (claims take only jobs of running runs). It returns
-// backend.ErrRunNotFound, or backend.ErrRunState if the run already finished.
+// params.Reason as its error, and its pending and running jobs to cancelled,
+// in one transaction. SQLite's single writer orders it against every
+// Complete: one that commits later finds its job cancelled and returns
+// backend.ErrStaleClaim. It returns backend.ErrRunNotFound, or
+// backend.ErrRunState if the run already finished.
 func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams) (*backend.CancelRunResult, error) {
 	if b.closed.Load() {
 		return nil, errClosed("cancel run")
 	}
 	err := b.inTx(ctx, func(t *txn) error {
 		n, err := t.execCount(qCancelRun, params.Reason, params.RunID)
-		if err != nil || n == 1 {
+		if err != nil {
 			return err
 		}
-		return runStateErr(t, params.RunID)
+		if n == 0 {
+			return runStateErr(t, params.RunID)
+		}
+		_, err = t.exec(qCancelJobs, params.RunID)
+		return err
 	})
 	if err != nil {
 		return nil, mapErr("cancel run", err)
@@ -174,8 +180,9 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 }
 
 // ReviveRun moves a halted run back to running and makes its failed jobs
-// pending and due at once with attempt 1 (their error kept), in one
-// transaction. It returns backend.ErrRunNotFound, or backend.ErrRunState if
+// pending and due at once, in one transaction: their attempt count goes on
+// (the re-run is the next attempt), their last error is kept, and their retry
+// budget starts afresh from RetryBase, the attempt they failed on. It returns backend.ErrRunNotFound, or backend.ErrRunState if
 // the run is not halted.
 func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams) (*backend.ReviveRunResult, error) {
 	if b.closed.Load() {

@@ -67,7 +67,7 @@ func TestCancelAndReviveStates(t *testing.T) {
 		t.Fatalf("revived run status %q", r.Status)
 	}
 	again := claimOne(t, b, "p")
-	if again.ID != j.ID || again.Attempt != 1 {
+	if again.ID != j.ID || again.Attempt != 2 || again.RetryBase != 1 {
 		t.Fatalf("revived job = %+v", again)
 	}
 	if info := jobByID(t, b, halted.RunID, j.ID); info.Error != "boom" {

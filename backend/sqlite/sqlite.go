@@ -111,6 +111,10 @@ type Backend struct {
 
 	// group coalesces concurrent completions (group.go).
 	group groupcommit.Batcher[*completeReq]
+
+	// ids keeps IDs handed out in callers' transactions from coming back
+	// (ids.go).
+	ids idFloor
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -319,6 +323,10 @@ func mapErr(op string, err error) error {
 	if isClosedErr(err) && !errors.Is(err, backend.ErrClosed) {
 		return fmt.Errorf("sqlite: %s: %w: %w", op, backend.ErrClosed, err)
 	}
+	if isNoSuchTable(err) && !errors.Is(err, backend.ErrNotMigrated) {
+		// Migrate has not run (or not since an upgrade): permanent.
+		return fmt.Errorf("sqlite: %s: %w", op, backend.Permanent(fmt.Errorf("%w: %w", backend.ErrNotMigrated, err)))
+	}
 	return fmt.Errorf("sqlite: %s: %w", op, classify(err))
 }
 
@@ -378,7 +386,7 @@ func (b *Backend) writeStmts(ctx context.Context) (map[string]*sql.Stmt, error) 
 			for _, s := range m {
 				_ = s.Close()
 			}
-			return nil, fmt.Errorf("prepare (has Migrate run?): %w", err)
+			return nil, fmt.Errorf("prepare: %w", err)
 		}
 		m[q] = s
 	}
@@ -477,11 +485,21 @@ func (b *Backend) runTx(ctx context.Context, ws map[string]*sql.Stmt, fn func(*t
 		return err
 	}
 	t := &txn{ctx: ctx, tx: tx, prepared: ws}
-	if err := fn(t); err != nil {
+	run, job, raised, err := b.raiseSequences(t)
+	if err == nil {
+		err = fn(t)
+	}
+	if err != nil {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if raised {
+		b.ids.persisted(run, job)
+	}
+	return nil
 }
 
 // isBusySnapshot reports whether a deferred transaction lost the race to

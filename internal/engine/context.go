@@ -21,13 +21,19 @@ type stepContext struct {
 var _ step.Context = (*stepContext)(nil)
 
 // IdempotencyKey derives the key from the step instance's identity, so it is
-// the same for every execution of it.
-func IdempotencyKey(pipeline string, runID int64, node, scope string) string {
-	return fmt.Sprintf("%s/%d/%s/%s", pipeline, runID, node, scope)
+// the same for every execution of it: the run's random identity (drawn at
+// trigger and stored with the run, so that two databases whose run IDs
+// collide give different keys), then pipeline, run ID, node and scope. A run
+// stored before runs had an identity keeps the key it had then.
+func IdempotencyKey(identity, pipeline string, runID int64, node, scope string) string {
+	if identity == "" {
+		return fmt.Sprintf("%s/%d/%s/%s", pipeline, runID, node, scope)
+	}
+	return fmt.Sprintf("%s/%s/%d/%s/%s", identity, pipeline, runID, node, scope)
 }
 
 func (c *stepContext) IdempotencyKey() string {
-	return IdempotencyKey(c.job.Pipeline, c.job.RunID, c.job.NodeID, c.job.Scope)
+	return IdempotencyKey(c.job.RunIdentity, c.job.Pipeline, c.job.RunID, c.job.NodeID, c.job.Scope)
 }
 func (c *stepContext) Attempt() int         { return c.job.Attempt }
 func (c *stepContext) Crashes() int         { return c.job.Crashes }
@@ -38,6 +44,9 @@ func (c *stepContext) Node() string         { return c.job.NodeID }
 func (c *stepContext) Logger() *slog.Logger { return c.logger.get() }
 
 func (c *stepContext) Get(key string, dst any) (bool, error) {
+	if err := step.CheckKey(key); err != nil {
+		return false, err
+	}
 	r, err := c.e.Backend.GetValue(c, &backend.GetValueParams{RunID: c.job.RunID, Key: key})
 	if errors.Is(err, backend.ErrValueNotFound) {
 		return false, nil
@@ -45,10 +54,16 @@ func (c *stepContext) Get(key string, dst any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, c.codec.Unmarshal(r.Value, dst)
+	if err := c.codec.Unmarshal(r.Value, dst); err != nil {
+		return true, fmt.Errorf("decode run context value %q: %w", key, err)
+	}
+	return true, nil
 }
 
 func (c *stepContext) Set(key string, v any, opts ...step.SetOption) error {
+	if err := step.CheckKey(key); err != nil {
+		return err
+	}
 	b, err := c.codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode run context value %q: %w", key, err)

@@ -63,6 +63,9 @@ type Engine struct {
 	hmu       sync.Mutex
 	halts     map[haltNote]error
 	haltOrder []haltNote
+
+	// runs tracks held jobs and cancelled runs (cancel.go).
+	runs runs
 }
 
 // haltNote names a failing execution whose error may halt its run. The
@@ -232,7 +235,10 @@ type Result struct {
 	Released bool
 	// Stale: the claim had been lost; nothing was committed.
 	Stale bool
-	Err   error
+	// Cancelled: the job's run was cancelled; the step did not start, or
+	// its context was cancelled and nothing was committed.
+	Cancelled bool
+	Err       error
 }
 
 // Execute runs one claimed job to a committed outcome. runCtx bounds the
@@ -240,11 +246,25 @@ type Result struct {
 // context that outlives it. With claimNext > 0 the completion also claims up
 // to that many of the jobs it creates, returned in Result.Next for the caller
 // to execute.
+//
+// The job must have been recorded with Hold; Execute drops it when done. A job
+// of a run known to be cancelled is not started; a step whose run is
+// cancelled while it executes has its context cancelled with ErrRunCancelled
+// as the cause, and its outcome is not committed (the cancel took its claim).
 func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job, claimNext int) Result {
+	defer e.drop(job)
 	crashpoint.Hit(crashpoint.AfterClaim)
 	ref := backend.DefinitionRef{Pipeline: job.Pipeline, Fingerprint: job.Fingerprint}
 	g, ok := e.Lookup(ref)
 	commitCtx := context.WithoutCancel(runCtx)
+	if e.isCancelled(job.RunID) {
+		// Claimed before the cancel committed: give it back (the cancel made
+		// the claim stale, so this changes nothing; it is fenced).
+		if err := e.release(commitCtx, processID, job); err != nil && !errors.Is(err, backend.ErrStaleClaim) {
+			return Result{Cancelled: true, Err: err}
+		}
+		return Result{Cancelled: true}
+	}
 	if !ok {
 		// Claims filter on registered definitions, so this is a bug or a race
 		// with unregistering; give the job back.
@@ -270,7 +290,12 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		return e.fail(commitCtx, g, processID, job, &graph.DecodeError{Node: node.ID, Err: err}, isPanic(err), logger)
 	}
 
-	ctx := runCtx
+	runCancelCtx, cancelRun := context.WithCancelCause(runCtx)
+	defer cancelRun(nil)
+	if !e.start(job.RunID, &cancelRun) {
+		return Result{Cancelled: true}
+	}
+	ctx := runCancelCtx
 	var cancel context.CancelFunc
 	if node.Options.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, node.Options.Timeout)
@@ -287,7 +312,14 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		return node.Call(sc, in)
 	})
 	cancel()
+	e.finish(job.RunID, &cancelRun)
 
+	if errors.Is(context.Cause(runCancelCtx), ErrRunCancelled) {
+		// The run was cancelled while the step ran: CancelRun took the
+		// claim, so there is nothing to commit, whatever the step returned.
+		end(StepEnd{Cancelled: true})
+		return Result{Cancelled: true, Err: ErrRunCancelled}
+	}
 	if errors.Is(err, ErrSimulatedCrash) {
 		// An injected crash: the execution is lost as if the process had
 		// died; the step re-runs as a crash re-run, its retry budget intact.
@@ -365,10 +397,14 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		if n.Pipeline == "" {
 			n.Pipeline, n.Fingerprint, n.RunID = job.Pipeline, job.Fingerprint, job.RunID
 		}
+		if n.RunIdentity == "" {
+			n.RunIdentity = job.RunIdentity
+		}
 		if n.Metadata == nil {
 			n.Metadata = job.Metadata
 		}
 	}
+	e.Hold(cr.Claimed...)
 	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed}
 }
 
@@ -481,9 +517,10 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 	if errors.As(stepErr, &pe) {
 		params.Stack = SafeReason(pe.Stack)
 	}
-	if retryable && job.Attempt <= retries {
+	// A revived job's budget counts from its revive (RetryBase).
+	if spent := job.Attempt - job.RetryBase; retryable && spent <= retries {
 		params.Retry = true
-		params.RetryAfter = Backoff(job.Attempt, base, maxDelay)
+		params.RetryAfter = Backoff(spent, base, maxDelay)
 	} else {
 		params.Cause = CauseOf(stepErr)
 		e.noteHalt(job, stepErr)
@@ -574,10 +611,11 @@ func (e *Engine) RetryReleases(ctx context.Context) {
 	}
 }
 
-// Release gives a claimed job back without running it.
-// A stale claim needs no release; a release that fails otherwise is retried
-// by RetryReleases (a live process's claims are never reaped).
+// Release gives a claimed job back without running it, and drops it (see
+// Hold). A stale claim needs no release; a release that fails otherwise is
+// retried by RetryReleases (a live process's claims are never reaped).
 func (e *Engine) Release(ctx context.Context, processID string, job *backend.Job) {
+	defer e.drop(job)
 	err := e.release(ctx, processID, job)
 	if err == nil || errors.Is(err, backend.ErrStaleClaim) {
 		return

@@ -20,6 +20,9 @@ type StepEnd struct {
 	Released bool
 	// Stale: the claim had been lost; nothing was committed.
 	Stale bool
+	// Cancelled: the run was cancelled while the step executed; its context
+	// was cancelled and nothing was committed.
+	Cancelled bool
 	// RunCompleted: the step's commit completed the run.
 	RunCompleted bool
 }

@@ -82,11 +82,14 @@ type Divert struct {
 type Graph struct {
 	Pipeline    string
 	Fingerprint string
-	Codec       step.Codec
-	Nodes       []*Node
-	ByID        map[string]*Node
-	Start       *Node
-	End         *Node
+	// Version is the user's mark of a code change (flow.Version); it enters
+	// the fingerprint when set.
+	Version string
+	Codec   step.Codec
+	Nodes   []*Node
+	ByID    map[string]*Node
+	Start   *Node
+	End     *Node
 	// Retries and backoff defaults for steps that set none.
 	Retries    int
 	Backoff    time.Duration
@@ -121,10 +124,16 @@ func (g *Graph) Ref() backend.DefinitionRef {
 }
 
 // ComputeFingerprint derives the fingerprint from the definition's shape:
-// node IDs, kinds, positions, edges, types and divert keys.
+// node IDs, kinds, positions, edges, types and divert keys, and from Version
+// when it is set. It cannot see the code of steps or key functions.
 func (g *Graph) ComputeFingerprint() string {
 	var b strings.Builder
 	b.WriteString(g.Pipeline)
+	if g.Version != "" {
+		// Only when set, so that definitions without a version keep the
+		// fingerprint they had before versions existed.
+		fmt.Fprintf(&b, "|version:%q", g.Version)
+	}
 	for _, n := range g.Nodes {
 		fmt.Fprintf(&b, "|%d:%s:%s:%v->%v:b%d:k%q:f%t", n.Pos, n.ID, n.Kind, n.InType, n.OutType, n.Branch, n.CaseKey, n.Fallback)
 		for _, p := range n.Preds {
