@@ -95,6 +95,7 @@ func MaxFanOut(n int) Option { return func(o *options) { o.maxFanOut = n } }
 // MaxCrashes sets the crash budget of steps that set none (see
 // step.Options.MaxCrashes). The default is 10; negative means no budget.
 func MaxCrashes(n int) Option { return func(o *options) { o.maxCrashes = n } }
+
 // Version marks a version of the pipeline's code. It enters the fingerprint,
 // so that a definition whose steps changed in a way that must not mix with
 // runs started by the old code (the same names, types and wiring, but other

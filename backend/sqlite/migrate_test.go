@@ -87,6 +87,7 @@ func TestMigrationSQL(t *testing.T) {
 func migrationCount() int {
 	return strings.Count(sqlite.MigrationSQL(), "INSERT INTO ductwork_migrations")
 }
+
 // TestMigrateFromVersion1KeepsRowsAndNeverReusesIDs: a database at version 1
 // with runs and jobs is rebuilt by version 3 with every row and ID kept; new
 // runs and jobs get greater IDs, and the ID of a deleted row is not handed
