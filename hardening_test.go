@@ -41,7 +41,7 @@ func TestNilArgumentsAreTypedErrors(t *testing.T) {
 	wantArgErr(t, "Trigger(nil client)", err)
 	_, err = ductwork.Trigger(ctx, e.client, nilDef, 1)
 	wantArgErr(t, "Trigger(nil definition)", err)
-	_, err = ductwork.Trigger(ctx, e.client, (*flow.Definition[int, int])(&flow.Definition[int, int]{}), 1)
+	_, err = ductwork.Trigger(ctx, e.client, &flow.Definition[int, int]{}, 1)
 	wantArgErr(t, "Trigger(zero definition)", err)
 	_, err = ductwork.TriggerTx(ctx, e.client, nil, nilDef, 1)
 	wantArgErr(t, "TriggerTx(nil definition)", err)

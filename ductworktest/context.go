@@ -2,7 +2,6 @@ package ductworktest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -138,8 +137,9 @@ func (c *StepContext) Get(key string, dst any) (bool, error) {
 // Set implements step.Context with the same rules as a real run: keys are
 // write-once unless step.Overwrite is passed.
 func (c *StepContext) Set(key string, v any, opts ...step.SetOption) error {
-	if key == "" {
-		return errors.New("ductworktest: run context key is empty")
+	// The same keys as a supervised step accepts.
+	if err := step.CheckKey(key); err != nil {
+		return err
 	}
 	b, err := c.codec.Marshal(v)
 	if err != nil {

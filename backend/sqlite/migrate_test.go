@@ -159,7 +159,11 @@ func TestVersion1SchemaIsErrNotMigrated(t *testing.T) {
 	ctx := context.Background()
 	b := openAt(t, dbPath(t))
 	script := sqlite.MigrationSQL()
-	if _, err := b.DB().ExecContext(ctx, script[:strings.Index(script, "-- 0002_")]+"COMMIT;"); err != nil {
+	cut := strings.Index(script, "-- 0002_")
+	if cut < 0 {
+		t.Fatal("MigrationSQL has no version 2")
+	}
+	if _, err := b.DB().ExecContext(ctx, script[:cut]+"COMMIT;"); err != nil {
 		t.Fatalf("applying version 1: %v", err)
 	}
 	_, err := b.Trigger(ctx, &backend.TriggerParams{Pipeline: "p", Fingerprint: "f", First: backend.NewJob{NodeID: "n"}})
