@@ -1,6 +1,7 @@
 package ductwork_test
 
 import (
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,7 +14,8 @@ func goList(t *testing.T, args ...string) []string {
 	t.Helper()
 	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
 	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)
 		}
 		t.Skipf("go list unavailable: %v", err)

@@ -566,7 +566,11 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 			h := graph.Halt{RunID: job.RunID, Node: job.NodeID, Scope: job.Scope, Cause: params.Cause,
 				Attempt: job.Attempt, Reason: params.Error, Err: stepErr}
 			if _, perr := Contain(func() (struct{}, error) { g.OnHalt(ctx, h); return struct{}{}, nil }); perr != nil {
-				logger.get().ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("error", perr), slog.String("stack", perr.(*step.PanicError).Stack))
+				stack := ""
+				if pe := (*step.PanicError)(nil); errors.As(perr, &pe) {
+					stack = pe.Stack
+				}
+				logger.get().ErrorContext(ctx, "ductwork: OnHalt panicked", slog.Any("error", perr), slog.String("stack", stack))
 			}
 		}
 	}
