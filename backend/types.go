@@ -105,8 +105,27 @@ type Plan struct {
 	OpenJoins []OpenJoin
 	// Arrive, if set, counts the completing job as an arrival at a join.
 	Arrive *Arrival
-	// CompleteRun marks the run completed with the job's output as its output.
+	// CompleteRun marks the job as the run's end node: its output becomes the
+	// run's output, and the run is completed unless detached work is still
+	// outstanding (see Detached).
 	CompleteRun bool
+	// Detached is the change this completion makes to the run's outstanding
+	// detached work: +1 for each job inserted and each join opened on a
+	// branch that ends detached (one that never reaches the end node), -1
+	// when the completing job is on such a branch. It is 0 for every
+	// completion of a definition that detaches nothing.
+	//
+	// A backend keeps, on the run, the count of outstanding work: 1 for the
+	// end node until a CompleteRun completion, plus the sum of the Detached
+	// of the run's completions. A completion with CompleteRun or a non-zero
+	// Detached applies its change (-1 for CompleteRun, plus Detached) in the
+	// completion transaction; the completion that brings the count to 0
+	// completes a running run, and CompleteResult.RunCompleted reports it.
+	// The count and the output are kept for a halted run too, so a run
+	// halted by a detached branch after its end node finished completes when
+	// it is revived and that branch finishes. No completion without either
+	// reads or writes the run row.
+	Detached int
 }
 
 // NextDue names the job a ClaimNext completion should claim: the first of the
@@ -226,7 +245,9 @@ type CompleteResult struct {
 	NewJobs int
 	// JoinFired is true when this completion was the last arrival of a join.
 	JoinFired bool
-	// RunCompleted is true when this completion finished the run.
+	// RunCompleted is true when this completion finished the run: it was the
+	// end node or the last outstanding detached work, and the other had
+	// already finished.
 	RunCompleted bool
 }
 

@@ -23,8 +23,11 @@ type bnode struct {
 	b      *builder
 	g      *graph.Node
 	frames []frame
-	// divide: number of branches opened from this node.
+	// divide: number of branches opened from this node, how many of them a
+	// Combine takes and how many end detached (see Detach).
 	branches int
+	combined int
+	detached int
 	closed   bool // an expand already collapsed, a divide already combined, a divert already converged
 }
 
@@ -145,6 +148,10 @@ func (b *builder) add(si stepInfo, kind graph.Kind, frames []frame, preds ...*bn
 
 // free reports whether p can take one more (non-divide) successor.
 func (b *builder) free(p *bnode, name string) bool {
+	if p.g.Detached {
+		b.fail(b.errf(p, RuleAlreadyContinues, "it is detached, so it cannot also continue to %q", name))
+		return false
+	}
 	if len(p.g.Succs) > 0 || p.g.Divert != nil {
 		b.fail(b.errf(p, RuleAlreadyContinues, "cannot also continue to %q", name))
 		return false
@@ -178,7 +185,7 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 	}
 	if len(end.frames) > 0 {
 		f := end.frames[len(end.frames)-1]
-		return nil, b.errf(end, RuleEndOpen, "%s opened at %q is not closed", f.kind, f.opener.g.ID)
+		return nil, b.errf(end, RuleEndOpen, "%s opened at %q is not closed; join it, or detach its branches and end before it", f.kind, f.opener.g.ID)
 	}
 	g := &graph.Graph{
 		Pipeline: b.name, Codec: b.codec, ByID: map[string]*graph.Node{},
@@ -186,6 +193,15 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 	}
 	if err := b.codec.Check(b.inType); err != nil {
 		return nil, &DefinitionError{Pipeline: b.name, Rule: RuleNotEncodable, Detail: "pipeline input: " + err.Error()}
+	}
+	// A Combine may be written before the Detach of the branches it leaves
+	// out, so whether it takes every other branch is checked here, once the
+	// definition function has returned.
+	for _, n := range b.nodes {
+		if n.branches > 0 && n.combined > 0 && n.combined+n.detached != n.branches {
+			return nil, b.errf(n, RuleCombineIncomplete, "%q takes %d of %d branches and %d end detached",
+				n.g.Succs[0].Join.ID, n.combined, n.branches, n.detached)
+		}
 	}
 	for _, n := range b.nodes {
 		g.Nodes = append(g.Nodes, n.g)
@@ -202,12 +218,40 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 			}
 			continue
 		}
-		if n != end && len(n.g.Succs) == 0 {
+		if n != end && len(n.g.Succs) == 0 && !n.g.Detached {
+			if len(n.frames) > 0 {
+				return nil, b.errf(n, RuleDangling, "join its branch, or end it with Detach")
+			}
 			return nil, b.errf(n, RuleDangling, "")
 		}
+		g.Detaches = g.Detaches || n.g.Detached
+	}
+	if g.Detaches {
+		markLoose(g)
 	}
 	g.Fingerprint = g.ComputeFingerprint()
 	return g, nil
+}
+
+// markLoose marks the nodes whose output never reaches the end node: every
+// node the end cannot be traced back to through its predecessors. Their
+// instances are the run's outstanding detached work.
+func markLoose(g *graph.Graph) {
+	main := map[*graph.Node]bool{g.End: true}
+	stack := []*graph.Node{g.End}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, p := range n.Preds {
+			if !main[p] {
+				main[p] = true
+				stack = append(stack, p)
+			}
+		}
+	}
+	for _, n := range g.Nodes {
+		n.Loose = !main[n]
+	}
 }
 
 func keysOf(m map[string]*graph.Node) string {

@@ -25,6 +25,8 @@ const (
 	RuleConvergeMissing   = "Converge misses a case of its Divert, or takes one twice"
 	RuleNilKeyFunc        = "the Divert key function is nil"
 	RuleDangling          = "the node is left dangling: nothing takes its output"
+	RuleDetachMainLine    = "Detach of a node on the pipeline's main line: only a Divide or Expand branch can end detached"
+	RuleDetachCase        = "Detach inside a Divert case: the cases of a Divert must Converge"
 	RuleEndOpen           = "the pipeline ends inside an open Expand, Divide or Divert"
 	RuleNotEncodable      = "the type cannot be encoded by the pipeline's codec"
 	RuleEmptyPipelineName = "the pipeline name is empty"

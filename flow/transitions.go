@@ -35,7 +35,8 @@ func Chain[A, B any](n Node[A], s step.Step[A, B]) Node[B] {
 }
 
 // Expand runs s once per element of n's output, each on a branch of its own
-// (with the element's index). Close the expansion with Collapse.
+// (with the element's index). Close the expansion with Collapse, or end its
+// branches with Detach.
 func Expand[E, B any](n Node[[]E], s step.Step[E, B]) Node[B] {
 	si := infoOf(s)
 	b := builderOf(n.n)
@@ -91,7 +92,7 @@ func decodeSlice[A any](c step.Codec, _ []byte, parts [][]byte) (any, error) {
 }
 
 // Divide hands n's output to every step, each on a parallel branch. Join the
-// branches with Combine.
+// branches with Combine, or end some or all of them with Detach.
 func Divide[A, B any](n Node[A], steps ...step.Step[A, B]) []Node[B] {
 	b := builderOf(n.n)
 	if b == nil {
@@ -166,8 +167,9 @@ func divide(b *builder, n *bnode, infos []stepInfo) []*bnode {
 	return out
 }
 
-// Combine joins every branch of one Divide: s runs once, when all have
-// finished, with their outputs in the order the nodes are passed.
+// Combine joins every branch of one Divide that is not detached: s runs once,
+// when all of them have finished, with their outputs in the order the nodes
+// are passed.
 func Combine[A, B any](s step.Step[[]A, B], nodes ...Node[A]) Node[B] {
 	bs := make([]*bnode, len(nodes))
 	for i, n := range nodes {
@@ -247,10 +249,13 @@ func combine(si stepInfo, nodes []*bnode) *bnode {
 		}
 		seen[f.branch] = true
 	}
-	if len(seen) != opener.branches {
-		b.fail(b.errf(opener, RuleCombineIncomplete, "%q takes %d of %d branches", si.name, len(seen), opener.branches))
+	if opener.combined > 0 {
+		b.fail(b.errf(opener, RuleCombineIncomplete, "its branches are already combined; cannot also combine into %q", si.name))
 		return nil
 	}
+	// Whether the Combine takes every branch that is not detached is checked
+	// by Define: a Detach may come after the Combine.
+	opener.combined = len(seen)
 	c := b.add(si, graph.KindCombine, nodes[0].frames[:len(nodes[0].frames)-1], nodes...)
 	for _, x := range opener.g.Succs {
 		x.Join = c.g

@@ -59,7 +59,7 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 		return err
 	}
 	plan := &p.Plan
-	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun {
+	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun && plan.Detached == 0 {
 		return nil
 	}
 	// The completion time, read back from the row, is the "now" every new
@@ -129,18 +129,39 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 		}
 	}
 
-	if plan.CompleteRun {
-		r, err := tx.ExecContext(ctx, qCompleteRun, p.Output, runID)
-		if err != nil {
-			return err
-		}
-		n, err := r.RowsAffected()
-		if err != nil {
-			return err
-		}
-		res.RunCompleted = n == 1
+	if plan.CompleteRun || plan.Detached != 0 {
+		return advanceRun(ctx, tx, plan, p.Output, runID, res)
 	}
 	return nil
+}
+
+// advanceRun applies the completion's change to the run's outstanding work
+// (backend.Plan.Detached) and completes the run when none is left. A halted
+// run keeps the count and the output for when it is revived; a cancelled or
+// completed run is left as it is.
+func advanceRun(ctx context.Context, tx *sql.Tx, plan *backend.Plan, output []byte, runID int64, res *backend.CompleteResult) error {
+	var (
+		status      string
+		outstanding int
+	)
+	if err := tx.QueryRowContext(ctx, qRunOutstanding, runID).Scan(&status, &outstanding); err != nil {
+		return err
+	}
+	switch status {
+	case backend.RunRunning, backend.RunWaiting, backend.RunHalted:
+	default:
+		return nil
+	}
+	outstanding += plan.Detached
+	if plan.CompleteRun {
+		outstanding--
+	}
+	if status == backend.RunRunning && outstanding == 0 {
+		status = backend.RunCompleted
+		res.RunCompleted = true
+	}
+	_, err := tx.ExecContext(ctx, qAdvanceRun, status, plan.CompleteRun, output, outstanding, runID)
+	return err
 }
 
 // insertJobs inserts jobs with multi-row INSERTs of at most InsertBatchRows

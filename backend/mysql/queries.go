@@ -86,8 +86,13 @@ VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ?, ?)`
 	qJoinRow    = `SELECT id, expected, arrived, priority, delay_us FROM ductwork_joins
 WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 	qMarkArrival = `UPDATE ductwork_jobs SET arrival_join_id = ?, arrival_slot = ? WHERE id = ?`
-	qCompleteRun = `UPDATE ductwork_runs SET status = 'completed', output = ?, updated_at = ` + nowUS + `
-WHERE id = ? AND status = 'running'`
+	// qRunOutstanding reads and locks the run's status and outstanding work
+	// (backend.Plan.Detached) for a completion that changes it; qAdvanceRun
+	// then writes the new status, the output when the job is the end node,
+	// and the new count.
+	qRunOutstanding = `SELECT status, outstanding FROM ductwork_runs WHERE id = ? FOR UPDATE`
+	qAdvanceRun     = `UPDATE ductwork_runs SET status = ?, output = IF(?, ?, output), outstanding = ?,
+  updated_at = ` + nowUS + ` WHERE id = ?`
 
 	qRetryJob = `UPDATE ductwork_jobs SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?,
   error = ?, error_stack = ?, process_id = NULL` + fenced

@@ -260,9 +260,19 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			return err
 		})
 	}
-	if plan.CompleteRun {
-		batch.Queue(b.q.completeRun, params.JobID, params.Output).
-			Exec(func(tag pgconn.CommandTag) error { res.RunCompleted = tag.RowsAffected() > 0; return nil })
+	if plan.CompleteRun || plan.Detached != 0 {
+		delta := int32(plan.Detached)
+		if plan.CompleteRun {
+			delta--
+		}
+		batch.Queue(b.q.completeRun, params.JobID, params.Output, plan.CompleteRun, delta).
+			QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&res.RunCompleted)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil // a cancelled run: nothing to complete
+				}
+				return err
+			})
 	}
 	if node, scope, ok := plan.NextDue(); ok && params.ClaimNext > 0 {
 		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {

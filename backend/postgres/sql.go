@@ -177,10 +177,20 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM jn) THEN 1
 		ELSE {schema}.ductwork_raise('DW002', 'ductwork: arrival at a join that does not exist') END,
 	(SELECT count(*) FROM fired)`
 
+// sqlCompleteRun applies a completion's change to its run's outstanding work
+// (Plan.CompleteRun and Plan.Detached): $4 is the change, $3 whether the job
+// is the end node, $2 its output. The run completes when the count reaches 0
+// while it is running; a halted run keeps the count and the output for when
+// it is revived. Every SET expression sees the row as it was. The result is
+// true only for the statement that completed the run.
 const sqlCompleteRun = `
 UPDATE {schema}.ductwork_runs
-SET status = 'completed', output = $2, updated_at = now()
-WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AND status = 'running'`
+SET status = CASE WHEN status = 'running' AND outstanding + $4 = 0 THEN 'completed' ELSE status END,
+	output = CASE WHEN $3 THEN $2 ELSE output END,
+	outstanding = outstanding + $4,
+	updated_at = now()
+WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AND status IN ('running', 'waiting', 'halted')
+RETURNING status = 'completed' AND outstanding = 0`
 
 const sqlNotify = `SELECT pg_notify($1, '')`
 

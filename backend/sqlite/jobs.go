@@ -266,12 +266,10 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 			}
 		}
 
-		if plan.CompleteRun {
-			n, err := t.execCount(qCompleteRun, params.Output, runID)
-			if err != nil {
+		if plan.CompleteRun || plan.Detached != 0 {
+			if err := advanceRun(t, plan, params.Output, runID, res); err != nil {
 				return err
 			}
-			res.RunCompleted = n == 1
 		}
 		if params.ClaimNext > 0 && res.NewJobs > 0 {
 			next, err := claimNext(t, params, runID)
@@ -284,6 +282,23 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		}
 		return nil
 	}
+}
+
+// advanceRun applies the completion's change to the run's outstanding work
+// (backend.Plan.Detached) and completes the run when none is left.
+func advanceRun(t *txn, plan *backend.Plan, output []byte, runID int64, res *backend.CompleteResult) error {
+	delta := plan.Detached
+	if plan.CompleteRun {
+		delta--
+	}
+	var done bool
+	err := t.queryRow(qAdvanceRun, delta, plan.CompleteRun, output, runID).Scan(&done)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A cancelled (or already completed) run: nothing to wait for.
+		return nil
+	}
+	res.RunCompleted = done
+	return err
 }
 
 // claimNext claims, inside the completion transaction, the first job the

@@ -60,7 +60,18 @@ type Node struct {
 	Divert *Divert
 	// Join is the join node (collapse or combine) that closes the expansion or
 	// divide opened towards this node's successors (Expand and Divide children).
+	// It is nil when every branch is detached; a Combine's predecessors are
+	// the branches it takes.
 	Join *Node
+
+	// Detached marks the last step of a detached branch: nothing takes its
+	// output.
+	Detached bool
+	// Loose marks a node whose output never reaches the end node (it lies on
+	// a detached branch, or after the end node). Each pending instance of a
+	// loose node, and each open join at one, is outstanding detached work the
+	// run waits for before it completes.
+	Loose bool
 
 	// Decode turns the stored input (or, for joins, the arrivals) into the
 	// step's typed input, boxed.
@@ -101,6 +112,9 @@ type Graph struct {
 	MaxCrashes int
 	InType     reflect.Type
 	OutType    reflect.Type
+	// Detaches is true when some branch ends detached; only then do plans
+	// count outstanding work (Plan.Detached).
+	Detaches bool
 	// OnHalt runs at most once per halt, after the halt is committed.
 	OnHalt func(ctx context.Context, h Halt)
 }
@@ -141,6 +155,11 @@ func (g *Graph) ComputeFingerprint() string {
 		}
 		if n.Divert != nil {
 			b.WriteString("/divert")
+		}
+		if n.Detached {
+			// Only detached nodes add to the text, so the fingerprints of
+			// definitions without Detach are what they always were.
+			b.WriteString("/detached")
 		}
 	}
 	sum := sha256.Sum256([]byte(b.String()))
@@ -227,10 +246,59 @@ func (e *EncodeError) Unwrap() error { return e.Err }
 
 // Plan decides what follows node n, which finished at scope with the typed
 // output out (encoded as outBytes).
+//
+// What each completion adds to or removes from the run's outstanding work
+// (backend.Plan): the end node sets CompleteRun (the backend counts -1 for
+// it). When the definition has detached branches, Plan.Detached is +1 for
+// every job and open join the plan creates at a loose node (one whose
+// output never reaches the end node) and -1 when n itself is loose. A step
+// in the middle of a detached branch therefore changes nothing (-1 +1), a
+// Divide or Expand into detached branches adds one per branch, the last
+// step of a detached branch removes one, and a join on a detached branch
+// counts once, from its opening until its own job completes. Completions
+// outside detached branches carry 0, so they never touch the run row.
 func (g *Graph) Plan(n *Node, scope string, out any, outBytes []byte) (backend.Plan, error) {
+	p, err := g.next(n, scope, out, outBytes)
+	if err != nil || !g.Detaches {
+		return p, err
+	}
+	p.Detached = g.detachedDelta(n, &p)
+	return p, nil
+}
+
+// detachedDelta is Plan.Detached for p, the plan that follows n.
+func (g *Graph) detachedDelta(n *Node, p *backend.Plan) int {
+	d := 0
+	if n.Loose {
+		d--
+	}
+	var last *Node // an expansion's jobs are all of one node
+	for i := range p.Jobs {
+		if last == nil || last.ID != p.Jobs[i].NodeID {
+			last = g.ByID[p.Jobs[i].NodeID]
+		}
+		if last.Loose {
+			d++
+		}
+	}
+	for _, o := range p.OpenJoins {
+		if g.ByID[o.NodeID].Loose {
+			d++
+		}
+	}
+	return d
+}
+
+func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.Plan, error) {
 	var p backend.Plan
 	if n == g.End {
 		p.CompleteRun = true
+		if len(n.Succs) == 0 && n.Divert == nil {
+			return p, nil
+		}
+		// The end node's output is also handed on, to detached branches.
+	}
+	if n.Detached {
 		return p, nil
 	}
 	if n.Divert != nil {
@@ -257,13 +325,19 @@ func (g *Graph) Plan(n *Node, scope string, out any, outBytes []byte) (backend.P
 		if g.MaxFanOut > 0 && len(parts) > g.MaxFanOut {
 			return p, &FanOutError{Node: first.ID, Count: len(parts), Max: g.MaxFanOut}
 		}
-		p.OpenJoins = append(p.OpenJoins, openJoin(first.Join, scope, len(parts)))
+		if first.Join != nil {
+			p.OpenJoins = append(p.OpenJoins, openJoin(first.Join, scope, len(parts)))
+		}
 		p.Jobs = make([]backend.NewJob, 0, len(parts))
 		for i, part := range parts {
 			p.Jobs = append(p.Jobs, newJob(first, ChildScope(scope, i), part))
 		}
 	case KindDivide:
-		p.OpenJoins = append(p.OpenJoins, openJoin(first.Join, scope, len(n.Succs)))
+		if j := first.Join; j != nil {
+			// The Combine's predecessors are the branches it takes; the
+			// others end detached.
+			p.OpenJoins = append(p.OpenJoins, openJoin(j, scope, len(j.Preds)))
+		}
 		for _, s := range n.Succs {
 			p.Jobs = append(p.Jobs, newJob(s, scope, outBytes))
 		}
