@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 		{"Fencing", testFencing},
 		{"Reaper", testReaper},
 		{"Joins", testJoins},
+		{"Detached", testDetached},
 		{"Retries", testRetries},
 		{"Halts", testHalts},
 		{"Cancel", testCancel},
