@@ -15,6 +15,22 @@
 //		return flow.Collapse(final, Report)       // []Final, in index order
 //	})
 //
+// A branch may also end on its own, without a join: Detach(n) makes n the
+// last step of its Divide or Expand branch, at any depth. A Combine then
+// takes only the branches that are not detached, and an Expand whose
+// branches are detached needs no Collapse:
+//
+//	order := flow.Start(p, PlaceOrder)
+//	receipt, crm, fans := flow.Divide3(order, SendReceipt, FindCustomer, ListFollowers)
+//	flow.Detach(receipt)                    // nobody waits on its output
+//	flow.Detach(flow.Chain(crm, UpdateCRM)) // a detached branch of two steps
+//	flow.Detach(flow.Expand(fans, Notify))  // one branch per follower, no Collapse
+//	return order                            // the run's output
+//
+// The run completes when its end node and every detached branch have
+// finished; its output is the end node's. A detached branch that fails for
+// good halts the run (Revive resumes it); Cancel stops it with the rest.
+//
 // What the compiler cannot check is checked by Define, which returns a
 // *DefinitionError naming the pipeline, the node and the broken rule (see the
 // Rule constants). Node IDs are the step names, so they are identical in every
