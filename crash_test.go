@@ -111,7 +111,7 @@ func runHelper() {
 		os.Exit(2)
 	}
 	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: &ductwork.Hooks{Step: staleRecorder{os.Getenv("DW_MARKS")}}})
-	_ = c.Register(crashDef, doomedDef)
+	_ = c.Register(crashDef, doomedDef, crashDetachedDef)
 	s, _ := supervisor.New(c, &supervisor.Config{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: time.Hour})
 	ctx, stop := supervisor.SignalContext(context.Background())
 	defer stop()
