@@ -291,13 +291,11 @@ func advanceRun(t *txn, plan *backend.Plan, output []byte, runID int64, res *bac
 	if plan.CompleteRun {
 		delta--
 	}
-	var done bool
-	err := t.queryRow(qAdvanceRun, delta, plan.CompleteRun, output, runID).Scan(&done)
-	if errors.Is(err, sql.ErrNoRows) {
-		// A cancelled (or already completed) run: nothing to wait for.
-		return nil
+	if _, err := t.exec(qAdvanceRun, delta, plan.CompleteRun, output, runID); err != nil {
+		return err
 	}
-	res.RunCompleted = done
+	n, err := t.execCount(qCompleteRun, runID)
+	res.RunCompleted = n == 1
 	return err
 }
 

@@ -98,17 +98,17 @@ RETURNING node_id, scope, expected, arrived, priority, delay_us`
 
 	// qAdvanceRun applies a completion's change to the run's outstanding work
 	// (Plan.CompleteRun and Plan.Detached): ?1 is the change, ?2 whether the
-	// job is the end node, ?3 its output. The run completes when the count
-	// reaches 0 while it is running; a halted run keeps the count and the
-	// output for when it is revived. SQLite evaluates every SET expression on
-	// the row as it was.
+	// job is the end node, ?3 its output. A halted run keeps the count and
+	// the output for when it is revived. qCompleteRun then completes the run
+	// if that brought the count to 0 while it is running: only one completion
+	// can. (Two plain updates cost less here than one with CASE and
+	// RETURNING.)
 	qAdvanceRun = `UPDATE ductwork_runs
-SET status = CASE WHEN status = 'running' AND outstanding + ?1 = 0 THEN 'completed' ELSE status END,
-    output = CASE WHEN ?2 THEN ?3 ELSE output END,
-    outstanding = outstanding + ?1,
-    updated_at = ` + nowUS + `
-WHERE id = ?4 AND status IN ('running', 'waiting', 'halted')
-RETURNING status = 'completed' AND outstanding = 0`
+SET outstanding = outstanding + ?1, output = CASE WHEN ?2 THEN ?3 ELSE output END, updated_at = ` + nowUS + `
+WHERE id = ?4 AND status IN ('running', 'waiting', 'halted')`
+
+	qCompleteRun = `UPDATE ductwork_runs SET status = 'completed'
+WHERE id = ? AND status = 'running' AND outstanding = 0`
 
 	qFailRetry = `UPDATE ductwork_jobs
 SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?, error = ?, error_stack = ?, process_id = NULL` + fenced
@@ -217,6 +217,6 @@ ORDER BY pipeline, fingerprint`
 // hotWrites are prepared on the writer once and reused by every transaction.
 var hotWrites = []string{
 	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
-	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qAdvanceRun,
+	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qAdvanceRun, qCompleteRun,
 	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat,
 }
