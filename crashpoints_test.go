@@ -95,6 +95,9 @@ func openCrashBackend(t *testing.T, kind string) (backend.Backend, []string) {
 // output is right, every step instance is completed exactly once, no retry
 // budget was spent, and at most one execution was lost to the crash.
 func TestCrashPoints(t *testing.T) {
+	if !crashpoint.Compiled {
+		t.Skip("crash points are compiled in only with -tags ductwork_crashpoints")
+	}
 	points := []string{crashpoint.AfterClaim, crashpoint.AfterStepBeforeCommit, crashpoint.AfterCommit}
 	for _, kind := range []string{"sqlite", "postgres", "mysql"} {
 		for _, point := range points {

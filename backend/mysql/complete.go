@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 // errJoinNotFound is returned (wrapped) by Complete when Plan.Arrive names a
@@ -58,6 +59,7 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 	if err := expectOne(r, backend.ErrStaleClaim); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.CompleteTx)
 	plan := &p.Plan
 	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun && plan.Detached == 0 {
 		return nil
@@ -92,6 +94,9 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 		return err
 	}
 	res.NewJobs += len(plan.Jobs)
+	if len(plan.Jobs) > 0 {
+		crashpoint.Hit(crashpoint.FanoutInsert)
+	}
 
 	if a := plan.Arrive; a != nil {
 		r, err := tx.ExecContext(ctx, qArriveJoin, runID, a.NodeID, a.Scope)
@@ -110,6 +115,7 @@ func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.Complet
 		if _, err := tx.ExecContext(ctx, qMarkArrival, joinID, a.Slot, p.JobID); err != nil {
 			return err
 		}
+		crashpoint.Hit(crashpoint.JoinUpdate)
 		if arrived == expected {
 			if _, err := tx.ExecContext(ctx, qInsertJoinJob, runID, a.NodeID, a.Scope, priority, joinID,
 				now, now+delay); err != nil {

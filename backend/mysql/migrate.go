@@ -16,6 +16,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 //go:embed migrations/*.sql
@@ -194,6 +195,7 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 				return &MigrationError{Version: m.version, Step: "statement " + strconv.Itoa(i+1), Err: classify(err)}
 			}
 		}
+		crashpoint.Hit(crashpoint.MigrateTx)
 		if _, err := conn.ExecContext(ctx, qRecordVersion, m.version); err != nil {
 			return &MigrationError{Version: m.version, Step: "record version", Err: classify(err)}
 		}

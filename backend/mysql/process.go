@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 // RegisterProcess inserts the process row with started_at and heartbeat_at
@@ -152,6 +153,7 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 				return err
 			}
 			res.Jobs += int(jobs)
+			crashpoint.Hit(crashpoint.ReapTx)
 			r, err = tx.ExecContext(ctx, qReapProcessesHead+placeholders("?", n)+")", append([]any{thr}, args...)...)
 			if err != nil {
 				return err

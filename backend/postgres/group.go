@@ -87,10 +87,21 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		r.res = &backend.CompleteResult{}
 		r.wake = b.queueComplete(batch, r.params, r.res)
 	}
-	if err := b.pool.SendBatch(context.Background(), batch).Close(); err != nil {
+	br := b.pool.SendBatch(context.Background(), batch)
+	crashInFlight(groupParams(group)...)
+	if err := br.Close(); err != nil {
 		return false
 	}
 	return true
+}
+
+// groupParams lists the completions of a group.
+func groupParams(group []*completeReq) []*backend.CompleteParams {
+	out := make([]*backend.CompleteParams, len(group))
+	for i, r := range group {
+		out[i] = r.params
+	}
+	return out
 }
 
 // tryGroup applies the group in one transaction. A per-completion failure
@@ -126,5 +137,6 @@ func (b *Backend) tryGroup(group []*completeReq) error {
 		}
 		r.res, r.wake = res, wake
 	}
+	crashInFlight(groupParams(group)...)
 	return tx.Commit(ctx)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 //go:embed migrations/*.sql
@@ -104,6 +106,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, b.q.replacer.Replace(m.sql)); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, err)
 			}
+			crashpoint.Hit(crashpoint.MigrateTx)
 			if _, err := tx.Exec(ctx, b.q.recordMigration, m.version); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 // micros converts a duration for binding; the SQL adds it to now().
@@ -196,10 +197,30 @@ func (b *Backend) completeSingle(ctx context.Context, params *backend.CompletePa
 	res := &backend.CompleteResult{}
 	batch := &pgx.Batch{}
 	notify := b.queueComplete(batch, params, res)
-	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+	br := b.pool.SendBatch(ctx, batch)
+	crashInFlight(params)
+	if err := br.Close(); err != nil {
 		return nil, false, completeErr(params, err)
 	}
 	return res, notify, nil
+}
+
+// crashInFlight passes the crash points of completion transactions that
+// were sent (a pipelined batch commits at its Sync, with or without its
+// client) and whose replies were not read.
+func crashInFlight(params ...*backend.CompleteParams) {
+	if !crashpoint.Compiled {
+		return
+	}
+	crashpoint.Hit(crashpoint.CompleteTx)
+	for _, p := range params {
+		if len(p.Plan.Jobs) > 0 {
+			crashpoint.Hit(crashpoint.FanoutInsert)
+		}
+		if p.Plan.Arrive != nil {
+			crashpoint.Hit(crashpoint.JoinUpdate)
+		}
+	}
 }
 
 func completeErr(params *backend.CompleteParams, err error) error {
@@ -418,7 +439,14 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 	}
 	res := &backend.ReapResult{}
 	var jobs, notified int64
-	err := b.pool.QueryRow(ctx, b.q.reap, params.ProcessID, micros(params.Threshold), b.channel).Scan(&res.Processes, &jobs, &notified)
+	// A batch of one, so that the crash point sits between sending the
+	// reaper's statement (its own transaction) and reading its reply.
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.reap, params.ProcessID, micros(params.Threshold), b.channel).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&res.Processes, &jobs, &notified) })
+	br := b.pool.SendBatch(ctx, batch)
+	crashpoint.Hit(crashpoint.ReapTx)
+	err := br.Close()
 	if err != nil {
 		return nil, mapErr("reap", err)
 	}

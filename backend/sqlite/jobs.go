@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 // Trigger inserts a run (status running) and the job of its first step in
@@ -214,6 +215,7 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		if err != nil {
 			return err
 		}
+		crashpoint.Hit(crashpoint.CompleteTx)
 
 		for i := range plan.Jobs {
 			j := &plan.Jobs[i]
@@ -221,6 +223,9 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 				return fmt.Errorf("insert job (%s, %q): %w", j.NodeID, j.Scope, err)
 			}
 			res.NewJobs++
+		}
+		if len(plan.Jobs) > 0 {
+			crashpoint.Hit(crashpoint.FanoutInsert)
 		}
 
 		for i := range plan.OpenJoins {
@@ -254,6 +259,7 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 			if err := t.queryRow(qArrive, joinID.Int64).Scan(&node, &scope, &expected, &arrived, &priority, &delayUS); err != nil {
 				return fmt.Errorf("arrival at join (%s, %q): %w", a.NodeID, a.Scope, err)
 			}
+			crashpoint.Hit(crashpoint.JoinUpdate)
 			switch {
 			case arrived > expected:
 				return backend.Permanent(fmt.Errorf("arrival at join (%s, %q): join expects %d arrivals and already fired", a.NodeID, a.Scope, expected))

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 //go:embed migrations/*.sql
@@ -101,6 +103,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
 			return mapErr("migrate: "+m.name, err)
 		}
+		crashpoint.Hit(crashpoint.MigrateTx)
 		if _, err := conn.ExecContext(ctx, qRecordMigration, m.version); err != nil {
 			return mapErr("migrate: record "+m.name, err)
 		}

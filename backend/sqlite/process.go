@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 // RegisterProcess inserts the process row, or refreshes host, PID,
@@ -138,6 +139,9 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 		}
 		n, err := t.execCount(qReapJobs, string(ids), threshold)
 		res.Jobs = int(n)
+		if err == nil && (n > 0 || len(res.Processes) > 0) {
+			crashpoint.Hit(crashpoint.ReapTx)
+		}
 		return err
 	})
 	if err != nil {

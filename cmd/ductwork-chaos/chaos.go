@@ -32,6 +32,10 @@ type proc struct {
 	killed     bool // SIGKILLed by the controller
 	frozen     bool // the SIGSTOP victim: never killed afterwards
 	started    time.Time
+	host       int    // index into controller.hosts, -1 on the loopback
+	proxy      string // its own fault proxy (-netfaults without -hosts)
+	termAt     time.Time
+	exitAt     time.Time // set by the goroutine waiting for it, read after it closed
 }
 
 type killEvent struct {
@@ -80,6 +84,23 @@ type controller struct {
 
 	client    *ductwork.Client
 	triggered atomic.Int64
+	lastRunID atomic.Int64
+	// feedPaused stops the feed while the runs of a fault drain.
+	feedPaused atomic.Bool
+
+	// Network faults (-netfaults, -hosts).
+	faults      []string
+	hosts       []*host
+	px          *proxies
+	hostData    []string      // per host: its data proxy
+	hostProxy   []string      // per host: the name of its data proxy
+	hostObs     []storeConfig // per host: the executions table through its observer proxy
+	phasesMu    sync.Mutex
+	nextHost    int
+	phases      []*phaseReport
+	shutdowns   []shutdownEvent
+	leaks       []exitEvent
+	fallbackWhy string
 }
 
 // trigger triggers n more runs, numbered on from the runs triggered so far.
@@ -87,7 +108,10 @@ func (c *controller) trigger(ctx context.Context, n int) error {
 	for range n {
 		i := int(c.triggered.Load())
 		if err := retryAdmin(ctx, func(ctx context.Context) error {
-			_, err := ductwork.Trigger(ctx, c.client, Chaos, inputFor(i))
+			run, err := ductwork.Trigger(ctx, c.client, Chaos, inputFor(i))
+			if err == nil && run.ID > c.lastRunID.Load() {
+				c.lastRunID.Store(run.ID)
+			}
 			return err
 		}); err != nil {
 			return fmt.Errorf("trigger run %d: %w", i, err)
@@ -107,6 +131,9 @@ func (c *controller) feed(ctx context.Context, b backend.Backend) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if c.feedPaused.Load() {
+			continue
 		}
 		done, _, err := runCounts(ctx, b)
 		if err != nil {
@@ -148,12 +175,43 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	}
 }
 
-func (c *controller) startProc(cp string) error {
-	raw, err := json.Marshal(c.wc)
-	if err != nil {
-		return err
+// spawn starts a worker process with crash point cp (or none) on host
+// (-1: the loopback). With -netfaults and no hosts the worker gets a fault
+// proxy of its own.
+func (c *controller) spawn(cp string, host int) (*proc, error) {
+	wc := c.wc
+	p := &proc{crashpoint: cp, host: host}
+	switch {
+	case host >= 0:
+		sc, err := via(c.sc, c.hostData[host])
+		if err != nil {
+			return nil, err
+		}
+		obs := c.hostObs[host]
+		wc.Store, wc.Exec = sc, &obs
+	case c.px != nil:
+		name, addr, err := c.px.add("127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		sc, err := via(c.sc, addr)
+		if err != nil {
+			c.px.remove(name)
+			return nil, err
+		}
+		exec := c.sc
+		wc.Store, wc.Exec, p.proxy = sc, &exec, name
 	}
-	cmd := exec.Command(c.self)
+	raw, err := json.Marshal(wc)
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	if host >= 0 {
+		cmd = c.hosts[host].command(c.self)
+	} else {
+		cmd = exec.Command(c.self)
+	}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, crashpoint.EnvVar+"=") && !strings.HasPrefix(kv, workerEnv+"=") {
 			cmd.Env = append(cmd.Env, kv)
@@ -168,30 +226,55 @@ func (c *controller) startProc(cp string) error {
 	pw := &prefixWriter{mu: c.errMu, w: c.stderr}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
-		return err
+		if p.proxy != "" {
+			c.px.remove(p.proxy)
+		}
+		return nil, err
 	}
 	pw.prefix = fmt.Sprintf("[worker %d] ", cmd.Process.Pid)
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid, crashpoint: cp, started: time.Now()}
+	p.cmd, p.pid, p.started = cmd, cmd.Process.Pid, time.Now()
+	return p, nil
+}
+
+// startProc starts a worker that the controller's loop owns (kills,
+// replacements). Workers are spread over the hosts in turn.
+func (c *controller) startProc(cp string) error {
+	host := -1
+	if len(c.hosts) > 0 {
+		host = c.nextHost % len(c.hosts)
+		c.nextHost++
+	}
+	return c.startProcOn(cp, host)
+}
+
+func (c *controller) startProcOn(cp string, host int) error {
+	p, err := c.spawn(cp, host)
+	if err != nil {
+		return err
+	}
 	c.live[p.pid] = p
 	c.started++
-	go func() { _ = cmd.Wait(); c.exits <- p }()
+	go func() { _ = p.cmd.Wait(); c.exits <- p }()
 	if cp != "" {
 		c.logf("started worker %d with %s=%s", p.pid, crashpoint.EnvVar, cp)
 	}
 	return nil
 }
 
-var crashPoints = []string{crashpoint.AfterClaim, crashpoint.AfterStepBeforeCommit, crashpoint.AfterCommit}
+// crashPoints are the points a replacement may die at: the engine's, and
+// those inside the backends' transactions that a supervisor passes.
+var crashPoints = []string{crashpoint.AfterClaim, crashpoint.AfterStepBeforeCommit, crashpoint.AfterCommit,
+	crashpoint.CompleteTx, crashpoint.FanoutInsert, crashpoint.JoinUpdate, crashpoint.ReapTx}
 
 // replace starts a replacement worker; with -crashpoints every other one
 // kills itself at a random crash point.
-func (c *controller) replace() error {
+func (c *controller) replace(p0host int) error {
 	c.replacements++
 	cp := ""
 	if c.o.crashpoints && c.replacements%2 == 0 {
 		cp = crashPoints[rand.IntN(len(crashPoints))]
 	}
-	return c.startProc(cp)
+	return c.startProcOn(cp, p0host)
 }
 
 // victim picks a random live worker that may be killed or frozen.
@@ -225,11 +308,14 @@ func (c *controller) kill() {
 // onExit handles a worker's exit and starts its replacement.
 func (c *controller) onExit(p *proc) error {
 	delete(c.live, p.pid)
+	c.exited(p)
 	if c.shutting {
 		return nil
 	}
 	ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
+	case ws.Exited() && ws.ExitStatus() == exitLeak:
+		c.logf("worker %d exited with leaked goroutines", p.pid)
 	case p.killed:
 	case p.crashpoint != "" && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		c.kills = append(c.kills, killEvent{pid: p.pid, at: time.Now(), cause: "crashpoint " + p.crashpoint})
@@ -248,7 +334,18 @@ func (c *controller) onExit(p *proc) error {
 			return fmt.Errorf("workers crash-loop: %d unexpected exits within 30s", recent)
 		}
 	}
-	return c.replace()
+	return c.replace(p.host)
+}
+
+// exited records what a worker's exit tells: leaked goroutines, and frees
+// its fault proxy.
+func (c *controller) exited(p *proc) {
+	if p.proxy != "" {
+		c.px.remove(p.proxy)
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() && ws.ExitStatus() == exitLeak {
+		c.leaks = append(c.leaks, exitEvent{pid: p.pid, at: time.Now(), status: p.cmd.ProcessState.String()})
+	}
 }
 
 // freezeWorker SIGSTOPs a worker. On SQLite it makes sure the worker does
@@ -331,7 +428,7 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	errMu := &sync.Mutex{}
 	c := &controller{
 		o: o, sc: sc, self: self, stderr: stderr, errMu: errMu,
-		live: map[int]*proc{}, exits: make(chan *proc, 64),
+		live: map[int]*proc{}, exits: make(chan *proc, 64), faults: o.faults,
 		wc: workerConfig{
 			Store: sc, Workers: o.workers, Heartbeat: min(200*time.Millisecond, o.reapThreshold/4),
 			ReapThreshold: o.reapThreshold, ReapInterval: o.reapThreshold / 4, Poll: 20 * time.Millisecond, Verbose: o.verbose,
@@ -368,6 +465,13 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	}
 	c.logf("%s storage %s; %d workers × %d, %d runs, kill every %s, reap threshold %s",
 		sc.Kind, storageName(sc), o.procs, o.workers, o.runs, o.killEvery, o.reapThreshold)
+	if o.hosts > 0 || len(o.faults) > 0 {
+		cleanup, err := c.setupNetwork()
+		defer cleanup()
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	defer c.stopAll()
 	for range o.procs {
@@ -381,7 +485,7 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	}
 	c.logf("triggered %d runs in %s", c.triggered.Load(), time.Since(began).Round(time.Millisecond))
 
-	loopErr := c.loop(ctx, b)
+	loopErr := c.loop(ctx, b, x)
 	c.thaw()
 	c.stopAll()
 
@@ -407,7 +511,7 @@ func storageName(sc storeConfig) string {
 
 // loop injects the faults until every run finished (or -duration, then
 // -timeout). It returns with the database server up.
-func (c *controller) loop(ctx context.Context, b backend.Backend) error {
+func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) error {
 	o := c.o
 	start := time.Now()
 	var killC <-chan time.Time
@@ -449,12 +553,25 @@ func (c *controller) loop(ctx context.Context, b backend.Backend) error {
 		}
 	}()
 	if o.duration > 0 {
-		t := time.NewTimer(o.duration)
-		defer t.Stop()
-		chaosEndC = t.C
+		if len(c.faults) == 0 {
+			t := time.NewTimer(o.duration)
+			defer t.Stop()
+			chaosEndC = t.C
+		}
 		go func() { feedErr <- c.feed(feedCtx, b) }()
 	} else {
 		feedErr <- nil
+	}
+	// Network faults: the chaos lasts while the faults go round (at least
+	// once, and until -duration).
+	var faultsDone chan struct{}
+	faultsOver := len(c.faults) == 0
+	if !faultsOver {
+		fctx, stopFaults := context.WithCancel(ctx)
+		faultsDone = make(chan struct{})
+		go func() { defer close(faultsDone); c.runFaults(fctx, b, x, start.Add(o.duration)) }()
+		done := faultsDone
+		defer func() { stopFaults(); <-done }()
 	}
 	hard := time.NewTimer(o.timeout)
 	defer hard.Stop()
@@ -478,6 +595,11 @@ func (c *controller) loop(ctx context.Context, b backend.Backend) error {
 			return ctx.Err()
 		case <-hard.C:
 			return fmt.Errorf("timed out after %s with runs unfinished", o.timeout)
+		case <-faultsDone:
+			faultsDone, faultsOver = nil, true
+			chaosOver = true
+			stopFeed()
+			c.logf("network faults over: no more faults or new runs")
 		case <-chaosEndC:
 			chaosOver = true
 			stopFeed()
@@ -539,7 +661,13 @@ func (c *controller) loop(ctx context.Context, b backend.Backend) error {
 				lastReport = time.Now()
 				c.logf("%4.0fs: %v; %d kills, %d workers started", time.Since(start).Seconds(), counts, len(c.kills), c.started)
 			}
-			if !feeding && done == int(c.triggered.Load()) && (freezeDone || chaosOver) && !restarting {
+			// Every listed run, not only the counted ones: a trigger cut
+			// short by the end of the feed may have committed its run.
+			listed := 0
+			for _, n := range counts {
+				listed += n
+			}
+			if !feeding && faultsOver && done == listed && done >= int(c.triggered.Load()) && (freezeDone || chaosOver) && !restarting {
 				return nil
 			}
 		}
@@ -588,18 +716,25 @@ func listRuns(ctx context.Context, b backend.Backend) ([]*backend.Run, error) {
 }
 
 // stopAll stops every worker: SIGCONT (a frozen one cannot handle SIGTERM),
-// SIGTERM for a graceful shutdown, SIGKILL after 30s.
+// SIGTERM for a graceful shutdown, SIGKILL after 30s. Each worker's time
+// from SIGTERM to exit is recorded: a supervisor must stop within its
+// ShutdownGrace and a bound.
 func (c *controller) stopAll() {
 	c.shutting = true
 	for _, p := range c.live {
 		_ = p.cmd.Process.Signal(syscall.SIGCONT)
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		p.termAt = time.Now()
 	}
 	deadline := time.After(30 * time.Second)
 	for len(c.live) > 0 {
 		select {
 		case p := <-c.exits:
 			delete(c.live, p.pid)
+			c.exited(p)
+			if !p.termAt.IsZero() {
+				c.shutdowns = append(c.shutdowns, shutdownEvent{pid: p.pid, took: time.Since(p.termAt), status: p.cmd.ProcessState.String()})
+			}
 		case <-deadline:
 			for _, p := range c.live {
 				c.logf("worker %d did not stop within 30s of SIGTERM; killing it", p.pid)
@@ -608,4 +743,12 @@ func (c *controller) stopAll() {
 			deadline = time.After(time.Hour)
 		}
 	}
+}
+
+// shutdownEvent is a worker's graceful shutdown: SIGTERM to exit.
+type shutdownEvent struct {
+	pid    int
+	took   time.Duration
+	status string
+	fault  string // the fault it was under, if any
 }

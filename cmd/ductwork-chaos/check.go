@@ -422,6 +422,7 @@ func (r *report) check(c *controller) {
 		r.add(false, "claims lost by processes never stopped", "0")
 	}
 	r.add(len(c.unexpected) > 0, "unexpected worker exits", "%d", len(c.unexpected))
+	r.checkNetwork(c)
 	for _, e := range c.unexpected {
 		example("worker %d exited on its own: %s", e.pid, e.status)
 	}
@@ -442,4 +443,66 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// checkNetwork adds the lines of the network faults and the shutdowns.
+func (r *report) checkNetwork(c *controller) {
+	switch {
+	case len(c.hosts) > 0:
+		r.add(false, "hosts", "%d network namespaces, workers spread over them", len(c.hosts))
+	case c.fallbackWhy != "":
+		r.warn("hosts", "FALLBACK: processes on the loopback, each behind its own fault proxy (namespaces: %s)", c.fallbackWhy)
+	}
+	c.phasesMu.Lock()
+	phases := slices.Clone(c.phases)
+	c.phasesMu.Unlock()
+	unfinished, stranded := 0, 0
+	for _, p := range phases {
+		if !p.failed() && p.unfinished > 0 {
+			// Slow, not stuck: the end of the command checks that every
+			// run completed.
+			r.warn("fault "+p.fault, "on %s: %s", p.target, p.summary())
+		} else {
+			r.add(p.failed(), "fault "+p.fault, "on %s: %s", p.target, p.summary())
+		}
+		for i, s := range p.stranded {
+			if i == 3 {
+				break
+			}
+			r.lines = append(r.lines, reportLine{name: "  stranded", value: s})
+		}
+		unfinished += max(p.unfinished, 0)
+		stranded += len(p.stranded)
+	}
+	if len(c.faults) > 0 {
+		r.add(false, "runs unfinished at a drain limit after a fault", "%d (phases %d)", unfinished, len(phases))
+		r.add(stranded > 0, "claims stranded on live processes", "%d", stranded)
+		r.add(false, "commit replies cut", "%d", commitCuts.Load())
+	}
+	shutdowns := slices.Clone(c.shutdowns)
+	for _, p := range phases {
+		if p.shutdown != nil {
+			shutdowns = append(shutdowns, *p.shutdown)
+		}
+	}
+	hung, longest := 0, time.Duration(0)
+	for _, s := range shutdowns {
+		longest = max(longest, s.took)
+		if s.took > workerGrace+shutdownBound {
+			hung++
+			where := "at the end"
+			if s.fault != "" {
+				where = "under " + s.fault
+			}
+			r.lines = append(r.lines, reportLine{name: "  example", value: fmt.Sprintf("worker %d took %s from SIGTERM to exit %s (%s)", s.pid, s.took.Round(10*time.Millisecond), where, s.status)})
+		}
+	}
+	r.add(hung > 0, "supervisors over grace+bound in shutdown", "%d of %d (grace %s + bound %s; longest %s)", hung, len(shutdowns), workerGrace, shutdownBound, longest.Round(10*time.Millisecond))
+	leaks := len(c.leaks)
+	for _, p := range phases {
+		if p.leaked {
+			leaks++
+		}
+	}
+	r.add(leaks > 0, "workers with goroutines left after shutdown", "%d", leaks)
 }

@@ -11,7 +11,25 @@
 //     (the zombie must change nothing);
 //   - with -restart-db, restarts the database server once (root only);
 //   - with -crashpoints, starts some replacements with DUCTWORK_CRASHPOINT set,
-//     so that they kill themselves at a named point of the engine.
+//     so that they kill themselves at a named point of the engine or inside a
+//     backend transaction (the binary must be built with
+//     -tags ductwork_crashpoints);
+//   - with -netfaults, puts a fault proxy (toxiproxy, in this process)
+//     between every worker and the database and injects, in turn: latency
+//     and jitter, connection resets, a blackhole longer than the reap
+//     threshold, a bandwidth limit, and cuts between COMMIT and its reply.
+//     After each it waits for the runs triggered before to finish and looks
+//     for claims held by live processes that never ran them; a worker told to
+//     shut down inside a blackhole must exit within its grace and a bound;
+//   - with -hosts N, runs the workers in N network namespaces, each with its
+//     own link to the database (through its own fault proxy), and adds the
+//     partition fault: a host's link goes down for longer than the reap
+//     threshold while its processes stay alive, then comes back. Where
+//     namespaces cannot be created it says so and falls back to processes on
+//     the loopback. The namespaces are removed at exit (and those of a killed
+//     earlier run at the next start).
+//
+// Workers check at exit that no goroutine outlived their shutdown.
 //
 // Every step execution is recorded in a table of its own (chaos_executions),
 // through a connection of its own. At the end the command compares the
@@ -22,6 +40,7 @@
 //	go run ./cmd/ductwork-chaos -backend sqlite -short
 //	go run ./cmd/ductwork-chaos -backend postgres -restart-db
 //	go run ./cmd/ductwork-chaos -backend mysql -runs 500 -kill-every 2s
+//	go run ./cmd/ductwork-chaos -backend postgres -hosts 4 -netfaults all -duration 10m
 //
 // The storage is dropped at exit.
 package main
@@ -34,8 +53,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
 func main() {
@@ -62,10 +84,16 @@ type options struct {
 	crashpoints   bool
 	short         bool
 	verbose       bool
+	hosts         int
+	netfaults     string
+	faults        []string
+	faultWindow   time.Duration
+	drainLimit    time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
+	var err error
 	fs := flag.NewFlagSet("ductwork-chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.backend, "backend", "sqlite", "sqlite, postgres or mysql")
@@ -79,9 +107,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.reapThreshold, "reap-threshold", 2*time.Second, "the supervisors' ReapThreshold")
 	fs.BoolVar(&o.restartDB, "restart-db", false, "restart the database server once mid-run (postgres, mysql; root)")
 	fs.BoolVar(&o.crashpoints, "crashpoints", false, "start every other replacement worker with DUCTWORK_CRASHPOINT set to one of the engine's crash points")
-	fs.BoolVar(&o.short, "short", false, "CI mode (under 3 minutes): faults for 45s (-duration) with 100 runs kept queued, a kill every 2s, at most 150s in all (-timeout)")
+	fs.BoolVar(&o.short, "short", false, "CI mode (under 3 minutes): faults for 45s (-duration) with 100 runs kept queued, a kill every 2s, at most 150s in all (-timeout); with -netfaults or -hosts: each network fault once, 4s long (-fault-window), 16 runs kept queued, no kills, 30s for the runs to drain after each fault (-drain-limit), at most 170s")
 	fs.BoolVar(&o.verbose, "v", false, "let workers log warnings")
-	if err := fs.Parse(args); err != nil {
+	fs.IntVar(&o.hosts, "hosts", 0, "run the workers in this many network namespaces (hosts), each reaching the database over its own link (root; postgres, mysql); 0 = processes on the loopback")
+	fs.StringVar(&o.netfaults, "netfaults", "", "network faults between every worker and the database, in turn: all, or a list of "+strings.Join(allFaults, ",")+" (postgres, mysql; partition needs -hosts)")
+	fs.DurationVar(&o.faultWindow, "fault-window", 8*time.Second, "how long each network fault lasts (a blackhole or partition at least twice the reap threshold plus 1s)")
+	fs.DurationVar(&o.drainLimit, "drain-limit", 90*time.Second, "after a fault heals, how long the runs triggered before may take to finish")
+	if err = fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -92,15 +124,30 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["runs"] {
 			o.runs = 100
+			if o.netfaults != "" {
+				o.runs = 16 // a backlog each fault's drain clears in seconds
+			}
 		}
 		if !set["duration"] {
 			o.duration = 45 * time.Second
 		}
 		if !set["kill-every"] {
 			o.killEvery = 2 * time.Second
+			if o.netfaults != "" || o.hosts > 0 {
+				o.killEvery = 0 // the network is the fault
+			}
+		}
+		if !set["fault-window"] {
+			o.faultWindow = 4 * time.Second
+		}
+		if !set["drain-limit"] {
+			o.drainLimit = 30 * time.Second
 		}
 		if !set["timeout"] {
 			o.timeout = 150 * time.Second
+			if o.netfaults != "" {
+				o.timeout = 170 * time.Second
+			}
 		}
 	}
 	switch {
@@ -114,6 +161,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: -reap-threshold must be at least 400ms", errUsage)
 	case o.killEvery < 0 || o.duration < 0 || o.timeout <= 0:
 		return nil, fmt.Errorf("%w: negative -kill-every or -duration, or no -timeout", errUsage)
+	case o.hosts < 0 || o.faultWindow <= 0 || o.drainLimit <= 0:
+		return nil, fmt.Errorf("%w: negative -hosts, or no -fault-window or -drain-limit", errUsage)
+	case (o.hosts > 0 || o.netfaults != "") && o.backend == "sqlite":
+		return nil, fmt.Errorf("%w: -hosts and -netfaults need a server backend (SQLite has no network)", errUsage)
+	}
+	if o.crashpoints && !crashpoint.Compiled {
+		return nil, fmt.Errorf("%w: -crashpoints needs a binary built with -tags ductwork_crashpoints", errUsage)
+	}
+	if o.faults, err = faultList(o.netfaults, o.hosts); err != nil {
+		return nil, err
 	}
 	if o.restartDB {
 		if err := restartSupported(o.backend); err != nil {

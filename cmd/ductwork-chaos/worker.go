@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/ductwork-go/ductwork"
@@ -25,7 +27,13 @@ type workerConfig struct {
 	ReapInterval  time.Duration `json:"reap_interval"`
 	Poll          time.Duration `json:"poll"`
 	Verbose       bool          `json:"verbose"`
+	// Exec, if set, is where the executions table is reached (with
+	// -hosts, through the host's observer link); else Store.
+	Exec *storeConfig `json:"exec,omitempty"`
 }
+
+// exitLeak is a worker's exit status when goroutines outlived its shutdown.
+const exitLeak = 3
 
 // runWorker is the body of a worker process: a supervisor with short
 // heartbeat and reap settings, running the chaos pipeline until SIGTERM.
@@ -43,19 +51,50 @@ func runWorker(raw string) int {
 
 	ctx, stop := supervisor.SignalContext(context.Background())
 	defer stop()
+	baseline := runtime.NumGoroutine()
 
 	b, closeB, err := openBackend(ctx, wc.Store, wc.Workers+4, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 1
 	}
-	defer closeB()
-	x, err := openExec(wc.Store, wc.Workers+2)
+	es := wc.Store
+	if wc.Exec != nil {
+		es = *wc.Exec
+	}
+	x, err := openExec(es, wc.Workers+2)
 	if err != nil {
+		closeB()
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 1
 	}
-	defer x.db.Close()
+	code := superviseLoop(ctx, wc, b, x, logger)
+	closeB()
+	_ = x.db.Close()
+	if code == 0 && !noLeak(baseline) {
+		return exitLeak
+	}
+	return code
+}
+
+// noLeak waits up to 3s for the goroutines started since baseline to end;
+// if some remain it prints every goroutine's stack and returns false.
+func noLeak(baseline int) bool {
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "chaos worker: %d goroutines after shutdown, %d before start:\n", runtime.NumGoroutine(), baseline)
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// superviseLoop runs the supervisor until the signal context ends and
+// returns the worker's exit status.
+func superviseLoop(ctx context.Context, wc workerConfig, b backend.Backend, x *execDB, logger *slog.Logger) int {
 	recorder = &execRecorder{x: x, pid: os.Getpid()}
 
 	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger, Hooks: &ductwork.Hooks{Step: tagHook{recorder}}})
@@ -73,7 +112,7 @@ func runWorker(raw string) int {
 	for try := 1; ; try++ {
 		sup, err := supervisor.New(client, &supervisor.Config{
 			Workers: wc.Workers, PollInterval: wc.Poll, HeartbeatInterval: wc.Heartbeat,
-			ReapThreshold: wc.ReapThreshold, ReapInterval: wc.ReapInterval, ShutdownGrace: 5 * time.Second,
+			ReapThreshold: wc.ReapThreshold, ReapInterval: wc.ReapInterval, ShutdownGrace: workerGrace,
 			// The pid in the process ID tells which worker a reap hit.
 			ProcessID: fmt.Sprintf("chaos-pid%d-%d", os.Getpid(), try),
 			Hooks: supervisor.Hooks{OnReapFunc: func(res *backend.ReapResult) {

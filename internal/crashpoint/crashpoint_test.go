@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 
 func helper(t *testing.T, point string) (string, error) {
 	t.Helper()
+	if !crashpoint.Compiled {
+		t.Skip("crash points are compiled in only with -tags ductwork_crashpoints")
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", crashpoint.EnvVar+"="+point)
 	out, err := cmd.Output()
@@ -58,6 +61,22 @@ func TestOtherPointsDoNothing(t *testing.T) {
 		if out != want {
 			t.Fatalf("%s=%q: helper printed %q, want %q", crashpoint.EnvVar, point, out, want)
 		}
+	}
+}
+
+// TestNotCompiled: without the build tag, an armed point does nothing.
+func TestNotCompiled(t *testing.T) {
+	if crashpoint.Compiled {
+		t.Skip("built with ductwork_crashpoints")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1", crashpoint.EnvVar+"="+crashpoint.AfterClaim)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper: %v: an armed point must do nothing without the build tag", err)
+	}
+	if want := "passed " + crashpoint.AfterStepBeforeCommit + "\npassed " + crashpoint.AfterClaim + "\n"; string(out) != want {
+		t.Fatalf("helper printed %q, want %q", out, want)
 	}
 }
 
