@@ -39,6 +39,11 @@ type Harness struct {
 	// through TriggerParams.Tx, and returns it with functions that commit
 	// and roll it back. The suite calls exactly one of them.
 	BeginTx func(t *testing.T, b backend.Backend) (tx any, commit, rollback func() error)
+
+	// Crash, if set, lets the suite kill the backend inside its own
+	// transactions in a helper process (area CrashPoints; see CrashHarness
+	// and CrashHelper).
+	Crash *CrashHarness
 }
 
 // Run runs the whole conformance suite against the backend h provides. Each
@@ -69,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"Clock", testClock},
 		{"Listing", testListing},
 		{"EndToEnd", testEndToEnd},
+		{"CrashPoints", testCrashPoints},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

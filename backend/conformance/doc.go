@@ -30,6 +30,14 @@
 // backend.
 //
 // Cases that need something only some harnesses can give (a second handle on
-// the same storage, the caller's own transaction) skip when the matching
-// optional Harness hook is nil.
+// the same storage, the caller's own transaction, crash points) skip when the
+// matching optional Harness hook is nil.
+//
+// The crash-point cases (area CrashPoints) start this test binary again as a
+// helper process that opens the same storage, arms a crash point inside one
+// of the backend's transactions (completion, fan-out insert, join update,
+// reaper, migration), runs the operation and dies there by SIGKILL; the case
+// then checks on its own backend that the work recovers and every step
+// instance completes exactly once. A backend opts in with Harness.Crash and
+// by calling CrashHelper first in its TestMain.
 package conformance

@@ -18,12 +18,14 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/mysql"
 	gomysql "github.com/go-sql-driver/mysql"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
 	goleak.VerifyTestMain(m)
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/postgres"
 )
 
@@ -20,6 +21,7 @@ import (
 const dsnEnv = "DUCTWORK_TEST_POSTGRES_DSN"
 
 func TestMain(m *testing.M) {
+	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
 	goleak.VerifyTestMain(m)
 }
 

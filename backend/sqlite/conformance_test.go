@@ -8,11 +8,38 @@ import (
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
+	"github.com/ductwork-go/ductwork/internal/crashpoint"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 )
 
+// paths maps each *sqlite.Backend the harness made to its file.
+var paths sync.Map
+
+// crashHarness runs the crash-point cases; the helper process opens the
+// file the suite names.
+var crashHarness = &conformance.CrashHarness{
+	Points: crashPoints(),
+	Storage: func(t *testing.T, b backend.Backend) string {
+		path, ok := paths.Load(b)
+		if !ok {
+			t.Fatalf("Storage: %T was not made by NewBackend", b)
+		}
+		return path.(string)
+	},
+	Open: func(path string) (backend.Backend, error) { return sqlite.Open(path, nil) },
+	Env:  func(point string) []string { return []string{crashpoint.EnvVar + "=" + point} },
+}
+
+// crashPoints lists the crash points compiled in (none without the build
+// tag ductwork_crashpoints).
+func crashPoints() []string {
+	if !crashpoint.Compiled {
+		return nil
+	}
+	return crashpoint.Backend
+}
+
 func TestConformance(t *testing.T) {
-	var paths sync.Map // *sqlite.Backend -> its file
 	open := func(t *testing.T, path string) *sqlite.Backend {
 		t.Helper()
 		b, err := sqlite.Open(path, nil)
@@ -45,5 +72,6 @@ func TestConformance(t *testing.T) {
 			}
 			return tx, tx.Commit, tx.Rollback
 		},
+		Crash: crashHarness,
 	})
 }

@@ -10,10 +10,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
 )
 
 func TestMain(m *testing.M) {
+	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
 	goleak.VerifyTestMain(m)
 }
 
