@@ -96,6 +96,8 @@ type controller struct {
 	hostProxy   []string      // per host: the name of its data proxy
 	hostObs     []storeConfig // per host: the executions table through its observer proxy
 	phasesMu    sync.Mutex
+	stuckMu     sync.Mutex
+	stuck       map[int64]bool // runs a drain gave up on
 	nextHost    int
 	phases      []*phaseReport
 	shutdowns   []shutdownEvent
@@ -428,7 +430,7 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	errMu := &sync.Mutex{}
 	c := &controller{
 		o: o, sc: sc, self: self, stderr: stderr, errMu: errMu,
-		live: map[int]*proc{}, exits: make(chan *proc, 64), faults: o.faults,
+		live: map[int]*proc{}, exits: make(chan *proc, 64), faults: o.faults, stuck: map[int64]bool{},
 		wc: workerConfig{
 			Store: sc, Workers: o.workers, Heartbeat: min(200*time.Millisecond, o.reapThreshold/4),
 			ReapThreshold: o.reapThreshold, ReapInterval: o.reapThreshold / 4, Poll: 20 * time.Millisecond, Verbose: o.verbose,
@@ -580,6 +582,7 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 	lastReport := time.Now()
 	chaosOver := false
 	freezeDone := false
+	var stuckSince time.Time
 
 	waitRestart := func() {
 		if restarting {
@@ -669,6 +672,21 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 			}
 			if !feeding && faultsOver && done == listed && done >= int(c.triggered.Load()) && (freezeDone || chaosOver) && !restarting {
 				return nil
+			}
+			// Runs a drain gave up on will not finish by waiting: once
+			// they are all that is left, and still are a drain limit
+			// later, stop and report.
+			c.stuckMu.Lock()
+			nStuck := len(c.stuck)
+			c.stuckMu.Unlock()
+			if nStuck > 0 && !feeding && faultsOver && done+nStuck >= listed {
+				if stuckSince.IsZero() {
+					stuckSince = time.Now()
+				} else if time.Since(stuckSince) > o.drainLimit {
+					return fmt.Errorf("%d runs stranded after the network faults", listed-done)
+				}
+			} else {
+				stuckSince = time.Time{}
 			}
 		}
 	}

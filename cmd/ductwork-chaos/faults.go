@@ -269,6 +269,12 @@ func (c *controller) drain(ctx context.Context, b backend.Backend, x *execDB, ph
 			wait(ctx, strandWait)
 			if open, err = c.openRuns(ctx, b, target); err == nil {
 				ph.unfinished = len(open)
+				// Later drains do not wait for these again.
+				c.stuckMu.Lock()
+				for _, r := range open {
+					c.stuck[r.ID] = true
+				}
+				c.stuckMu.Unlock()
 				again := c.heldIdle(ctx, b, x, open)
 				for k, v := range again {
 					if held[k] != "" {
@@ -289,15 +295,18 @@ func (c *controller) drain(ctx context.Context, b backend.Backend, x *execDB, ph
 // count as stranded.
 const strandWait = 10 * time.Second
 
-// openRuns lists the unfinished runs with an ID up to target.
+// openRuns lists the unfinished runs with an ID up to target, but for those
+// an earlier drain already gave up on.
 func (c *controller) openRuns(ctx context.Context, b backend.Backend, target int64) ([]*backend.Run, error) {
 	runs, err := listRuns(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	c.stuckMu.Lock()
+	defer c.stuckMu.Unlock()
 	var open []*backend.Run
 	for _, r := range runs {
-		if r.ID <= target && !ductwork.Status(r.Status).Terminal() {
+		if r.ID <= target && !ductwork.Status(r.Status).Terminal() && !c.stuck[r.ID] {
 			open = append(open, r)
 		}
 	}
