@@ -109,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.crashpoints, "crashpoints", false, "start every other replacement worker with DUCTWORK_CRASHPOINT set to one of the engine's crash points")
 	fs.BoolVar(&o.short, "short", false, "CI mode (under 3 minutes): faults for 45s (-duration) with 100 runs kept queued, a kill every 2s, at most 150s in all (-timeout); with -netfaults or -hosts: each network fault once, 4s long (-fault-window), 16 runs kept queued, no kills, 30s for the runs to drain after each fault (-drain-limit), at most 170s")
 	fs.BoolVar(&o.verbose, "v", false, "let workers log warnings")
-	fs.IntVar(&o.hosts, "hosts", 0, "run the workers in this many network namespaces (hosts), each reaching the database over its own link (root; postgres, mysql); 0 = processes on the loopback")
+	fs.IntVar(&o.hosts, "hosts", 0, "run the workers in this many network namespaces (hosts), each reaching the database over its own link, and partition them in turn (root; postgres, mysql); 0 = processes on the loopback")
 	fs.StringVar(&o.netfaults, "netfaults", "", "network faults between every worker and the database, in turn: all, or a list of "+strings.Join(allFaults, ",")+" (postgres, mysql; partition needs -hosts)")
 	fs.DurationVar(&o.faultWindow, "fault-window", 8*time.Second, "how long each network fault lasts (a blackhole or partition at least twice the reap threshold plus 1s)")
 	fs.DurationVar(&o.drainLimit, "drain-limit", 90*time.Second, "after a fault heals, how long the runs triggered before may take to finish")
@@ -171,6 +171,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.faults, err = faultList(o.netfaults, o.hosts); err != nil {
 		return nil, err
+	}
+	if o.hosts > 0 && len(o.faults) == 0 {
+		o.faults = []string{faultPartition} // hosts are there to be partitioned
 	}
 	if o.restartDB {
 		if err := restartSupported(o.backend); err != nil {
