@@ -544,7 +544,8 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 	var chaosEndC <-chan time.Time
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	feedErr := make(chan error, 1)
-	feeding := o.duration > 0
+	// The network faults need load while they go round, however long.
+	feeding := o.duration > 0 || len(c.faults) > 0
 	defer func() {
 		stopFeed()
 		if feeding {
@@ -554,7 +555,7 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 			}
 		}
 	}()
-	if o.duration > 0 {
+	if feeding {
 		if len(c.faults) == 0 {
 			t := time.NewTimer(o.duration)
 			defer t.Stop()

@@ -101,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.procs, "procs", 4, "worker processes")
 	fs.IntVar(&o.runs, "runs", 200, "runs to trigger")
 	fs.IntVar(&o.workers, "workers", 8, "step workers per process")
-	fs.DurationVar(&o.duration, "duration", 0, "how long the faults go on, with -runs/2 more runs triggered whenever fewer than -runs/2 are unfinished; 0 = until the -runs runs finished (bounded by -timeout)")
+	fs.DurationVar(&o.duration, "duration", 0, "how long the faults go on, with -runs/2 more runs triggered whenever fewer than -runs/2 are unfinished; 0 = until the -runs runs finished (bounded by -timeout); with network faults, they go round at least once and until -duration, with runs kept queued")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "hard limit from the first trigger until every run finished")
 	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second, "SIGKILL a random worker this often (0 = never)")
 	fs.DurationVar(&o.reapThreshold, "reap-threshold", 2*time.Second, "the supervisors' ReapThreshold")
@@ -128,8 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 				o.runs = 16 // a backlog each fault's drain clears in seconds
 			}
 		}
-		if !set["duration"] {
-			o.duration = 45 * time.Second
+		if !set["duration"] && o.netfaults == "" && o.hosts == 0 {
+			o.duration = 45 * time.Second // with network faults: one round of them
 		}
 		if !set["kill-every"] {
 			o.killEvery = 2 * time.Second
