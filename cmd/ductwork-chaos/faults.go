@@ -188,12 +188,19 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 		}
 	}
 	ph.window = time.Since(start)
+	healStart := time.Now()
 	if fault == faultPartition {
 		if err := h.heal(); err != nil {
 			ph.detail = "heal: " + err.Error()
 		}
 	} else {
 		c.px.heal()
+	}
+	if d := time.Since(healStart); d > time.Second {
+		// Removing toxics waits for each connection's toxic to hand on
+		// what it holds; a connection whose client stopped reading
+		// delays that.
+		ph.detail = strings.TrimPrefix(ph.detail+"; the heal took "+d.Round(100*time.Millisecond).String(), "; ")
 	}
 	if extra != nil {
 		select {
