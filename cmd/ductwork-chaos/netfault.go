@@ -37,22 +37,22 @@ var allFaults = []string{faultLatency, faultReset, faultBlackhole, faultBandwidt
 var commitCuts atomic.Int64
 
 // commitCutToxic cuts a connection, with the given probability, between a
-// COMMIT reaching the server and its reply reaching the client; the commit
-// happened, the client cannot know. It is put on both streams:
+// transaction's commit and its reply reaching the client: the commit
+// happened, the client cannot know. It sits on the database's stream and
+// recognises the reply of a commit there, which exists only once the commit
+// is done; it drops that reply and closes the connection. (Cutting on the
+// client's COMMIT instead closes the database's side before the commit ran:
+// the server may then abort the transaction, which is no ambiguity.)
 //
-//   - upstream, it lets a chunk carrying a COMMIT statement through and then
-//     closes the stub, which closes the server connection at once and then
-//     the client's: the reply, which needs the commit first, has nowhere to
-//     go. This catches MySQL's COM_QUERY "COMMIT" and PostgreSQL's simple
-//     query "commit";
-//   - downstream, it drops PostgreSQL's reply to a transaction that wrote and
-//     committed, and closes the stub. PostgreSQL clients commit without a
-//     COMMIT text: a pipelined batch is one implicit transaction that commits
-//     at its Sync, and a cached statement is sent as a Bind without its text.
-//     The server flushes the batch's results with the ReadyForQuery that
-//     follows the commit, so a chunk ending in ReadyForQuery (idle) and
-//     carrying the CommandComplete of a COMMIT, UPDATE, INSERT or DELETE is
-//     the reply of a commit that happened.
+//   - PostgreSQL: clients commit without a COMMIT text (a pipelined batch is
+//     one implicit transaction that commits at its Sync; a cached statement
+//     is sent as a Bind without its text). The server flushes the results
+//     with the ReadyForQuery that follows the commit, so a chunk ending in
+//     ReadyForQuery (idle) and carrying the CommandComplete of a COMMIT,
+//     UPDATE, INSERT or DELETE is the reply of a commit that happened.
+//   - MySQL: an OK packet whose status says no transaction is open any more
+//     (SERVER_STATUS_IN_TRANS clear): the reply to COMMIT, or to a statement
+//     that committed on its own.
 type commitCutToxic struct {
 	Probability float64 `json:"probability"`
 }
@@ -62,9 +62,13 @@ func init() { toxics.Register("commitcut", new(commitCutToxic)) }
 // pgIdle is PostgreSQL's ReadyForQuery outside a transaction.
 var pgIdle = []byte("Z\x00\x00\x00\x05I")
 
-// isCommitReply reports whether a chunk of the server's stream ends the reply
-// to a PostgreSQL transaction that wrote and committed.
+// isCommitReply reports whether a chunk of the server's stream is the reply
+// to a transaction that committed.
 func isCommitReply(b []byte) bool {
+	return isPGCommitReply(b) || isMySQLCommitReply(b)
+}
+
+func isPGCommitReply(b []byte) bool {
 	if !bytes.HasSuffix(b, pgIdle) {
 		return false
 	}
@@ -85,10 +89,34 @@ func isCommitReply(b []byte) bool {
 	return false
 }
 
-// isCommit reports whether a chunk of the client's stream is a COMMIT
-// statement: a few bytes of header and the statement.
-func isCommit(b []byte) bool {
-	return len(b) < 64 && bytes.Contains(bytes.ToLower(b), []byte("commit"))
+// isMySQLCommitReply: the chunk is one MySQL packet, the first of a reply
+// to a command (sequence number 1: not the OK that ends the handshake), an
+// OK packet (header 0x00, affected rows and last insert ID as
+// length-encoded integers, then the status flags) whose
+// SERVER_STATUS_IN_TRANS flag (0x0001) is clear.
+func isMySQLCommitReply(b []byte) bool {
+	if len(b) < 11 || int(b[0])|int(b[1])<<8|int(b[2])<<16 != len(b)-4 || b[3] != 1 || b[4] != 0x00 {
+		return false
+	}
+	i := 5
+	for range 2 { // affected rows, last insert ID
+		switch c := b[i]; {
+		case c < 0xfb:
+			i++
+		case c == 0xfc:
+			i += 3
+		case c == 0xfd:
+			i += 4
+		case c == 0xfe:
+			i += 9
+		default:
+			return false
+		}
+		if i >= len(b) {
+			return false
+		}
+	}
+	return i+2 <= len(b) && b[i]&0x01 == 0
 }
 
 // Pipe implements toxics.Toxic.
@@ -108,11 +136,6 @@ func (t *commitCutToxic) Pipe(stub *toxics.ToxicStub) {
 				return
 			}
 			stub.Output <- c
-			if isCommit(c.Data) && rand.Float64() < t.Probability {
-				commitCuts.Add(1)
-				stub.Close()
-				return
-			}
 		}
 	}
 }
@@ -205,7 +228,7 @@ func toxicsFor(fault string) []toxic {
 	case faultBandwidth:
 		return both("bandwidth", map[string]any{"rate": 8}) // KB/s
 	case faultCommitCut:
-		return both("commitcut", map[string]any{"probability": 0.15})
+		return []toxic{{Name: "commitcut", Type: "commitcut", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"probability": 0.15}}}
 	}
 	return nil
 }
