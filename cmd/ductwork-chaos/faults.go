@@ -218,7 +218,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 		ph.leaked = ws.Exited() && ws.ExitStatus() == exitLeak
 	}
 	if fault == faultCommitCut {
-		ph.detail = fmt.Sprintf("%d connections cut between COMMIT and its reply", commitCuts.Load()-cuts)
+		ph.detail = strings.TrimSuffix(fmt.Sprintf("%d connections cut between COMMIT and its reply; ", commitCuts.Load()-cuts)+ph.detail, "; ")
 	}
 	c.drain(ctx, b, x, ph)
 	return ph
