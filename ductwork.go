@@ -38,6 +38,12 @@ type Config struct {
 	// It is lowered to what the backend can store
 	// (backend.Capabilities.Limits.MaxPayloadBytes) when that is smaller.
 	MaxPayloadBytes int
+	// CallTimeout bounds each database call made without a deadline of the
+	// caller's: a Trigger whose context has none, and every call of the
+	// supervisors on this client (one commit attempt, a claim, a heartbeat).
+	// A link that goes silent then fails the call instead of hanging it.
+	// Zero means 10s.
+	CallTimeout time.Duration
 }
 
 // DefaultMaxPayloadBytes is the payload cap of a zero Config.
@@ -79,8 +85,12 @@ func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 		// (*PayloadTooLargeError) rather than fail their commits.
 		c.MaxPayloadBytes = max
 	}
+	if c.CallTimeout < 0 {
+		return nil, &ArgumentError{Func: "NewClient", Arg: "Config.CallTimeout", Reason: "is negative"}
+	}
 	eng := engine.New(b, c.Logger, c.Hooks)
 	eng.MaxPayload = c.MaxPayloadBytes
+	eng.CallTimeout = c.CallTimeout
 	return &Client{b: b, eng: eng, logger: c.Logger}, nil
 }
 
@@ -148,6 +158,17 @@ func WithMetadata(md map[string]string) TriggerOption {
 	}
 }
 
+// WithKey makes the trigger idempotent: key is stored with the run, unique
+// per pipeline, and a trigger with a key already used in the pipeline starts
+// nothing and returns the existing run with Run.Existing set (or
+// ErrKeyConflict if that run's input differs). A trigger that failed without
+// telling whether the run was written (a connection lost before the reply)
+// can be retried with the same key: it never starts a duplicate. The key
+// stays bound to its run as long as the run's row exists.
+func WithKey(key string) TriggerOption {
+	return func(p *backend.TriggerParams) { p.Key = key }
+}
+
 // Trigger starts a run of d with input in: the run and its first step are
 // written in one transaction. The definition need not be registered with c to
 // be triggered, but only processes that registered it will run it.
@@ -211,16 +232,21 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	}
 	ctx, end := c.eng.Hooks.TriggerStart(ctx, c.logger, info)
 	p.Metadata = info.Metadata
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = c.eng.WithCallTimeout(ctx)
+		defer cancel()
+	}
 	res, err := c.b.Trigger(ctx, p)
 	if err != nil {
 		end(0, err)
 		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
 	}
 	end(res.RunID, nil)
-	if tx == nil {
+	if tx == nil && !res.Existing {
 		c.eng.WakeAll()
 	}
-	return &Run[Out]{ID: res.RunID, c: c, g: g}, nil
+	return &Run[Out]{ID: res.RunID, Existing: res.Existing, c: c, g: g}, nil
 }
 
 // Open returns the handle of an existing run of d. It returns ErrRunNotFound,
@@ -337,8 +363,12 @@ func (s Status) Terminal() bool {
 // Run is a handle on one run whose output type is Out.
 type Run[Out any] struct {
 	ID int64
-	c  *Client
-	g  *graph.Graph
+	// Existing is true when Trigger was given a key (WithKey) that an
+	// earlier trigger of the pipeline used: no run was started, and this is
+	// the run that trigger started.
+	Existing bool
+	c        *Client
+	g        *graph.Graph
 }
 
 // check returns *ArgumentError for a nil handle or one not made by this

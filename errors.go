@@ -25,6 +25,9 @@ var (
 	// ErrNotMigrated: the backend's tables do not exist; run its Migrate.
 	// Every backend returns it (wrapped) from every operation then.
 	ErrNotMigrated = backend.ErrNotMigrated
+	// ErrKeyConflict: WithKey named a run of the pipeline that was started
+	// with another input; nothing was written.
+	ErrKeyConflict = backend.ErrKeyConflict
 	// ErrCancelled is returned by Run.Wait for a cancelled run. It is also
 	// the context.Cause of a step's context when its run is cancelled while
 	// the step runs.

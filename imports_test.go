@@ -32,7 +32,7 @@ func TestImportGraph(t *testing.T) {
 	}
 	t.Parallel()
 	drivers := []string{"github.com/jackc/pgx", "github.com/go-sql-driver/mysql", "github.com/mattn/go-sqlite3", "go.opentelemetry.io"}
-	testOnly := []string{"github.com/testcontainers", "github.com/moby", "go.uber.org/goleak"}
+	testOnly := []string{"github.com/testcontainers", "github.com/moby", "go.uber.org/goleak", "github.com/Shopify/toxiproxy"}
 	nonStd := func(pkg string) []string {
 		return goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)
 	}
@@ -86,8 +86,9 @@ func TestImportGraph(t *testing.T) {
 	})
 	t.Run("library packages do not pull in test machinery", func(t *testing.T) {
 		for _, pkg := range goList(t, module+"/...") {
-			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") || strings.HasPrefix(pkg, module+"/internal/testdb") {
-				continue
+			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") ||
+				strings.HasPrefix(pkg, module+"/internal/testdb") || strings.HasPrefix(pkg, module+"/internal/faultproxy") {
+				continue // test tooling (the fault proxy serves tests and the chaos command)
 			}
 			for _, dep := range nonStd(pkg) {
 				if hasPrefix(dep, testOnly) {

@@ -30,6 +30,9 @@ type Backend interface {
 	// params.Tx is non-nil the inserts join that transaction (the backend's own
 	// transaction type, documented by each backend) and the caller commits; a
 	// rollback leaves no row. A Tx of the wrong type returns ErrUnsupportedTx.
+	// With params.Key it is idempotent per (pipeline, key): a repeat returns
+	// the existing run with Existing set, or ErrKeyConflict if its input
+	// differs, and writes nothing.
 	Trigger(ctx context.Context, params *TriggerParams) (*TriggerResult, error)
 
 	// Claim atomically takes up to params.Limit due jobs of running runs whose
@@ -44,7 +47,10 @@ type Backend interface {
 	// job's fencing token and owner. If the token or owner no longer match it
 	// returns ErrStaleClaim and changes nothing. A join whose last arrival is
 	// applied here gets its job inserted in the same transaction, so a join
-	// fires exactly once.
+	// fires exactly once. It is idempotent per claim: a repeat of a call that
+	// committed (same JobID, ProcessID and Fence; the job is completed) changes
+	// nothing and returns a result with Replayed set, so a caller whose reply
+	// was lost learns that its commit landed.
 	Complete(ctx context.Context, params *CompleteParams) (*CompleteResult, error)
 
 	// Fail records a failed execution, fenced like Complete. With
@@ -53,7 +59,10 @@ type Backend interface {
 	// halted with params.Error as its reason, and with the job's node, scope
 	// and attempt, params.Cause and params.Stack in the run's halt fields
 	// (see Run). The job keeps params.Error and params.Stack either way. Result.Halted is true only for
-	// the one call that moved the run from running to halted.
+	// the one call that moved the run from running to halted. Without Retry
+	// it is idempotent per claim like Complete: a repeat of a call that
+	// committed returns Replayed, and Halted again if that call halted the
+	// run. A repeat of a Retry that committed returns ErrStaleClaim.
 	Fail(ctx context.Context, params *FailParams) (*FailResult, error)
 
 	// Release gives a claimed job back (graceful shutdown), fenced like
@@ -73,6 +82,7 @@ type Backend interface {
 	// reports which of params.Runs are cancelled (so the caller stops their
 	// steps). It returns ErrProcessNotFound if the process row is gone (it
 	// was reaped).
+	// With params.Owned it also lists the running jobs the process owns.
 	Heartbeat(ctx context.Context, params *HeartbeatParams) (*HeartbeatResult, error)
 
 	// DeregisterProcess removes a process row after releasing whatever it

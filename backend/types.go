@@ -52,6 +52,9 @@ var (
 	// this code needs (Migrate has not run on this database or schema, or
 	// not since the library was upgraded).
 	ErrNotMigrated = errors.New("ductwork: the database is not migrated (run the backend's Migrate)")
+	// ErrKeyConflict: a trigger's Key names a run of the same pipeline that
+	// was started with another input; nothing was written.
+	ErrKeyConflict = errors.New("ductwork: trigger key already used with another input")
 )
 
 // DefinitionRef names one version of a pipeline definition.
@@ -165,12 +168,22 @@ type TriggerParams struct {
 	// Tx, if non-nil, is a transaction of the backend's own type that the
 	// inserts join. The caller commits or rolls back.
 	Tx any
+	// Key, if non-empty, makes the trigger idempotent: it is stored unique
+	// per pipeline, and a trigger whose Key names an existing run of the
+	// pipeline writes nothing and returns that run with Existing set (or
+	// ErrKeyConflict if the stored input differs from Input). A caller whose
+	// trigger failed ambiguously (the reply was lost) retries with the same
+	// Key and gets the run the first attempt started, never a duplicate.
+	Key string
 }
 
 // TriggerResult is the result of Backend.Trigger.
 type TriggerResult struct {
 	RunID int64
 	JobID int64
+	// Existing is true when Key matched a run triggered earlier: nothing was
+	// written, RunID is that run and JobID its first job.
+	Existing bool
 }
 
 // ClaimParams are the arguments of Backend.Claim.
@@ -249,6 +262,13 @@ type CompleteResult struct {
 	// end node or the last outstanding detached work, and the other had
 	// already finished.
 	RunCompleted bool
+	// Replayed is true when the job had already been completed under this
+	// very claim (same ProcessID and Fence): an earlier call committed and
+	// its reply was lost. Nothing was changed; NewJobs and JoinFired are
+	// zero, Claimed is empty (jobs that earlier call claimed are owned by
+	// ProcessID: HeartbeatParams.Owned lists them), and RunCompleted reports
+	// whether the plan completed the run and the run is completed.
+	Replayed bool
 }
 
 // FailParams are the arguments of Backend.Fail.
@@ -271,8 +291,14 @@ type FailParams struct {
 
 // FailResult is the result of Backend.Fail.
 type FailResult struct {
-	// Halted is true only for the call that moved the run to halted.
+	// Halted is true only for the call that moved the run to halted. A
+	// replayed halt (see Replayed) reports it again, as the backend records
+	// which job and fence halted a run.
 	Halted bool
+	// Replayed is true when the job had already been failed (without Retry)
+	// under this very claim (same ProcessID and Fence): an earlier call
+	// committed and its reply was lost. Nothing was changed.
+	Replayed bool
 }
 
 // ReleaseParams are the arguments of Backend.Release.
@@ -317,6 +343,10 @@ type HeartbeatParams struct {
 	// Runs are the runs of the jobs the process holds (claimed, queued or
 	// executing). The result reports which of them are cancelled.
 	Runs []int64
+	// Owned asks for the jobs the process owns (status running), returned in
+	// HeartbeatResult.Owned, so that the process can release those it is not
+	// running (claims whose reply was lost).
+	Owned bool
 }
 
 // HeartbeatResult is the result of Backend.Heartbeat.
@@ -325,6 +355,15 @@ type HeartbeatResult struct {
 	// CancelledRuns are the runs of HeartbeatParams.Runs whose status is
 	// cancelled, in any order.
 	CancelledRuns []int64
+	// Owned lists the running jobs owned by the process, with their fences,
+	// when HeartbeatParams.Owned was set (read after the heartbeat's update).
+	Owned []OwnedJob
+}
+
+// OwnedJob names one claim the database holds for a process.
+type OwnedJob struct {
+	JobID int64
+	Fence int64
 }
 
 // DeregisterProcessParams are the arguments of Backend.DeregisterProcess.

@@ -62,6 +62,18 @@ type Config struct {
 	// begins; after it their contexts are cancelled and their claims
 	// released. Default 10s.
 	ShutdownGrace time.Duration
+	// CallTimeout bounds each database call the supervisor makes (a claim, a
+	// heartbeat, a reap, one commit attempt, a release), so that a link that
+	// goes silent (packets dropped, never answered) fails the call instead of
+	// hanging it. Default: the client's Config.CallTimeout (10s).
+	CallTimeout time.Duration
+	// ReleaseTimeout is how long shutdown may take after ShutdownGrace to
+	// commit what finished, release the remaining claims and deregister;
+	// whatever the network does, Run returns within ShutdownGrace +
+	// ReleaseTimeout of the cancellation (plus the time a step takes to
+	// return after its context is cancelled). Claims it could not release are
+	// recovered by the reaper. Default 5s.
+	ReleaseTimeout time.Duration
 	// Logger defaults to the client's logger.
 	Logger *slog.Logger
 	// Hooks observe the supervisor's lifecycle.
@@ -97,6 +109,11 @@ type Supervisor struct {
 	// epoch grows each time this process finds it was reaped: jobs claimed
 	// in an earlier epoch were reset by the reaper and must not start.
 	epoch atomic.Int64
+
+	// ledger holds the claims this process runs or has queued; reconcile
+	// asks the heartbeat loop to compare it with the database at once.
+	ledger    *ledger
+	reconcile chan struct{}
 }
 
 // New returns a Supervisor for client. It does no I/O until Run.
@@ -110,7 +127,7 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 		c = *cfg
 	}
 	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 ||
-		c.HeartbeatInterval < 0 || c.ReapInterval < 0 {
+		c.HeartbeatInterval < 0 || c.ReapInterval < 0 || c.CallTimeout < 0 || c.ReleaseTimeout < 0 {
 		return nil, &ConfigError{Reason: "negative Workers or duration"}
 	}
 	if c.Workers == 0 {
@@ -140,6 +157,15 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = eng.CallTimeout
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = engine.DefaultCallTimeout
+	}
+	if c.ReleaseTimeout == 0 {
+		c.ReleaseTimeout = 5 * time.Second
+	}
 	if c.ProcessID == "" {
 		var buf [8]byte
 		_, _ = rand.Read(buf[:])
@@ -149,7 +175,8 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if c.Logger == nil {
 		c.Logger = eng.Logger
 	}
-	return &Supervisor{cfg: c, eng: eng, b: eng.Backend, logger: c.Logger.With(slog.String(engine.AttrProcess, c.ProcessID)), wake: make(chan struct{}, 1)}, nil
+	return &Supervisor{cfg: c, eng: eng, b: eng.Backend, logger: c.Logger.With(slog.String(engine.AttrProcess, c.ProcessID)),
+		wake: make(chan struct{}, 1), ledger: newLedger(), reconcile: make(chan struct{}, 1)}, nil
 }
 
 // ConfigError reports an invalid Config.
@@ -162,8 +189,9 @@ func (s *Supervisor) ProcessID() string { return s.cfg.ProcessID }
 
 // Run registers the process and runs its loops until ctx is cancelled, then
 // shuts down gracefully: no new claims, in-flight steps get ShutdownGrace to
-// finish, then their claims are released and the process deregistered. Run
-// returns nil after a clean shutdown, or the error that kept it from starting.
+// finish, then their claims are released and the process deregistered, all
+// within ReleaseTimeout. Run returns nil after a shutdown, or the error that
+// kept it from starting.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -184,6 +212,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	// hardCtx outlives ctx by the grace period: it bounds step executions.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
+	// finalCtx outlives it by ReleaseTimeout: it bounds commits and releases,
+	// so that shutdown ends whatever the network does.
+	finalCtx, finalCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer finalCancel()
 
 	var loops sync.WaitGroup
 	start := func(name string, fn func(context.Context)) {
@@ -193,29 +225,37 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	start("heartbeat", s.heartbeatLoop)
 	var inflight sync.WaitGroup
 	if s.cfg.Role != RoleMaintenance {
-		start("fetch", func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, &inflight) })
+		start("fetch", func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, finalCtx, &inflight) })
 	}
 	if s.cfg.Role != RoleWorker {
 		start("reaper", s.reapLoop)
 		start("stranded", s.strandedLoop)
 	}
 	<-ctx.Done()
+	deadline := time.Now().Add(s.cfg.ShutdownGrace + s.cfg.ReleaseTimeout)
+	stopFinal := time.AfterFunc(time.Until(deadline), finalCancel)
+	defer stopFinal.Stop()
 	loops.Wait()
 
 	// Graceful shutdown: wait for in-flight steps, up to the grace period.
 	done := make(chan struct{})
 	go func() { inflight.Wait(); close(done) }()
+	grace := time.NewTimer(s.cfg.ShutdownGrace)
+	defer grace.Stop()
 	select {
 	case <-done:
-	case <-time.After(s.cfg.ShutdownGrace):
+	case <-grace.C:
 		s.logger.Warn("ductwork: shutdown grace period over, cancelling in-flight steps")
 		hardCancel()
 		<-done
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Deregistering releases whatever the process still owns. It gets what
+	// is left of the release window; if that is nothing (the link is silent),
+	// the reaper recovers the claims.
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	if err := s.b.DeregisterProcess(cctx, &backend.DeregisterProcessParams{ProcessID: s.cfg.ProcessID}); err != nil {
-		s.logger.Warn("ductwork: deregister failed; the reaper will recover this process's claims", slog.String("error", err.Error()))
+		s.logger.Warn("ductwork: deregister failed; the reaper will recover this process's claims", slog.Any("error", err))
 	}
 	if f := s.cfg.Hooks.OnStopFunc; f != nil {
 		engine.SafeCall(ctx, s.logger, "OnStopFunc", func() { f(s.cfg.ProcessID) })
@@ -227,9 +267,11 @@ func (s *Supervisor) register(ctx context.Context) error {
 	host, _ := os.Hostname()
 	delay := 100 * time.Millisecond
 	for {
-		_, err := s.b.RegisterProcess(ctx, &backend.RegisterProcessParams{
+		cctx, cancel := s.callCtx(ctx)
+		_, err := s.b.RegisterProcess(cctx, &backend.RegisterProcessParams{
 			ProcessID: s.cfg.ProcessID, Host: host, PID: os.Getpid(), Definitions: s.eng.Refs(),
 		})
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -278,6 +320,21 @@ func (s *Supervisor) supervise(ctx context.Context, name string, fn func(context
 	}
 }
 
+// callCtx bounds one database call by CallTimeout.
+func (s *Supervisor) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.CallTimeout)
+}
+
+// reconcileSoon asks the heartbeat loop to reconcile without waiting for its
+// next tick (a call that may have claimed jobs failed, or a commit whose
+// reply was lost turned out to have landed).
+func (s *Supervisor) reconcileSoon() {
+	select {
+	case s.reconcile <- struct{}{}:
+	default:
+	}
+}
+
 func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -286,16 +343,22 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.reconcile:
 		}
 		// The heartbeat also asks which runs of the jobs this process holds
 		// were cancelled (by another process): their queued jobs must not
-		// start and their executing steps must stop.
-		res, err := s.b.Heartbeat(ctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID, Runs: s.eng.HeldRuns()})
+		// start and their executing steps must stop; and which jobs the
+		// database says the process owns (see reconcileOwned).
+		cctx, cancel := s.callCtx(ctx)
+		res, err := s.b.Heartbeat(cctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID, Runs: s.eng.HeldRuns(),
+			Owned: s.cfg.Role != RoleMaintenance})
+		cancel()
 		if err == nil {
 			for _, id := range res.CancelledRuns {
 				s.eng.RunCancelled(id)
 			}
 			s.eng.RetryReleases(ctx)
+			s.reconcileOwned(ctx, res.Owned)
 		}
 		if errors.Is(err, backend.ErrProcessNotFound) {
 			s.epoch.Add(1)
@@ -309,11 +372,39 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 	}
 }
 
+// reconcileOwned releases the claims the database holds for this process
+// that it is not running and has not queued: claims made by a call whose
+// reply was lost (a batch claim, or a completion's ClaimNext). Nobody in the
+// process will run them, and the reaper never frees the work of a live
+// process, so without this they would stay claimed for as long as the process
+// lives. They are released as a crash re-run: due at once, no retry spent.
+// Claiming calls still in flight when the list was read are waited for
+// first, so a claim whose reply is on its way is never taken for a stray.
+func (s *Supervisor) reconcileOwned(ctx context.Context, owned []backend.OwnedJob) {
+	if len(owned) == 0 {
+		return
+	}
+	if !s.ledger.settle(ctx, s.cfg.HeartbeatInterval) {
+		return // try again on the next heartbeat
+	}
+	strays := s.ledger.strays(owned)
+	for _, o := range strays {
+		s.logger.WarnContext(ctx, "ductwork: releasing a claim this process holds but is not running (the reply of the call that made it was lost)",
+			slog.Int64(engine.AttrStepID, o.JobID))
+		s.eng.ReleaseLost(ctx, s.cfg.ProcessID, &backend.Job{ID: o.JobID, Fence: o.Fence})
+	}
+	if len(strays) > 0 {
+		s.Wake()
+	}
+}
+
 func (s *Supervisor) reapLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReapInterval)
 	defer t.Stop()
 	for {
-		res, err := s.b.Reap(ctx, &backend.ReapParams{ProcessID: s.cfg.ProcessID, Threshold: s.cfg.ReapThreshold})
+		cctx, cancel := s.callCtx(ctx)
+		res, err := s.b.Reap(cctx, &backend.ReapParams{ProcessID: s.cfg.ProcessID, Threshold: s.cfg.ReapThreshold})
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			s.logger.Warn("ductwork: reap failed", slog.String("error", err.Error()))
 		} else if err == nil && (len(res.Processes) > 0 || res.Jobs > 0) {
@@ -337,7 +428,9 @@ func (s *Supervisor) strandedLoop(ctx context.Context) {
 	defer t.Stop()
 	reported := map[backend.DefinitionRef]bool{}
 	for {
-		res, err := s.b.StrandedDefinitions(ctx, &backend.StrandedDefinitionsParams{Known: s.eng.Refs()})
+		cctx, cancel := s.callCtx(ctx)
+		res, err := s.b.StrandedDefinitions(cctx, &backend.StrandedDefinitionsParams{Known: s.eng.Refs()})
+		cancel()
 		if err == nil && len(res.Definitions) > 0 {
 			var fresh []backend.StrandedDefinition
 			for _, d := range res.Definitions {
@@ -371,13 +464,19 @@ func (s *Supervisor) Wake() {
 // work executes job and then, on the same slot, the next step that its
 // completion claimed for this process (a chain runs without a claim
 // round-trip per step).
-func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
+func (s *Supervisor) work(ctx, hardCtx, finalCtx context.Context, job *backend.Job) {
 	for job != nil {
 		claimNext := 1
 		if ctx.Err() != nil {
 			claimNext = 0 // shutting down: claim nothing new
 		}
-		res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job, claimNext)
+		res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job, engine.ExecOptions{
+			ClaimNext: claimNext, CommitCtx: finalCtx, Tracker: s.ledger})
+		s.ledger.drop(job)
+		if res.Replayed {
+			// Jobs the landed commit claimed are owned but not in res.Next.
+			s.reconcileSoon()
+		}
 		switch {
 		case res.Retried && res.RetryAfter > 0:
 			s.wakeAfter(res.RetryAfter)
@@ -390,7 +489,8 @@ func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
 			s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, res.Next)
 			for _, extra := range res.Next[1:] {
 				// Not asked for, but claimed: give it back rather than hold it.
-				s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, extra)
+				s.eng.Release(finalCtx, s.cfg.ProcessID, extra)
+				s.ledger.drop(extra)
 			}
 		}
 		if res.NewJobs > len(res.Next) || res.Retried {
@@ -403,16 +503,17 @@ func (s *Supervisor) work(ctx, hardCtx context.Context, job *backend.Job) {
 // call into user code, but should anything still panic while executing a
 // job, the worker logs it and gives the claim back instead of taking the
 // process down (and, through the reaper, every process after it).
-func (s *Supervisor) workSafely(ctx, hardCtx context.Context, job *backend.Job) {
+func (s *Supervisor) workSafely(ctx, hardCtx, finalCtx context.Context, job *backend.Job) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.ErrorContext(ctx, "ductwork: executing a step panicked outside user code; releasing its claim",
 				slog.Int64(engine.AttrStepID, job.ID), slog.String(engine.AttrStep, job.NodeID),
 				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, job)
+			s.eng.Release(finalCtx, s.cfg.ProcessID, job)
+			s.ledger.drop(job)
 		}
 	}()
-	s.work(ctx, hardCtx, job)
+	s.work(ctx, hardCtx, finalCtx, job)
 }
 
 // wakeAfter wakes the pool when work this process scheduled becomes due
@@ -424,7 +525,7 @@ func (s *Supervisor) wakeAfter(d time.Duration) {
 	}
 }
 
-func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.WaitGroup) {
+func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight *sync.WaitGroup) {
 	// Claimed jobs wait in queue for one of Workers executors. The queue
 	// holds up to Prefetch jobs, so under load one claim transaction serves
 	// several steps instead of one per freed slot.
@@ -456,16 +557,18 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 					// before the heartbeat noticed), and then it is ours and
 					// nobody else will ever run it. Releasing is right both
 					// ways: it is fenced, so it changes nothing in the first.
-					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, q.job)
+					s.eng.Release(finalCtx, s.cfg.ProcessID, q.job)
+					s.ledger.drop(q.job)
 					continue
 				}
 				if ctx.Err() != nil {
 					// Shutting down: a job not yet started goes back at once.
-					s.eng.Release(context.WithoutCancel(ctx), s.cfg.ProcessID, q.job)
+					s.eng.Release(finalCtx, s.cfg.ProcessID, q.job)
+					s.ledger.drop(q.job)
 					continue
 				}
 				busy.Add(1)
-				s.workSafely(ctx, hardCtx, q.job)
+				s.workSafely(ctx, hardCtx, finalCtx, q.job)
 				busy.Add(-1)
 				signal()
 			}
@@ -490,13 +593,21 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx context.Context, inflight *sync.Wait
 		var jobs []*backend.Job
 		epoch := s.epoch.Load()
 		if want > 0 && len(refs) > 0 {
-			res, err := s.b.Claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want, Definitions: refs})
+			end := s.ledger.BeginClaim()
+			cctx, cancel := s.callCtx(ctx)
+			res, err := s.b.Claim(cctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want, Definitions: refs})
+			cancel()
 			if err != nil {
+				end(nil)
+				// The claim may have landed with its reply lost: its jobs
+				// are then owned by this process, which does not know them.
+				s.reconcileSoon()
 				if ctx.Err() == nil {
 					s.logger.Warn("ductwork: claim failed", slog.String("error", err.Error()), slog.Duration("retry_after", delay))
 				}
 				delay = min(delay*2, 5*time.Second)
 			} else {
+				end(res.Jobs)
 				jobs = res.Jobs
 				delay = s.cfg.PollInterval
 				s.eng.Hold(jobs...)

@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"Claims", testClaims},
 		{"ClaimNext", testClaimNext},
 		{"Fencing", testFencing},
+		{"Ambiguous", testAmbiguous},
 		{"Reaper", testReaper},
 		{"Joins", testJoins},
 		{"Detached", testDetached},

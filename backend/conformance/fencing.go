@@ -71,15 +71,18 @@ func fencingWrongOwner(t *testing.T, h Harness) {
 	complete(t, b, j, proc, enc(t, "done"), backend.Plan{CompleteRun: true})
 }
 
-// fencingCompleteTwice: a second Complete with the same claim is
-// ErrStaleClaim and keeps the first output.
+// fencingCompleteTwice: a second Complete with the same claim (a retry after
+// a lost reply) is reported as replayed and changes nothing: the first output
+// and plan stay, the second plan is not applied.
 func fencingCompleteTwice(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	proc, j := startRoot(t, b, defA)
 	complete(t, b, j, proc, enc(t, "first"), backend.Plan{Jobs: []backend.NewJob{{NodeID: "next"}}})
-	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, "second"),
+	res, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, "second"),
 		Plan: backend.Plan{Jobs: []backend.NewJob{{NodeID: "other"}}}})
-	wantErr(t, "second Complete", err, backend.ErrStaleClaim)
+	if err != nil || !res.Replayed || res.NewJobs != 0 || len(res.Claimed) != 0 {
+		t.Fatalf("second Complete = %+v, %v; want Replayed with no new or claimed jobs", res, err)
+	}
 	info := jobByID(t, b, j.RunID, j.ID)
 	if !equalBytes(info.Output, enc(t, "first")) {
 		t.Errorf("job output = %s; want the first completion's", short(info.Output))
@@ -91,6 +94,9 @@ func fencingCompleteTwice(t *testing.T, h Harness) {
 	wantErr(t, "Fail after Complete", err, backend.ErrStaleClaim)
 	_, err = b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence})
 	wantErr(t, "Release after Complete", err, backend.ErrStaleClaim)
+	// Another process presenting the same fence is no replay.
+	_, err = b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc + "-other", Fence: j.Fence, Output: enc(t, "x")})
+	wantErr(t, "Complete by another owner", err, backend.ErrStaleClaim)
 }
 
 // fencingReleaseReclaim: a released job is due at once with the same

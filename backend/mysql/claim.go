@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
 )
@@ -41,9 +42,11 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 	selectArgs = append(selectArgs, limit)
 
 	var jobs []*backend.Job
+	t0 := time.Now()
+	defer func() { b.observeTx(time.Since(t0)) }()
 	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
 		var err error
-		jobs, err = claimTx(ctx, tx, params.ProcessID, selectQ, selectArgs)
+		jobs, err = claimTx(ctx, b.preparedTx(tx), params.ProcessID, selectQ, selectArgs)
 		return err
 	})
 	if err != nil {
@@ -52,7 +55,7 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 	return &backend.ClaimResult{Jobs: jobs}, nil
 }
 
-func claimTx(ctx context.Context, tx *sql.Tx, processID, selectQ string, selectArgs []any) ([]*backend.Job, error) {
+func claimTx(ctx context.Context, tx querier, processID, selectQ string, selectArgs []any) ([]*backend.Job, error) {
 	rows, err := tx.QueryContext(ctx, selectQ, selectArgs...)
 	if err != nil {
 		return nil, err
@@ -131,7 +134,7 @@ func claimTx(ctx context.Context, tx *sql.Tx, processID, selectQ string, selectA
 	return jobs, nil
 }
 
-func loadJoinInputs(ctx context.Context, tx *sql.Tx, byJoin map[int64]*backend.Job) error {
+func loadJoinInputs(ctx context.Context, tx querier, byJoin map[int64]*backend.Job) error {
 	args := make([]any, 0, len(byJoin))
 	for id := range byJoin {
 		args = append(args, id)

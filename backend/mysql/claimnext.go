@@ -10,7 +10,8 @@ import (
 
 const (
 	qClaimNextSelect = `SELECT id, input, is_join, join_id, attempt, retry_base, crashes, fence, created_at, due_at
-FROM ductwork_jobs WHERE run_id = ? AND node_id = ? AND scope = ? AND status = 'pending' AND due_at <= ?`
+FROM ductwork_jobs WHERE run_id = ? AND node_id = ? AND scope = ? AND status = 'pending' AND due_at <= ?
+  AND (SELECT r.status FROM ductwork_runs r WHERE r.id = ?) = 'running'`
 	qClaimNextUpdate = `UPDATE ductwork_jobs SET status = 'running', fence = fence + 1, process_id = ?, started_at = ?
 WHERE id = ? AND status = 'pending'`
 )
@@ -20,16 +21,9 @@ WHERE id = ? AND status = 'pending'`
 // caller runs it next without a separate claim. Only a running run's job is
 // claimed. The job was inserted by this transaction, so no other claimer can
 // see, let alone hold, it.
-func (b *Backend) claimNext(ctx context.Context, tx *sql.Tx, p *backend.CompleteParams, runID, now int64) (*backend.Job, error) {
+func (b *Backend) claimNext(ctx context.Context, tx ptx, p *backend.CompleteParams, runID, now int64) (*backend.Job, error) {
 	node, scope, ok := p.Plan.NextDue()
 	if !ok {
-		return nil, nil
-	}
-	var status string
-	if err := tx.QueryRowContext(ctx, qRunStatus, runID).Scan(&status); err != nil {
-		return nil, err
-	}
-	if status != backend.RunRunning {
 		return nil, nil
 	}
 	var (
@@ -37,7 +31,7 @@ func (b *Backend) claimNext(ctx context.Context, tx *sql.Tx, p *backend.Complete
 		joinID           sql.NullInt64
 		createdAt, dueAt int64
 	)
-	err := tx.QueryRowContext(ctx, qClaimNextSelect, runID, node, scope, now).
+	err := tx.QueryRowContext(ctx, qClaimNextSelect, runID, node, scope, now, runID).
 		Scan(&j.ID, &j.Input, &j.Join, &joinID, &j.Attempt, &j.RetryBase, &j.Crashes, &j.Fence, &createdAt, &dueAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil

@@ -36,7 +36,28 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	}
 	req := &completeReq{ctx: ctx, params: params}
 	b.group.Do(req, b.commitGroup)
+	if errors.Is(req.err, backend.ErrStaleClaim) {
+		status, _, runStatus, err := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+		if err == nil && status == backend.JobCompleted {
+			// An earlier call with this claim committed; its reply was lost.
+			return &backend.CompleteResult{Replayed: true,
+				RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
+		}
+	}
 	return req.res, req.err
+}
+
+// claimOutcome reads what became of the claim (jobID, fence, processID)
+// after a fenced write matched nothing: the job's status if the claim still
+// names it ("" if the job moved on), whether that claim halted the run, and
+// the run's status.
+func (b *Backend) claimOutcome(ctx context.Context, jobID, fence int64, processID string) (status string, halted bool, runStatus string, err error) {
+	var st, rs []byte
+	err = b.db.QueryRowContext(ctx, qClaimOutcome, jobID, fence, processID).Scan(&st, &rs, &halted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, "", nil
+	}
+	return string(st), halted, string(rs), err
 }
 
 func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
@@ -51,7 +72,8 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 	return &res, nil
 }
 
-func (b *Backend) completeTx(ctx context.Context, tx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
+func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
+	tx := b.preparedTx(sqlTx)
 	r, err := tx.ExecContext(ctx, qCompleteJob, p.Output, p.JobID, p.Fence, p.ProcessID)
 	if err != nil {
 		return err
@@ -172,7 +194,7 @@ func advanceRun(ctx context.Context, tx *sql.Tx, plan *backend.Plan, output []by
 
 // insertJobs inserts jobs with multi-row INSERTs of at most InsertBatchRows
 // rows and about insertBatchBytes bytes of input each.
-func (b *Backend) insertJobs(ctx context.Context, tx *sql.Tx, runID, now int64, jobs []backend.NewJob) error {
+func (b *Backend) insertJobs(ctx context.Context, tx querier, runID, now int64, jobs []backend.NewJob) error {
 	const insertBatchBytes = 4 << 20
 	for len(jobs) > 0 {
 		n, size := 0, 0
@@ -253,7 +275,8 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		return &backend.FailResult{}, nil
 	}
 	var res backend.FailResult
-	err := b.withTx(ctx, op, func(tx *sql.Tx) error {
+	err := b.withTx(ctx, op, func(sqlTx *sql.Tx) error {
+		tx := b.preparedTx(sqlTx)
 		res = backend.FailResult{}
 		r, err := tx.ExecContext(ctx, qFailJob, params.Error, params.Stack, params.JobID, params.Fence, params.ProcessID)
 		if err != nil {
@@ -270,7 +293,7 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		if err := tx.QueryRowContext(ctx, qJobRun, params.JobID).Scan(&runID, &node, &scope, &attempt); err != nil {
 			return err
 		}
-		r, err = tx.ExecContext(ctx, qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, runID)
+		r, err = tx.ExecContext(ctx, qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, params.JobID, params.Fence, runID)
 		if err != nil {
 			return err
 		}
@@ -278,6 +301,13 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		res.Halted = n == 1
 		return err
 	})
+	if errors.Is(err, backend.ErrStaleClaim) {
+		status, byThis, _, oerr := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+		if oerr == nil && status == backend.JobFailed {
+			// An earlier call with this claim committed; its reply was lost.
+			return &backend.FailResult{Replayed: true, Halted: byThis}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -96,6 +96,10 @@ type Backend struct {
 
 	// group coalesces concurrent completions (group.go).
 	group groupcommit.Batcher[*completeReq]
+	// prepared holds the statements prepared once (prepared.go).
+	prepared preparedSet
+	// txTime tracks how long write transactions take (group.go).
+	txTime txTime
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -161,6 +165,7 @@ func (b *Backend) Now(ctx context.Context) (time.Time, error) {
 // never closes the *sql.DB passed to New, which the caller owns.
 func (b *Backend) Close(ctx context.Context) error {
 	b.closed.Store(true)
+	b.closePrepared()
 	return nil
 }
 

@@ -91,7 +91,31 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 		}
 		res.CancelledRuns = append(res.CancelledRuns, found...)
 	}
+	if params.Owned {
+		var err error
+		if res.Owned, err = b.ownedJobs(ctx, params.ProcessID); err != nil {
+			return nil, mapErr("heartbeat", err)
+		}
+	}
 	return res, nil
+}
+
+// ownedJobs lists the running jobs processID owns.
+func (b *Backend) ownedJobs(ctx context.Context, processID string) ([]backend.OwnedJob, error) {
+	rows, err := b.db.QueryContext(ctx, qOwnedJobs, processID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	owned := []backend.OwnedJob{}
+	for rows.Next() {
+		var o backend.OwnedJob
+		if err := rows.Scan(&o.JobID, &o.Fence); err != nil {
+			return nil, err
+		}
+		owned = append(owned, o)
+	}
+	return owned, rows.Err()
 }
 
 // DeregisterProcess, in one transaction, makes the process's running jobs

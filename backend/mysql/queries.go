@@ -28,8 +28,10 @@ const (
 // Trigger.
 const (
 	qInsertRun = `INSERT INTO ductwork_runs
-  (pipeline, fingerprint, status, input, output, error, metadata, identity, created_at, updated_at)
-VALUES (?, ?, 'running', ?, NULL, NULL, ?, ?, ` + nowUS + `, ` + nowUS + `)`
+  (pipeline, fingerprint, status, input, output, error, metadata, identity, created_at, updated_at, trigger_key)
+VALUES (?, ?, 'running', ?, NULL, NULL, ?, ?, ` + nowUS + `, ` + nowUS + `, ?)`
+	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input
+FROM ductwork_runs r WHERE r.pipeline = ? AND r.trigger_key = ?`
 	qInsertFirstJob = `INSERT INTO ductwork_jobs
   (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
@@ -99,8 +101,14 @@ WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 	qFailJob = `UPDATE ductwork_jobs SET status = 'failed', error = ?, error_stack = ?, finished_at = ` + nowUS + fenced
 	qJobRun  = "SELECT run_id, node_id, scope, attempt FROM ductwork_jobs WHERE id = ?"
 	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, halt_node = ?, halt_scope = ?, halt_cause = ?,
-  halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
+  halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `, halted_job_id = ?, halted_fence = ?
 WHERE id = ? AND status IN ('running', 'waiting')`
+	// qClaimOutcome reads what became of a claim whose fenced write matched
+	// nothing (see claimOutcome).
+	qClaimOutcome = `SELECT j.status, COALESCE(r.status, ''),
+  COALESCE(r.halted_job_id = j.id AND r.halted_fence = j.fence, 0)
+FROM ductwork_jobs j LEFT JOIN ductwork_runs r ON r.id = j.run_id
+WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
 	// A release is not a crash (crashes is left as it is) unless the
 	// releaser says the execution was lost (the first parameter, 0 or 1).
 	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
@@ -118,6 +126,7 @@ ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VA
 	// not matched, rows unless the DSN sets clientFoundRows).
 	qHeartbeat      = "UPDATE ductwork_processes SET heartbeat_at = " + nowUS + ", beats = beats + 1 WHERE id = ?"
 	qProcessBeat    = "SELECT heartbeat_at FROM ductwork_processes WHERE id = ?"
+	qOwnedJobs      = "SELECT id, fence FROM ductwork_jobs WHERE process_id = ? AND status = 'running' ORDER BY id"
 	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL
 WHERE process_id = ? AND status = 'running'`
 	qDeleteProcess  = "DELETE FROM ductwork_processes WHERE id = ?"

@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -24,7 +25,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{"Pipeline", params.Pipeline}, {"Fingerprint", params.Fingerprint},
-		{"First.NodeID", params.First.NodeID}, {"First.Scope", params.First.Scope},
+		{"First.NodeID", params.First.NodeID}, {"First.Scope", params.First.Scope}, {"Key", params.Key},
 	} {
 		if err := checkLen(f.name, f.v); err != nil {
 			return nil, err
@@ -34,9 +35,13 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	if err != nil {
 		return nil, fmt.Errorf("ductwork/mysql: %s: encode metadata: %w", op, err)
 	}
+	var key any
+	if params.Key != "" {
+		key = params.Key
+	}
 	var res backend.TriggerResult
 	insert := func(q querier) error {
-		r, err := q.ExecContext(ctx, qInsertRun, params.Pipeline, params.Fingerprint, params.Input, meta, params.Identity)
+		r, err := q.ExecContext(ctx, qInsertRun, params.Pipeline, params.Fingerprint, params.Input, meta, params.Identity, key)
 		if err != nil {
 			return err
 		}
@@ -57,12 +62,35 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 			return nil, fmt.Errorf("ductwork/mysql: %s: got %T, want *sql.Tx: %w", op, params.Tx, backend.ErrUnsupportedTx)
 		}
 		if err := insert(tx); err != nil {
+			if params.Key != "" && isDuplicate(err) {
+				// A duplicate key rolls back the statement, not the
+				// caller's transaction.
+				return b.triggerExisting(ctx, tx, params)
+			}
 			return nil, mapErr(op, err)
 		}
 		return &res, nil
 	}
 	if err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(tx) }); err != nil {
+		if params.Key != "" && isDuplicate(err) {
+			return b.triggerExisting(ctx, b.db, params)
+		}
 		return nil, err
 	}
 	return &res, nil
+}
+
+// triggerExisting returns the run that holds params.Key in its pipeline (a
+// keyed trigger found the key taken), or backend.ErrKeyConflict if that run
+// was started with another input.
+func (b *Backend) triggerExisting(ctx context.Context, q querier, params *backend.TriggerParams) (*backend.TriggerResult, error) {
+	res := &backend.TriggerResult{Existing: true}
+	var input []byte
+	if err := q.QueryRowContext(ctx, qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input); err != nil {
+		return nil, mapErr("trigger", err)
+	}
+	if !bytes.Equal(input, params.Input) {
+		return nil, fmt.Errorf("ductwork/mysql: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
+	}
+	return res, nil
 }

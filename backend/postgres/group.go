@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -80,6 +81,8 @@ func (b *Backend) commitGroup(group []*completeReq) {
 // it returns false, and the caller applies the group with savepoints.
 func (b *Backend) tryPipelined(group []*completeReq) bool {
 	batch := &pgx.Batch{}
+	ctx, cancel := groupcommit.Context(contexts(group))
+	defer cancel()
 	for _, r := range group {
 		if r.ctx.Err() != nil {
 			return false
@@ -87,7 +90,7 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		r.res = &backend.CompleteResult{}
 		r.wake = b.queueComplete(batch, r.params, r.res)
 	}
-	br := b.pool.SendBatch(context.Background(), batch)
+	br := b.pool.SendBatch(ctx, batch)
 	crashInFlight(groupParams(group)...)
 	if err := br.Close(); err != nil {
 		return false
@@ -107,7 +110,8 @@ func groupParams(group []*completeReq) []*backend.CompleteParams {
 // tryGroup applies the group in one transaction. A per-completion failure
 // is recorded on its request; the returned error is the transaction's.
 func (b *Backend) tryGroup(group []*completeReq) error {
-	ctx := context.Background()
+	ctx, cancel := groupcommit.Context(contexts(group))
+	defer cancel()
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -139,4 +143,13 @@ func (b *Backend) tryGroup(group []*completeReq) error {
 	}
 	crashInFlight(groupParams(group)...)
 	return tx.Commit(ctx)
+}
+
+// contexts lists the callers' contexts of a group.
+func contexts(group []*completeReq) []context.Context {
+	out := make([]context.Context, len(group))
+	for i, r := range group {
+		out[i] = r.ctx
+	}
+	return out
 }

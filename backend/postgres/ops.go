@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	res := &backend.TriggerResult{}
 	first := params.First
+	if params.Key != "" {
+		return b.triggerKeyed(ctx, q, params, meta)
+	}
 	if first.Delay > 0 {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
 			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).Scan(&res.RunID, &res.JobID)
@@ -74,6 +78,60 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		return nil, mapErr("trigger", err)
 	}
 	return res, nil
+}
+
+// triggerKeyed is Trigger with an idempotency key: the insert does nothing
+// on a key already used in the pipeline, and the existing run is read back.
+func (b *Backend) triggerKeyed(ctx context.Context, q queryer, params *backend.TriggerParams, meta map[string]string) (*backend.TriggerResult, error) {
+	res := &backend.TriggerResult{}
+	first := params.First
+	err := q.QueryRow(ctx, b.q.triggerKeyed, params.Pipeline, params.Fingerprint, params.Input, meta,
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Key).Scan(&res.RunID, &res.JobID)
+	if err == nil {
+		if first.Delay <= 0 {
+			if params.Tx == nil {
+				b.notifyLater()
+			} else if _, err := q.Exec(ctx, b.q.notify, b.channel); err != nil {
+				return nil, mapErr("trigger", err)
+			}
+		}
+		return res, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, mapErr("trigger", err)
+	}
+	var input []byte
+	if err := q.QueryRow(ctx, b.q.triggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input); err != nil {
+		return nil, mapErr("trigger", err)
+	}
+	if !bytes.Equal(input, params.Input) {
+		return nil, fmt.Errorf("ductwork/postgres: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
+	}
+	res.Existing = true
+	return res, nil
+}
+
+// claimOutcome reads what became of the claim (jobID, fence, processID)
+// after a fenced write matched nothing: the job's status if the claim still
+// names it ("" if it moved on), and whether that claim halted the run.
+func (b *Backend) claimOutcome(ctx context.Context, jobID, fence int64, processID string) (status string, halted bool, runStatus string, err error) {
+	err = b.pool.QueryRow(ctx, b.q.claimOutcome, jobID, fence, processID).Scan(&status, &runStatus, &halted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, "", nil
+	}
+	return status, halted, runStatus, err
+}
+
+// replayComplete is called when a completion matched no running claim: if
+// the job is completed under this claim, an earlier call committed (its reply
+// was lost) and the completion is reported as replayed.
+func (b *Backend) replayComplete(ctx context.Context, params *backend.CompleteParams, cause error) (*backend.CompleteResult, error) {
+	status, _, runStatus, err := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+	if err != nil || status != backend.JobCompleted {
+		return nil, cause
+	}
+	return &backend.CompleteResult{Replayed: true,
+		RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
 }
 
 // sendBatch runs batch on a pool (as one implicit transaction) or in a tx.
@@ -163,7 +221,11 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := checkPlan(&params.Plan); err != nil {
 		return nil, err
 	}
-	return b.groupComplete(ctx, params)
+	res, err := b.groupComplete(ctx, params)
+	if errors.Is(err, backend.ErrStaleClaim) {
+		return b.replayComplete(ctx, params, err)
+	}
+	return res, err
 }
 
 // checkLen refuses, before any statement runs, a value above its limit (see
@@ -348,7 +410,15 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		return nil, mapErr("fail", err)
 	}
 	if failed == 0 {
-		return nil, fmt.Errorf("ductwork/postgres: fail: %w", backend.ErrStaleClaim)
+		stale := fmt.Errorf("ductwork/postgres: fail: %w", backend.ErrStaleClaim)
+		if params.Retry {
+			return nil, stale
+		}
+		status, byThis, _, err := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+		if err != nil || status != backend.JobFailed {
+			return nil, stale
+		}
+		return &backend.FailResult{Replayed: true, Halted: byThis}, nil
 	}
 	return &backend.FailResult{Halted: halted > 0}, nil
 }
@@ -407,7 +477,12 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 	if runs == nil {
 		runs = []int64{}
 	}
-	err := b.pool.QueryRow(ctx, b.q.heartbeat, params.ProcessID, runs).Scan(&res.At, &res.CancelledRuns)
+	var err error
+	if params.Owned {
+		err = b.heartbeatOwned(ctx, params.ProcessID, runs, res)
+	} else {
+		err = b.pool.QueryRow(ctx, b.q.heartbeat, params.ProcessID, runs).Scan(&res.At, &res.CancelledRuns)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("ductwork/postgres: heartbeat %q: %w", params.ProcessID, backend.ErrProcessNotFound)
 	}
@@ -415,6 +490,26 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 		return nil, mapErr("heartbeat", err)
 	}
 	return res, nil
+}
+
+// heartbeatOwned refreshes the heartbeat and lists the owned jobs in one
+// round trip (a pipelined batch).
+func (b *Backend) heartbeatOwned(ctx context.Context, processID string, runs []int64, res *backend.HeartbeatResult) error {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q.heartbeat, processID, runs).QueryRow(func(row pgx.Row) error { return row.Scan(&res.At, &res.CancelledRuns) })
+	batch.Queue(b.q.owned, processID).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		res.Owned = []backend.OwnedJob{}
+		for rows.Next() {
+			var o backend.OwnedJob
+			if err := rows.Scan(&o.JobID, &o.Fence); err != nil {
+				return err
+			}
+			res.Owned = append(res.Owned, o)
+		}
+		return rows.Err()
+	})
+	return b.pool.SendBatch(ctx, batch).Close()
 }
 
 // DeregisterProcess releases the process's running jobs (due at once,

@@ -23,6 +23,29 @@ WITH r AS (
 )
 SELECT r.id, j.id FROM r, j`
 
+// sqlTriggerKeyed is sqlTrigger with an idempotency key ($10): on a key
+// already used in the pipeline it inserts nothing and returns no row (the
+// caller then reads the existing run with sqlTriggerExisting, in a new
+// statement, which sees a concurrent trigger's committed row).
+const sqlTriggerKeyed = `
+WITH r AS (
+	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata, trigger_key)
+	VALUES ($1, $2, 'running', $3, $4, $10)
+	ON CONFLICT (pipeline, trigger_key) WHERE trigger_key IS NOT NULL DO NOTHING
+	RETURNING id
+), j AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
+	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond'
+	FROM r
+	RETURNING id
+)
+SELECT r.id, j.id FROM r, j`
+
+const sqlTriggerExisting = `
+SELECT r.id, coalesce((SELECT min(j.id) FROM {schema}.ductwork_jobs AS j WHERE j.run_id = r.id), 0), r.input
+FROM {schema}.ductwork_runs AS r
+WHERE r.pipeline = $1 AND r.trigger_key = $2`
+
 // sqlClaim takes due jobs of running runs whose definition is one of the
 // ($2, $3) pairs, skipping rows other claimers hold. The run check is a
 // correlated subquery (OFFSET 0 keeps it from being flattened into a join),
@@ -194,6 +217,17 @@ RETURNING status = 'completed' AND outstanding = 0`
 
 const sqlNotify = `SELECT pg_notify($1, '')`
 
+// sqlClaimOutcome reads what became of a claim whose fenced write matched
+// nothing: the job's status if it is still owned under that fence (a
+// completed or failed status then means an earlier call with the same claim
+// committed), and whether that claim's failure halted the run.
+const sqlClaimOutcome = `
+SELECT j.status, coalesce(r.status, ''),
+	coalesce(r.halted_job_id = j.id AND r.halted_fence = j.fence, false)
+FROM {schema}.ductwork_jobs AS j
+LEFT JOIN {schema}.ductwork_runs AS r ON r.id = j.run_id
+WHERE j.id = $1 AND j.fence = $2 AND j.process_id = $3`
+
 const sqlFailRetry = `
 UPDATE {schema}.ductwork_jobs
 SET status = 'pending', attempt = attempt + 1, due_at = now() + $5::bigint * interval '1 microsecond',
@@ -211,7 +245,8 @@ WITH j AS (
 ), r AS (
 	UPDATE {schema}.ductwork_runs AS r
 	SET status = 'halted', error = $4, halt_node = j.node_id, halt_scope = j.scope, halt_cause = $6,
-		halt_attempt = j.attempt, halt_stack = $5, updated_at = now()
+		halt_attempt = j.attempt, halt_stack = $5, updated_at = now(),
+		halted_job_id = $1, halted_fence = $2
 	FROM j
 	WHERE r.id = j.run_id AND r.status IN ('running', 'waiting')
 	RETURNING r.id
@@ -246,6 +281,11 @@ SELECT h.heartbeat_at, ARRAY(
 	SELECT r.id FROM {schema}.ductwork_runs AS r
 	WHERE r.id = ANY($2::bigint[]) AND r.status = 'cancelled')
 FROM h`
+
+// sqlOwned lists the running jobs a process owns (served by the partial
+// index on process_id of running rows).
+const sqlOwned = `
+SELECT id, fence FROM {schema}.ductwork_jobs WHERE process_id = $1 AND status = 'running' ORDER BY id`
 
 const sqlDeregisterProcess = `
 WITH j AS (
@@ -372,7 +412,8 @@ const (
 
 // queries holds the statements rendered for one schema.
 type queries struct {
-	trigger, claim, claimNext                                          string
+	trigger, triggerKeyed, triggerExisting, claimOutcome, owned        string
+	claim, claimNext                                                   string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
 	lockRun, cancelJobs                                                string
@@ -388,6 +429,10 @@ func renderQueries(schema string) queries {
 	r := strings.NewReplacer("{schema}", pgx.Identifier{schema}.Sanitize())
 	return queries{
 		trigger:           r.Replace(sqlTrigger),
+		triggerKeyed:      r.Replace(sqlTriggerKeyed),
+		triggerExisting:   r.Replace(sqlTriggerExisting),
+		claimOutcome:      r.Replace(sqlClaimOutcome),
+		owned:             r.Replace(sqlOwned),
 		claim:             r.Replace(sqlClaim),
 		claimNext:         r.Replace(sqlClaimNext),
 		completeJob:       r.Replace(sqlCompleteJob),

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 )
 
 // Group commit. All writes go through one connection, so concurrent
@@ -43,7 +44,9 @@ func (b *Backend) commitGroup(group []*completeReq) {
 		}
 		return
 	}
-	err := b.inTx(context.Background(), func(t *txn) error {
+	ctx, cancel := groupcommit.Context(contexts(group))
+	defer cancel()
+	err := b.inTx(ctx, func(t *txn) error {
 		for _, r := range group {
 			r.res, r.err = nil, nil
 			if err := r.ctx.Err(); err != nil {
@@ -74,4 +77,13 @@ func (b *Backend) commitGroup(group []*completeReq) {
 			r.res, r.err = nil, err
 		}
 	}
+}
+
+// contexts lists the callers' contexts of a group.
+func contexts(group []*completeReq) []context.Context {
+	out := make([]context.Context, len(group))
+	for i, r := range group {
+		out[i] = r.ctx
+	}
+	return out
 }

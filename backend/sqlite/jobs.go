@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -24,9 +25,28 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		return nil, fmt.Errorf("sqlite: trigger: metadata: %w", err)
 	}
 	var res backend.TriggerResult
+	var key any
+	if params.Key != "" {
+		key = params.Key
+	}
 	insert := func(t *txn) error {
+		res = backend.TriggerResult{}
+		if params.Key != "" {
+			var input []byte
+			err := t.queryRow(qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input)
+			if err == nil {
+				if !bytes.Equal(input, params.Input) {
+					return fmt.Errorf("trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
+				}
+				res.Existing = true
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		runFloor, jobFloor := b.ids.floors()
-		r, err := t.exec(qInsertRun, runFloor, params.Pipeline, params.Fingerprint, params.Input, string(meta), params.Identity)
+		r, err := t.exec(qInsertRun, runFloor, params.Pipeline, params.Fingerprint, params.Input, string(meta), params.Identity, key)
 		if err != nil {
 			return err
 		}
@@ -190,7 +210,32 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if b.closed.Load() {
 		return nil, errClosed("complete")
 	}
-	return b.groupComplete(ctx, params)
+	res, err := b.groupComplete(ctx, params)
+	if errors.Is(err, backend.ErrStaleClaim) {
+		status, _, runStatus, oerr := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+		if oerr == nil && status == backend.JobCompleted {
+			// An earlier call with this claim committed; its reply was lost.
+			return &backend.CompleteResult{Replayed: true,
+				RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
+		}
+	}
+	return res, err
+}
+
+// claimOutcome reads what became of the claim (jobID, fence, processID)
+// after a fenced write matched nothing: the job's status if the claim still
+// names it ("" if the job moved on), whether that claim halted the run, and
+// the run's status.
+func (b *Backend) claimOutcome(ctx context.Context, jobID, fence int64, processID string) (status string, halted bool, runStatus string, err error) {
+	row, err := b.readRow(ctx, qClaimOutcome, jobID, fence, processID)
+	if err != nil {
+		return "", false, "", err
+	}
+	err = row.Scan(&status, &runStatus, &halted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, "", nil
+	}
+	return status, halted, runStatus, err
 }
 
 // completeIn applies one Complete inside the write transaction t.
@@ -377,10 +422,17 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		if err != nil {
 			return err
 		}
-		n, err := t.execCount(qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, runID)
+		n, err := t.execCount(qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, params.JobID, params.Fence, runID)
 		res.Halted = n == 1
 		return err
 	})
+	if errors.Is(err, backend.ErrStaleClaim) {
+		status, byThis, _, oerr := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
+		if oerr == nil && status == backend.JobFailed {
+			// An earlier call with this claim committed; its reply was lost.
+			return &backend.FailResult{Replayed: true, Halted: byThis}, nil
+		}
+	}
 	if err != nil {
 		return nil, mapErr("fail", err)
 	}

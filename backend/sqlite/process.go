@@ -52,6 +52,24 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 		return nil, mapErr("heartbeat", err)
 	}
 	res := &backend.HeartbeatResult{At: fromMicros(at)}
+	if params.Owned {
+		rows, err := b.readRows(ctx, qOwnedJobs, params.ProcessID)
+		if err != nil {
+			return nil, mapErr("heartbeat", err)
+		}
+		defer func() { _ = rows.Close() }()
+		res.Owned = []backend.OwnedJob{}
+		for rows.Next() {
+			var o backend.OwnedJob
+			if err := rows.Scan(&o.JobID, &o.Fence); err != nil {
+				return nil, mapErr("heartbeat", err)
+			}
+			res.Owned = append(res.Owned, o)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, mapErr("heartbeat", err)
+		}
+	}
 	if len(params.Runs) > 0 {
 		if res.CancelledRuns, err = b.cancelledRuns(ctx, params.Runs); err != nil {
 			return nil, mapErr("heartbeat", err)

@@ -26,9 +26,9 @@ const (
 	// qInsertRun and qInsertFirstJob take an explicit ID: the next one of
 	// sqlite_sequence, or past the highest this Backend handed out, whichever
 	// is greater (see ids.go).
-	qInsertRun = `INSERT INTO ductwork_runs (id, pipeline, fingerprint, status, input, metadata, identity, created_at, updated_at)
+	qInsertRun = `INSERT INTO ductwork_runs (id, pipeline, fingerprint, status, input, metadata, identity, created_at, updated_at, trigger_key)
 VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_runs'), 0) + 1),
-    ?, ?, 'running', ?, ?, ?, ` + nowUS + `, ` + nowUS + `)`
+    ?, ?, 'running', ?, ?, ?, ` + nowUS + `, ` + nowUS + `, ?)`
 
 	qInsertFirstJob = `INSERT INTO ductwork_jobs (id, run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_jobs'), 0) + 1),
@@ -37,6 +37,20 @@ VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_
 	// qRaiseSequence raises a table's sqlite_sequence to at least an ID
 	// handed out in a transaction that may have been rolled back.
 	qRaiseSequence = `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?`
+
+	// qTriggerExisting finds the run holding a trigger key (one writer, so
+	// reading it in the write transaction before inserting is race free).
+	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input
+FROM ductwork_runs r WHERE r.pipeline = ? AND r.trigger_key = ?`
+
+	// qClaimOutcome reads what became of a claim whose fenced write matched
+	// nothing: an earlier call with the same claim may have committed.
+	qClaimOutcome = `SELECT j.status, COALESCE(r.status, ''),
+  COALESCE(r.halted_job_id = j.id AND r.halted_fence = j.fence, 0)
+FROM ductwork_jobs j LEFT JOIN ductwork_runs r ON r.id = j.run_id
+WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
+
+	qOwnedJobs = `SELECT id, fence FROM ductwork_jobs WHERE process_id = ? AND status = 'running' ORDER BY id`
 
 	qInsertJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
@@ -118,7 +132,8 @@ SET status = 'failed', error = ?, error_stack = ?, finished_at = ` + nowUS + fen
 RETURNING run_id, node_id, scope, attempt`
 
 	qHaltRun = `UPDATE ductwork_runs SET status = 'halted', error = ?, halt_node = ?, halt_scope = ?,
-    halt_cause = ?, halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `
+    halt_cause = ?, halt_attempt = ?, halt_stack = ?, updated_at = ` + nowUS + `,
+    halted_job_id = ?, halted_fence = ?
 WHERE id = ? AND status IN ('running', 'waiting')`
 
 	// A release is not a crash (Crashes is left as it is) unless the

@@ -45,6 +45,9 @@ type Engine struct {
 	// an error wrapping ErrSimulatedCrash loses the execution as a crash
 	// would (the claim is released, no retry is spent).
 	Intercept func(sc step.Context, node *graph.Node, scope string, next func() (any, error)) (any, error)
+	// CallTimeout bounds each database call the engine makes (one commit
+	// attempt, one release); 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
 
 	mu     sync.RWMutex
 	defs   map[backend.DefinitionRef]*graph.Graph
@@ -217,6 +220,39 @@ func (e *Engine) runFinished(runID int64) {
 	}
 }
 
+// DefaultCallTimeout bounds one database call when no timeout is configured.
+const DefaultCallTimeout = 10 * time.Second
+
+// WithCallTimeout returns ctx bounded by the engine's call timeout.
+func (e *Engine) WithCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := e.CallTimeout
+	if d <= 0 {
+		d = DefaultCallTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Tracker learns which claims a process holds. The engine calls BeginClaim
+// before a completion that may claim jobs for the process (ClaimNext), and
+// the function it returns after that call, with the jobs it claimed (none if
+// it failed). A supervisor uses it to tell the claims it runs from claims the
+// database gives it that nobody in the process will run (a reply lost).
+type Tracker interface {
+	BeginClaim() (end func(claimed []*backend.Job))
+}
+
+// ExecOptions are the options of Execute.
+type ExecOptions struct {
+	// ClaimNext > 0 asks the completion to claim up to that many of the jobs
+	// it creates, returned in Result.Next.
+	ClaimNext int
+	// CommitCtx bounds the commit (with its retries) and any release; nil
+	// means a context that outlives runCtx and is never cancelled.
+	CommitCtx context.Context
+	// Tracker, if set, is told about the completion's claims.
+	Tracker Tracker
+}
+
 // Result is what Execute did.
 type Result struct {
 	// Completed: the output was committed. NewJobs counts jobs it created.
@@ -238,25 +274,34 @@ type Result struct {
 	// Cancelled: the job's run was cancelled; the step did not start, or
 	// its context was cancelled and nothing was committed.
 	Cancelled bool
-	Err       error
+	// Replayed: a commit attempt whose reply was lost had in fact committed
+	// (Completed or Halted is then set as that commit decided). Jobs that
+	// commit claimed for this process are not in Next; they are owned by the
+	// process until its reconciliation releases them.
+	Replayed bool
+	Err      error
 }
 
 // Execute runs one claimed job to a committed outcome. runCtx bounds the
-// step's execution (cancelled after the shutdown grace period); commits use a
-// context that outlives it. With claimNext > 0 the completion also claims up
-// to that many of the jobs it creates, returned in Result.Next for the caller
-// to execute.
+// step's execution (cancelled after the shutdown grace period); commits use
+// opts.CommitCtx, which outlives it. With opts.ClaimNext > 0 the completion
+// also claims up to that many of the jobs it creates, returned in Result.Next
+// for the caller to execute.
 //
 // The job must have been recorded with Hold; Execute drops it when done. A job
 // of a run known to be cancelled is not started; a step whose run is
 // cancelled while it executes has its context cancelled with ErrRunCancelled
 // as the cause, and its outcome is not committed (the cancel took its claim).
-func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job, claimNext int) Result {
+func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.Job, opts ExecOptions) Result {
 	defer e.drop(job)
 	crashpoint.Hit(crashpoint.AfterClaim)
 	ref := backend.DefinitionRef{Pipeline: job.Pipeline, Fingerprint: job.Fingerprint}
 	g, ok := e.Lookup(ref)
-	commitCtx := context.WithoutCancel(runCtx)
+	commitCtx := opts.CommitCtx
+	if commitCtx == nil {
+		commitCtx = context.WithoutCancel(runCtx)
+	}
+	claimNext := opts.ClaimNext
 	if e.isCancelled(job.RunID) {
 		// Claimed before the cancel committed: give it back (the cancel made
 		// the claim stale, so this changes nothing; it is fenced).
@@ -364,10 +409,21 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
 	var cr *backend.CompleteResult
 	err = e.retryCommit(commitCtx, logger, func(ctx context.Context) error {
+		var end func([]*backend.Job)
+		if opts.Tracker != nil && claimNext > 0 {
+			end = opts.Tracker.BeginClaim()
+		}
 		var err error
 		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
 			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan, ClaimNext: claimNext,
 		})
+		if end != nil {
+			if err != nil {
+				end(nil)
+			} else {
+				end(cr.Claimed)
+			}
+		}
 		return err
 	})
 	crashpoint.Hit(crashpoint.AfterCommit)
@@ -388,6 +444,9 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		end(StepEnd{Err: err})
 		return Result{Err: err}
 	}
+	if cr.Replayed {
+		logger.get().InfoContext(commitCtx, "ductwork: the commit whose reply was lost had landed; result kept")
+	}
 	end(StepEnd{RunCompleted: cr.RunCompleted})
 	if cr.RunCompleted {
 		e.runFinished(job.RunID)
@@ -405,7 +464,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		}
 	}
 	e.Hold(cr.Claimed...)
-	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed}
+	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed, Replayed: cr.Replayed}
 }
 
 // ErrSimulatedCrash, returned through Engine.Intercept, makes an execution
@@ -557,6 +616,9 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		return Result{Retried: true, RetryAfter: params.RetryAfter, Err: stepErr}
 	}
 	logger.get().WarnContext(ctx, "ductwork: step failed, run halts", slog.Any("error", stepErr), slog.String("cause", string(params.Cause)))
+	if fr.Replayed {
+		logger.get().InfoContext(ctx, "ductwork: the failure whose reply was lost had landed", slog.Bool("halted", fr.Halted))
+	}
 	if !fr.Halted {
 		e.forgetHalt(job) // another failure halted the run first
 	} else {
@@ -574,7 +636,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 			}
 		}
 	}
-	return Result{Halted: fr.Halted, Err: stepErr}
+	return Result{Halted: fr.Halted, Replayed: fr.Replayed, Err: stepErr}
 }
 
 // abandon gives up on committing job's outcome (the database stayed
@@ -631,20 +693,46 @@ func (e *Engine) Release(ctx context.Context, processID string, job *backend.Job
 }
 
 func (e *Engine) release(ctx context.Context, processID string, job *backend.Job) error {
-	_, err := e.Backend.Release(ctx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence})
+	return e.releaseAs(ctx, processID, job, false)
+}
+
+func (e *Engine) releaseAs(ctx context.Context, processID string, job *backend.Job, crashed bool) error {
+	ctx, cancel := e.WithCallTimeout(ctx)
+	defer cancel()
+	_, err := e.Backend.Release(ctx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Crashed: crashed})
 	return err
 }
 
+// ReleaseLost gives back a claim whose execution was lost (a claim made by
+// a call whose reply never arrived): a crash re-run, Crashes+1 and no retry
+// spent. A stale claim needs no release; another failure is logged and left
+// to the next reconciliation, which finds the claim again.
+func (e *Engine) ReleaseLost(ctx context.Context, processID string, job *backend.Job) {
+	err := e.releaseAs(ctx, processID, job, true)
+	if err != nil && !errors.Is(err, backend.ErrStaleClaim) {
+		e.Logger.WarnContext(ctx, "ductwork: release of a lost claim failed; retrying on the next heartbeat", slog.Any("error", err))
+	}
+}
+
 // retryCommit retries fn while the database is unreachable, with capped
-// exponential backoff, for up to two minutes. A stale claim, a closed
+// exponential backoff, for up to two minutes or until ctx is done. Each
+// attempt is bounded by the call timeout, so an attempt whose link went
+// silent (packets dropped, never answered) is given up and retried; the
+// backend's operations are idempotent per claim, so a retry after a commit
+// whose reply was lost learns that it landed. A stale claim, a closed
 // backend and a permanent error (backend.IsPermanent) are final.
 func (e *Engine) retryCommit(ctx context.Context, logger *jobLogger, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	delay := 50 * time.Millisecond
 	for {
-		err := fn(ctx)
+		actx, cancel := e.WithCallTimeout(ctx)
+		err := fn(actx)
+		cancel()
 		if err == nil || errors.Is(err, backend.ErrStaleClaim) || errors.Is(err, backend.ErrClosed) ||
 			backend.IsPermanent(err) || time.Now().After(deadline) {
+			return err
+		}
+		if ctx.Err() != nil {
 			return err
 		}
 		logger.get().WarnContext(ctx, "ductwork: commit failed, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))

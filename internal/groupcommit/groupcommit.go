@@ -8,7 +8,11 @@
 // been processed.
 package groupcommit
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // Batcher groups items of type T. The zero value is not usable; set Max.
 type Batcher[T any] struct {
@@ -71,4 +75,23 @@ func (b *Batcher[T]) Do(item T, run func(group []T)) {
 		}()
 		run(items)
 	}()
+}
+
+// Context returns a context for processing a group whose callers passed
+// ctxs: not cancelled when one caller gives up (the others still wait for
+// the group), but bounded by the latest of their deadlines, so that a link
+// gone silent cannot hold the group, and every caller, for ever. It has no
+// deadline if one of the callers has none.
+func Context(ctxs []context.Context) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range ctxs {
+		d, ok := c.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
 }
