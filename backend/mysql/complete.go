@@ -167,7 +167,7 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 // (backend.Plan.Detached) and completes the run when none is left. A halted
 // run keeps the count and the output for when it is revived; a cancelled or
 // completed run is left as it is.
-func advanceRun(ctx context.Context, tx *sql.Tx, plan *backend.Plan, output []byte, runID int64, res *backend.CompleteResult) error {
+func advanceRun(ctx context.Context, tx querier, plan *backend.Plan, output []byte, runID int64, res *backend.CompleteResult) error {
 	var (
 		status      string
 		outstanding int

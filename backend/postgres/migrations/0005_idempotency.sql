@@ -1,4 +1,4 @@
--- Ductwork PostgreSQL schema, version 4: what lets a caller learn the outcome
+-- Ductwork PostgreSQL schema, version 5: what lets a caller learn the outcome
 -- of a write whose reply was lost.
 --
 -- trigger_key: a trigger's idempotency key, unique per pipeline, so that a
