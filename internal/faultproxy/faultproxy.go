@@ -318,7 +318,8 @@ func (t *cutToxic) Pipe(stub *toxics.ToxicStub) {
 			case bytes.Contains(c.Data, mark):
 				state.armed = true
 				// A chunk holding both the statement and its commit.
-				fire = len(commit) > 0 && bytes.Contains(c.Data[bytes.Index(c.Data, mark):], commit)
+				_, after, _ := bytes.Cut(c.Data, mark)
+				fire = len(commit) > 0 && bytes.Contains(after, commit)
 			}
 			if fire && !take(&shared.fired, t.Times) {
 				fire = false
