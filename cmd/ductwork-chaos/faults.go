@@ -18,9 +18,17 @@ import (
 const (
 	// workerGrace is the workers' supervisor.Config.ShutdownGrace.
 	workerGrace = 5 * time.Second
-	// shutdownBound is how much longer than its grace a supervisor may
-	// take to return after SIGTERM, whatever the network does.
-	shutdownBound = 5 * time.Second
+	// workerRelease is the workers' supervisor.Config.ReleaseTimeout: Run
+	// returns within workerGrace+workerRelease of the signal, whatever the
+	// network does.
+	workerRelease = 3 * time.Second
+	// shutdownBound is how much longer than its grace a worker process may
+	// take to exit after SIGTERM: the supervisor's release window plus 2 s
+	// to close the worker's database handles and check for leaks.
+	shutdownBound = workerRelease + 2*time.Second
+	// teardownLimit is how long a worker waits for its database handles to
+	// close after the supervisor returned.
+	teardownLimit = 1500 * time.Millisecond
 )
 
 // phaseReport is what one network fault did and what was checked after it.

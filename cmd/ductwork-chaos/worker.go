@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/ductwork-go/ductwork"
@@ -32,6 +33,9 @@ type workerConfig struct {
 	Exec *storeConfig `json:"exec,omitempty"`
 }
 
+// signalledAt is when the worker's shutdown signal arrived.
+var signalledAt atomic.Value
+
 // exitLeak is a worker's exit status when goroutines outlived its shutdown.
 const exitLeak = 3
 
@@ -51,6 +55,7 @@ func runWorker(raw string) int {
 
 	ctx, stop := supervisor.SignalContext(context.Background())
 	defer stop()
+	go func() { <-ctx.Done(); signalledAt.Store(time.Now()) }()
 	baseline := runtime.NumGoroutine()
 
 	b, closeB, err := openBackend(ctx, wc.Store, wc.Workers+4, logger)
@@ -69,8 +74,22 @@ func runWorker(raw string) int {
 		return 1
 	}
 	code := superviseLoop(ctx, wc, b, x, logger)
-	closeB()
-	_ = x.db.Close()
+	// The supervisor has returned within its bound. Closing the database
+	// handles over a partitioned link can take the driver's own timeouts
+	// (pgxpool waits on connections it cannot say goodbye on); a process
+	// that is exiting does not wait for that, as an application would not.
+	closed := make(chan struct{})
+	go func() {
+		closeB()
+		_ = x.db.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(teardownLimit):
+		fmt.Fprintf(os.Stderr, "chaos worker %d: database handles still closing %s after the supervisor returned; exiting without waiting (no leak check)\n", os.Getpid(), teardownLimit)
+		return code
+	}
 	if code == 0 && !noLeak(baseline) {
 		return exitLeak
 	}
@@ -112,7 +131,7 @@ func superviseLoop(ctx context.Context, wc workerConfig, b backend.Backend, x *e
 	for try := 1; ; try++ {
 		sup, err := supervisor.New(client, &supervisor.Config{
 			Workers: wc.Workers, PollInterval: wc.Poll, HeartbeatInterval: wc.Heartbeat,
-			ReapThreshold: wc.ReapThreshold, ReapInterval: wc.ReapInterval, ShutdownGrace: workerGrace,
+			ReapThreshold: wc.ReapThreshold, ReapInterval: wc.ReapInterval, ShutdownGrace: workerGrace, ReleaseTimeout: workerRelease,
 			// The pid in the process ID tells which worker a reap hit.
 			ProcessID: fmt.Sprintf("chaos-pid%d-%d", os.Getpid(), try),
 			Hooks: supervisor.Hooks{OnReapFunc: func(res *backend.ReapResult) {
@@ -127,6 +146,9 @@ func superviseLoop(ctx context.Context, wc workerConfig, b backend.Backend, x *e
 		}
 		err = sup.Run(ctx)
 		if err == nil || ctx.Err() != nil {
+			if at, ok := signalledAt.Load().(time.Time); ok {
+				fmt.Fprintf(os.Stderr, "chaos worker %d: supervisor returned %s after the signal\n", os.Getpid(), time.Since(at).Round(time.Millisecond))
+			}
 			return 0
 		}
 		if time.Now().After(deadline) {

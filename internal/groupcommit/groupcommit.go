@@ -11,6 +11,7 @@ package groupcommit
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,19 +80,46 @@ func (b *Batcher[T]) Do(item T, run func(group []T)) {
 
 // Context returns a context for processing a group whose callers passed
 // ctxs: not cancelled when one caller gives up (the others still wait for
-// the group), but bounded by the latest of their deadlines, so that a link
-// gone silent cannot hold the group, and every caller, for ever. It has no
-// deadline if one of the callers has none.
+// the group), but cancelled once every caller has given up, and bounded by
+// the latest of their deadlines, so that a link gone silent cannot hold the
+// group, and every caller, for ever. It has no deadline if one of the
+// callers has none.
 func Context(ctxs []context.Context) (context.Context, context.CancelFunc) {
 	var latest time.Time
+	bounded := len(ctxs) > 0
 	for _, c := range ctxs {
 		d, ok := c.Deadline()
 		if !ok {
-			return context.WithCancel(context.Background())
+			bounded = false
+			break
 		}
 		if d.After(latest) {
 			latest = d
 		}
 	}
-	return context.WithDeadline(context.Background(), latest)
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if bounded {
+		ctx, cancel = context.WithDeadline(context.Background(), latest)
+	} else {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
+	// A shutdown cancels its callers' contexts before their deadlines: the
+	// group must not outlive the last of them.
+	var left atomic.Int64
+	left.Store(int64(len(ctxs)))
+	stops := make([]func() bool, 0, len(ctxs))
+	for _, c := range ctxs {
+		stops = append(stops, context.AfterFunc(c, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
 }

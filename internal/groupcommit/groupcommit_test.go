@@ -1,9 +1,11 @@
 package groupcommit
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestEveryItemProcessedOnceAndGroupsBounded(t *testing.T) {
@@ -59,4 +61,40 @@ func TestPanicInRunReleasesTheGroup(t *testing.T) {
 	if !done {
 		t.Fatal("the batcher is stuck after a panic")
 	}
+}
+
+// The group's context outlives a caller that gives up while others wait,
+// ends when the last caller gives up (a shutdown cancels contexts long
+// before their deadlines), and keeps the latest deadline.
+func TestContextEndsWithTheLastCaller(t *testing.T) {
+	a, cancelA := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelA()
+	b, cancelB := context.WithTimeout(context.Background(), 2*time.Hour)
+	defer cancelB()
+	ctx, cancel := Context([]context.Context{a, b})
+	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) < time.Hour+30*time.Minute {
+		t.Fatalf("deadline = %v, %v; want the latest caller's (about 2h)", d, ok)
+	}
+	cancelA()
+	select {
+	case <-ctx.Done():
+		t.Fatal("the group's context ended when one of two callers gave up")
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancelB()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the group's context outlived every caller")
+	}
+	// Without deadlines, the same rule.
+	c, cancelC := context.WithCancel(context.Background())
+	ctx2, cancel2 := Context([]context.Context{c})
+	defer cancel2()
+	if _, ok := ctx2.Deadline(); ok {
+		t.Fatal("a group of callers without deadlines got one")
+	}
+	cancelC()
+	<-ctx2.Done()
 }
