@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -126,6 +127,34 @@ func (c *Client) Register(defs ...Definition) error {
 		c.eng.Register(d.Graph())
 	}
 	return nil
+}
+
+// SaveDefinitions stores the shape of every definition registered with c
+// (once per version; a version already stored costs a read), so tools such
+// as the dashboard draw its runs without the pipeline's code. A supervisor
+// does this when it starts; call it when runs are triggered from a process
+// that runs no supervisor.
+func (c *Client) SaveDefinitions(ctx context.Context) error {
+	defs, err := c.eng.StoredDefinitions()
+	if err != nil {
+		return fmt.Errorf("ductwork: save definitions: %w", err)
+	}
+	_, err = c.b.SaveDefinitions(ctx, &backend.SaveDefinitionsParams{Definitions: defs})
+	return err
+}
+
+// Definition returns the stored shape of a definition version, or
+// ErrDefinitionNotFound.
+func (c *Client) Definition(ctx context.Context, ref backend.DefinitionRef) (*backend.Shape, error) {
+	d, err := c.b.GetDefinition(ctx, &backend.GetDefinitionParams{Ref: ref})
+	if err != nil {
+		return nil, err
+	}
+	var s backend.Shape
+	if err := json.Unmarshal(d.Shape, &s); err != nil {
+		return nil, fmt.Errorf("ductwork: stored shape of %s@%s: %w", ref.Pipeline, ref.Fingerprint, err)
+	}
+	return &s, nil
 }
 
 // checkLimits refuses a definition whose names the backend cannot store.

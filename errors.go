@@ -22,6 +22,8 @@ var (
 	ErrUnsupportedTx   = backend.ErrUnsupportedTx
 	ErrClosed          = backend.ErrClosed
 	ErrProcessNotFound = backend.ErrProcessNotFound
+	// ErrDefinitionNotFound: no stored shape for a definition version.
+	ErrDefinitionNotFound = backend.ErrDefinitionNotFound
 	// ErrNotMigrated: the backend's tables do not exist; run its Migrate.
 	// Every backend returns it (wrapped) from every operation then.
 	ErrNotMigrated = backend.ErrNotMigrated

@@ -137,6 +137,16 @@ type Backend interface {
 	// never claim. Callers report them; nothing is changed.
 	StrandedDefinitions(ctx context.Context, params *StrandedDefinitionsParams) (*StrandedDefinitionsResult, error)
 
+	// SaveDefinitions stores the shape of each definition version in
+	// params.Definitions once per (pipeline, fingerprint). A version already
+	// stored is left as it is (the first shape stored wins) and costs a read,
+	// not a write. It is idempotent and safe from many processes at once.
+	SaveDefinitions(ctx context.Context, params *SaveDefinitionsParams) (*SaveDefinitionsResult, error)
+
+	// GetDefinition returns one stored definition version, or
+	// ErrDefinitionNotFound.
+	GetDefinition(ctx context.Context, params *GetDefinitionParams) (*StoredDefinition, error)
+
 	// Now returns the database's clock.
 	Now(ctx context.Context) (time.Time, error)
 

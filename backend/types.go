@@ -46,6 +46,9 @@ var (
 	// ErrUnsupportedTx: the transaction handed to Trigger is not of the type
 	// this backend joins.
 	ErrUnsupportedTx = errors.New("ductwork: transaction type not supported by this backend")
+	// ErrDefinitionNotFound: no definition version with that pipeline and
+	// fingerprint is stored.
+	ErrDefinitionNotFound = errors.New("ductwork: definition not stored")
 	// ErrClosed: the backend or its database handle has been closed.
 	ErrClosed = errors.New("ductwork: database is closed")
 	// ErrNotMigrated: the backend's tables do not exist, or lack a column
@@ -527,4 +530,82 @@ type StrandedDefinitionsResult struct {
 type StrandedDefinition struct {
 	DefinitionRef
 	Runs int
+}
+
+// SaveDefinitionsParams are the arguments of Backend.SaveDefinitions.
+type SaveDefinitionsParams struct {
+	Definitions []StoredDefinition
+}
+
+// SaveDefinitionsResult is the result of Backend.SaveDefinitions.
+type SaveDefinitionsResult struct {
+	// Inserted counts the definitions that were not stored before this call.
+	Inserted int
+}
+
+// StoredDefinition is the shape of one definition version as stored: Shape
+// is an opaque document (JSON, see Shape) that the backend keeps as given.
+type StoredDefinition struct {
+	DefinitionRef
+	Shape []byte
+	// CreatedAt is when the version was first stored (database clock); set by
+	// GetDefinition, ignored by SaveDefinitions.
+	CreatedAt time.Time
+}
+
+// GetDefinitionParams are the arguments of Backend.GetDefinition.
+type GetDefinitionParams struct {
+	Ref DefinitionRef
+}
+
+// Shape is the drawable form of a definition, encoded as JSON into
+// StoredDefinition.Shape so tools can draw a run's graph without the
+// pipeline's code.
+type Shape struct {
+	Pipeline    string      `json:"pipeline"`
+	Fingerprint string      `json:"fingerprint"`
+	InType      string      `json:"in_type"`
+	OutType     string      `json:"out_type"`
+	Nodes       []ShapeNode `json:"nodes"`
+	// Retries, Backoff, MaxFanOut and MaxCrashes are the pipeline's defaults.
+	Retries    int           `json:"retries,omitempty"`
+	Backoff    time.Duration `json:"backoff,omitempty"`
+	MaxBackoff time.Duration `json:"max_backoff,omitempty"`
+	MaxFanOut  int           `json:"max_fan_out,omitempty"`
+	MaxCrashes int           `json:"max_crashes,omitempty"`
+}
+
+// ShapeNode is one node of a Shape.
+type ShapeNode struct {
+	// ID is the step name, unique in the pipeline.
+	ID  string `json:"id"`
+	Pos int    `json:"pos"`
+	// Kind is the transition that reaches the node: start, chain, expand,
+	// collapse, divide, combine, case or converge.
+	Kind    string   `json:"kind"`
+	Preds   []string `json:"preds,omitempty"`
+	InType  string   `json:"in_type"`
+	OutType string   `json:"out_type"`
+	// Branch (divide), CaseKey and Fallback (case) place the node among its
+	// siblings; Join names the node that closes the branches it opens.
+	Branch   int    `json:"branch,omitempty"`
+	CaseKey  string `json:"case_key,omitempty"`
+	Fallback bool   `json:"fallback,omitempty"`
+	Diverts  bool   `json:"diverts,omitempty"`
+	Join     string `json:"join,omitempty"`
+	// Options are the step's options, as set at definition time.
+	Options ShapeOptions `json:"options"`
+}
+
+// ShapeOptions are a node's step options, as stored in a Shape.
+type ShapeOptions struct {
+	// Retries and MaxCrashes are nil when the step uses the pipeline's
+	// default.
+	Retries    *int          `json:"retries,omitempty"`
+	Backoff    time.Duration `json:"backoff,omitempty"`
+	MaxBackoff time.Duration `json:"max_backoff,omitempty"`
+	Timeout    time.Duration `json:"timeout,omitempty"`
+	Delay      time.Duration `json:"delay,omitempty"`
+	Priority   int           `json:"priority,omitempty"`
+	MaxCrashes *int          `json:"max_crashes,omitempty"`
 }

@@ -266,6 +266,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 func (s *Supervisor) register(ctx context.Context) error {
 	host, _ := os.Hostname()
 	delay := 100 * time.Millisecond
+	defs, err := s.eng.StoredDefinitions()
+	if err != nil {
+		return fmt.Errorf("supervisor: store definitions: %w", err)
+	}
 	for {
 		cctx, cancel := s.callCtx(ctx)
 		_, err := s.b.RegisterProcess(cctx, &backend.RegisterProcessParams{
@@ -273,6 +277,15 @@ func (s *Supervisor) register(ctx context.Context) error {
 		})
 		cancel()
 		if err == nil {
+			// The shapes of the definitions, for tools that draw runs. A
+			// failure costs only the drawing (tools fall back to the steps
+			// as they ran) and is retried at the next registration.
+			cctx, cancel := s.callCtx(ctx)
+			_, err := s.b.SaveDefinitions(cctx, &backend.SaveDefinitionsParams{Definitions: defs})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.logger.Warn("ductwork: cannot store definition shapes", slog.Any("error", err))
+			}
 			return nil
 		}
 		if errors.Is(err, backend.ErrClosed) || errors.Is(err, backend.ErrNotMigrated) || backend.IsPermanent(err) {

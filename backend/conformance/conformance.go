@@ -74,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"Payloads", testPayloads},
 		{"Clock", testClock},
 		{"Listing", testListing},
+		{"Definitions", testDefinitions},
 		{"EndToEnd", testEndToEnd},
 		{"CrashPoints", testCrashPoints},
 	}

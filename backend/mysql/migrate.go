@@ -203,9 +203,9 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	return nil
 }
 
-// isDuplicateColumn reports MySQL error 1060: an ADD COLUMN that an earlier,
-// interrupted Migrate already applied.
+// isDuplicateColumn reports MySQL error 1060 or 1061: an ADD COLUMN or
+// CREATE INDEX that an earlier, interrupted Migrate already applied.
 func isDuplicateColumn(err error) bool {
 	var me *gomysql.MySQLError
-	return errors.As(err, &me) && me.Number == errDuplicateColumn
+	return errors.As(err, &me) && (me.Number == errDuplicateColumn || me.Number == errDuplicateKeyName)
 }

@@ -229,12 +229,13 @@ func (b *Backend) retry(ctx context.Context, op string, fn func() error) error {
 
 // MySQL error numbers the backend acts on.
 const (
-	errLockWaitTimeout = 1205
-	errDeadlock        = 1213
-	errDuplicateKey    = 1062
-	errDuplicateColumn = 1060
-	errNoSuchTable     = 1146
-	errUnknownColumn   = 1054
+	errLockWaitTimeout  = 1205
+	errDeadlock         = 1213
+	errDuplicateKey     = 1062
+	errDuplicateColumn  = 1060
+	errNoSuchTable      = 1146
+	errUnknownColumn    = 1054
+	errDuplicateKeyName = 1061
 )
 
 // transientCodes are MySQL and MariaDB error numbers that may pass when the
@@ -333,7 +334,7 @@ func classify(err error) error {
 func isSentinel(err error) bool {
 	for _, s := range []error{
 		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
-		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrNotMigrated,
+		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrNotMigrated, backend.ErrDefinitionNotFound,
 	} {
 		if errors.Is(err, s) {
 			return true

@@ -187,6 +187,22 @@ func (e *Engine) Refs() []backend.DefinitionRef {
 	return append([]backend.DefinitionRef(nil), e.refs...)
 }
 
+// StoredDefinitions returns the shapes of the registered definition
+// versions, ready for backend.SaveDefinitions.
+func (e *Engine) StoredDefinitions() ([]backend.StoredDefinition, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]backend.StoredDefinition, 0, len(e.refs))
+	for _, ref := range e.refs {
+		d, err := e.defs[ref].StoredShape()
+		if err != nil {
+			return nil, fmt.Errorf("shape of %s: %w", ref.Pipeline, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // WaitChan returns a channel closed when this process sees run finish
 // (complete or halt). It is a hint: callers still poll the database.
 func (e *Engine) WaitChan(runID int64) (<-chan struct{}, func()) {
