@@ -57,6 +57,13 @@ func MySQLDSN(t *testing.T) string {
 // t.Cleanup after calling MySQLDB, so it runs first.
 func MySQLDB(t *testing.T) *sql.DB {
 	t.Helper()
+	db, _ := MySQLDatabase(t)
+	return db
+}
+
+// MySQLDatabase is MySQLDB that also returns the database's name.
+func MySQLDatabase(t *testing.T) (*sql.DB, string) {
+	t.Helper()
 	base := MySQLDSN(t)
 	cfg, err := mysql.ParseDSN(base)
 	if err != nil {
@@ -92,5 +99,5 @@ func MySQLDB(t *testing.T) *sql.DB {
 	if err := db.PingContext(ctx); err != nil {
 		t.Fatalf("testdb: connect to database %s: %v", name, err)
 	}
-	return db
+	return db, name
 }

@@ -1,0 +1,111 @@
+// Package windowtest opens, for tests of the window (package readmodel,
+// package dashboard, the ductwork command), a migrated backend on storage of
+// its own together with a read handle, a readmodel.Store and the database URL
+// the ductwork command takes.
+package windowtest
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"testing"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/mattn/go-sqlite3" // the read handle of SQLite
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/backend/mysql"
+	"github.com/ductwork-go/ductwork/backend/postgres"
+	"github.com/ductwork-go/ductwork/backend/sqlite"
+	"github.com/ductwork-go/ductwork/internal/testdb"
+	"github.com/ductwork-go/ductwork/readmodel"
+)
+
+// Kinds are the backends every window test runs on.
+var Kinds = []string{"sqlite", "postgres", "mysql"}
+
+// Env is a migrated backend on fresh storage and what reads it.
+type Env struct {
+	Kind    string
+	Backend backend.Backend
+	// ReadDB is a handle on the same storage for the read model.
+	ReadDB *sql.DB
+	Store  *readmodel.Store
+	// URL is the storage as the ductwork command's --database-url.
+	URL string
+}
+
+// Open returns an Env of kind (sqlite, postgres or mysql), skipping t when
+// the server's DSN variable is not set. Everything is released when t ends.
+func Open(t *testing.T, kind string) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	e := &Env{Kind: kind}
+	var dialect readmodel.Dialect
+	var cfg readmodel.Config
+	switch kind {
+	case "sqlite":
+		path := testdb.SQLitePath(t)
+		b, err := sqlite.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(context.Background()) })
+		e.Backend, dialect, e.URL = b, readmodel.SQLite, "sqlite:"+path
+		if e.ReadDB, err = sql.Open("sqlite3", "file:"+path+"?_query_only=1&_busy_timeout=5000"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.ReadDB.Close() })
+	case "postgres":
+		pool, schema := testdb.PostgresPool(t)
+		b, err := postgres.New(pool, &postgres.Config{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(context.Background()) })
+		e.Backend, dialect, cfg.Schema = b, readmodel.PostgreSQL, schema
+		e.ReadDB = stdlib.OpenDBFromPool(pool)
+		t.Cleanup(func() { _ = e.ReadDB.Close() })
+		u, err := url.Parse(testdb.PostgresDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("schema", schema)
+		u.RawQuery = q.Encode()
+		e.URL = u.String()
+	case "mysql":
+		db, name := testdb.MySQLDatabase(t)
+		b, err := mysql.New(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(context.Background()) })
+		e.Backend, e.ReadDB, dialect = b, db, readmodel.MySQL
+		c, err := gomysql.ParseDSN(testdb.MySQLDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &url.URL{Scheme: "mysql", Host: c.Addr, Path: "/" + name}
+		if c.Passwd != "" {
+			u.User = url.UserPassword(c.User, c.Passwd)
+		} else {
+			u.User = url.User(c.User)
+		}
+		e.URL = u.String()
+	default:
+		t.Fatalf("windowtest: unknown kind %q", kind)
+	}
+	if err := e.Backend.Migrate(ctx); err != nil {
+		t.Fatalf("migrate %s: %v", kind, err)
+	}
+	s, err := readmodel.New(e.ReadDB, dialect, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Store = s
+	return e
+}
