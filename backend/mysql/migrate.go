@@ -209,3 +209,12 @@ func isDuplicateColumn(err error) bool {
 	var me *gomysql.MySQLError
 	return errors.As(err, &me) && (me.Number == errDuplicateColumn || me.Number == errDuplicateKeyName)
 }
+
+// SchemaVersion is the newest schema version this package migrates to.
+func SchemaVersion() int {
+	ms, err := loadMigrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}

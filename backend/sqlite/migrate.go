@@ -140,3 +140,12 @@ func MigrationSQL() string {
 	sb.WriteString("\nCOMMIT;\n")
 	return sb.String()
 }
+
+// SchemaVersion is the newest schema version this package migrates to.
+func SchemaVersion() int {
+	ms, err := loadMigrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
