@@ -19,7 +19,7 @@ var stateColours = map[string][2]string{
 }
 
 const (
-	nodeW, nodeH = 168, 56
+	nodeW, nodeH = 200, 56
 	gapX, gapY   = 56, 22
 	pad          = 16
 )

@@ -1,0 +1,224 @@
+package dashboard_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/dashboard"
+	"github.com/ductwork-go/ductwork/internal/testdb"
+	"github.com/ductwork-go/ductwork/internal/windowtest"
+)
+
+// chromium returns the browser binary, or skips t naming what is missing.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("browser tests need Chromium: /usr/bin/chromium not found (apt-get install -y chromium)")
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile; confirm dialogs
+// are accepted.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start Chromium: %v", err)
+	}
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	return ctx
+}
+
+// within bounds one browser step.
+func within(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(within(t, ctx), chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// waitJS waits until js is true in the page. Errors of an evaluation that
+// met a navigation (a form posted, a redirect) are retried.
+func waitJS(t *testing.T, ctx context.Context, what, js string) {
+	t.Helper()
+	testdb.WaitFor(t, 30*time.Second, what+" ("+js+")", func() bool {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](js))
+		return err == nil && ok
+	})
+}
+
+const xss = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2">`
+
+// TestBrowser drives the dashboard in Chromium over a SQLite database with a
+// running supervisor: the runs page lists a halted run, its graph has the
+// expected nodes and colours, revive completes it, cancel works, an error
+// carrying markup stays text, and all of it works under a prefix.
+func TestBrowser(t *testing.T) {
+	ctx := browser(t)
+	e := windowtest.Open(t, "sqlite")
+	c := e.Client(t)
+	e.Supervise(t, c)
+	mux := http.NewServeMux()
+	h := dashboard.New(c, &dashboard.Config{Store: e.Store, PollInterval: 200 * time.Millisecond})
+	mux.Handle("/", h)
+	mux.Handle("/ops/", http.StripPrefix("/ops", h))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	windowtest.Refuse(xss)
+	t.Cleanup(func() { windowtest.Heal(xss) })
+	for range 3 {
+		e.Trigger(t, c, "a", "b", "c")
+	}
+	halted := e.Trigger(t, c, "a", xss, "c")
+	id := strconv.FormatInt(halted, 10)
+
+	t.Run("RunsPageListsHaltedRun", func(t *testing.T) {
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/runs?status=halted")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the halted run's row", `!!document.querySelector('tr[data-run="`+id+`"] .s-halted')`)
+		if n := eval[int](t, ctx, `document.querySelectorAll('table.runs tr[data-run]').length`); n != 1 {
+			t.Fatalf("halted filter lists %d runs; want 1", n)
+		}
+	})
+
+	t.Run("DAGNodesAndColours", func(t *testing.T) {
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/runs/"+id)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the graph", `document.querySelectorAll('svg.dag-svg g[data-node]').length === 3`)
+		type node struct {
+			Node, Kind, State, Fill, Counts string
+			Halted                          bool
+		}
+		nodes := eval[[]node](t, ctx, `[...document.querySelectorAll('svg.dag-svg g[data-node]')].map(g => ({
+			Node: g.dataset.node, Kind: g.dataset.kind, State: g.dataset.state,
+			Fill: g.querySelector('rect,polygon').getAttribute('fill'), Counts: g.querySelector('text.counts').textContent,
+			Halted: g.dataset.halted === 'true'}))`)
+		want := []node{
+			{"receive", "start", "completed", "#d3f9d8", "start · completed", false},
+			{"charge", "expand", "failed", "#ffe3e3", "HALTED · 2 done · 1 failed", true},
+			{"report", "collapse", "not-reached", "#f8f9fa", "collapse · not reached", false},
+		}
+		if len(nodes) != len(want) {
+			t.Fatalf("nodes %+v", nodes)
+		}
+		for i := range want {
+			if nodes[i] != want[i] {
+				t.Fatalf("node %d: %+v; want %+v", i, nodes[i], want[i])
+			}
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll('svg.dag-svg path.edge').length`); n != 2 {
+			t.Fatalf("%d edges; want 2", n)
+		}
+	})
+
+	t.Run("XSSPayloadStaysText", func(t *testing.T) {
+		if v := eval[bool](t, ctx, `window.__xss === undefined`); !v {
+			t.Fatal("the payload in the step error ran as script")
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll('main script, main img').length`); n != 0 {
+			t.Fatalf("the payload made %d elements", n)
+		}
+		if !eval[bool](t, ctx, `document.querySelector('pre.run-error').textContent.includes('<script>window.__xss=1</script>')`) {
+			t.Fatal("the error is not shown as text")
+		}
+	})
+
+	t.Run("ReviveCompletes", func(t *testing.T) {
+		windowtest.Heal(xss)
+		if err := chromedp.Do(within(t, ctx), chromedp.Click(chromedp.CSS("#revive"))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the run to show completed", `(document.getElementById('run-status')||{}).textContent === 'completed'`)
+		waitJS(t, ctx, "the report node to turn green", `document.querySelector('g[data-node="report"]').dataset.state === 'completed'`)
+	})
+
+	t.Run("CancelUnderPrefix", func(t *testing.T) {
+		tr, err := e.Backend.Trigger(t.Context(), &backend.TriggerParams{Pipeline: "orders", Fingerprint: "elsewhere", First: backend.NewJob{NodeID: "receive"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cid := strconv.FormatInt(tr.RunID, 10)
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/ops/runs/"+cid)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the stylesheet under the prefix", `getComputedStyle(document.querySelector('header')).backgroundColor === 'rgb(29, 35, 48)'`)
+		if href := eval[string](t, ctx, `document.querySelector('header a[href$="/runs"]').getAttribute('href')`); href != "/ops/runs" {
+			t.Fatalf("runs link %q; want /ops/runs", href)
+		}
+		if err := chromedp.Do(within(t, ctx), chromedp.SendKeys(chromedp.CSS("#cancel-reason"), "duplicate order"), chromedp.Click(chromedp.CSS("#cancel"))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the run to show cancelled", `(document.getElementById('run-status')||{}).textContent === 'cancelled'`)
+		if p := eval[string](t, ctx, `location.pathname`); p != "/ops/runs/"+cid {
+			t.Fatalf("after cancel at %s; want /ops/runs/%s", p, cid)
+		}
+		r, err := e.Store.Run(t.Context(), tr.RunID)
+		if err != nil || r.Status != backend.RunCancelled || r.Error != "duplicate order" {
+			t.Fatalf("run after cancel: %+v, %v", r, err)
+		}
+	})
+
+	// Screenshots for the README: DUCTWORK_SCREENSHOTS=1 go test ./dashboard -run TestBrowser
+	if os.Getenv("DUCTWORK_SCREENSHOTS") != "" {
+		bad := "order-17"
+		windowtest.Refuse(bad)
+		shot := e.Trigger(t, c, "order-11", "order-12", bad, "order-13", "order-14")
+		windowtest.Heal(bad)
+		for name, path := range map[string]string{"dashboard-overview.png": "/", "dashboard-run.png": "/runs/" + strconv.FormatInt(shot, 10)} {
+			if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+path)); err != nil {
+				t.Fatal(err)
+			}
+			png, err := chromedp.Run(within(t, ctx), chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
