@@ -59,8 +59,13 @@ type RunPage struct {
 // runColumns are the columns of Run.
 var runColumns = []string{"id", "pipeline", "fingerprint", "status", "error", "halt_node", "halt_scope", "halt_cause", "created_at", "updated_at"}
 
-func (s *Store) selectRuns(alias string) *bun.SelectQuery {
+func (s *Store) selectRuns(alias string, index ...string) *bun.SelectQuery {
 	q, args := s.table("ductwork_runs", alias)
+	if len(index) > 0 {
+		// MySQL index hint: see runsQuery.
+		q += " FORCE INDEX (?)"
+		args = append(args, bun.Ident(index[0]))
+	}
 	sq := s.db.NewSelect().TableExpr(q, args...)
 	for _, c := range runColumns {
 		sq = sq.ColumnExpr("?.?", bun.Ident(alias), bun.Ident(c))
@@ -75,6 +80,26 @@ func (s *Store) Runs(ctx context.Context, f *RunFilter) (*RunPage, error) {
 	if f == nil {
 		f = &RunFilter{}
 	}
+	q, limit := s.runsQuery(f)
+	var runs []Run
+	if err := q.Scan(ctx, &runs); err != nil {
+		return nil, fmt.Errorf("readmodel: list runs: %w", err)
+	}
+	page := &RunPage{Runs: runs}
+	if len(runs) > limit {
+		page.Runs = runs[:limit]
+		page.Next = runs[limit-1].ID
+	}
+	if page.Runs == nil {
+		page.Runs = []Run{}
+	}
+	return page, nil
+}
+
+// runsQuery composes the listing query of f and returns it with the page
+// size; it selects one row more than the page, to know whether another
+// page follows.
+func (s *Store) runsQuery(f *RunFilter) (*bun.SelectQuery, int) {
 	limit := f.Limit
 	switch {
 	case limit <= 0:
@@ -82,7 +107,20 @@ func (s *Store) Runs(ctx context.Context, f *RunFilter) (*RunPage, error) {
 	case limit > MaxPageSize:
 		limit = MaxPageSize
 	}
-	q := s.selectRuns("r")
+	timeRange := !f.From.IsZero() || !f.To.IsZero()
+	var hint []string
+	if s.dialect == MySQL && f.Pipeline != "" && !timeRange {
+		// MariaDB intersects the status and pipeline indexes and sorts the
+		// result (85 ms on 100,000 runs) where one range of the composite
+		// index in ID order stops after a page.
+		switch len(f.Statuses) {
+		case 0:
+			hint = []string{"ductwork_runs_pipeline"}
+		case 1:
+			hint = []string{"ductwork_runs_pipeline_status_id"}
+		}
+	}
+	q := s.selectRuns("r", hint...)
 	if f.Pipeline != "" {
 		q = q.Where("r.pipeline = ?", f.Pipeline)
 	}
@@ -113,19 +151,16 @@ func (s *Store) Runs(ctx context.Context, f *RunFilter) (*RunPage, error) {
 	if f.Before > 0 {
 		q = q.Where("r.id < ?", f.Before)
 	}
-	var runs []Run
-	if err := q.OrderExpr("r.id DESC").Limit(int64(limit+1)).Scan(ctx, &runs); err != nil {
-		return nil, fmt.Errorf("readmodel: list runs: %w", err)
+	order := "r.id DESC"
+	if timeRange {
+		// Read the range from the created_at index and sort it: walking the
+		// primary key backwards until the range is reached is what planners
+		// pick for ORDER BY id, and it reads every newer run first (45 ms
+		// for a range in the middle of 100,000 runs on PostgreSQL). The
+		// cost is now that of the runs in the range.
+		order = "r.id + 0 DESC"
 	}
-	page := &RunPage{Runs: runs}
-	if len(runs) > limit {
-		page.Runs = runs[:limit]
-		page.Next = runs[limit-1].ID
-	}
-	if page.Runs == nil {
-		page.Runs = []Run{}
-	}
-	return page, nil
+	return q.OrderExpr(order).Limit(int64(limit + 1)), limit
 }
 
 // escapeLike escapes the LIKE wildcards of s with a backslash.

@@ -30,7 +30,7 @@ var dockerCheck = sync.OnceValue(func() (err error) {
 })
 
 // dockerOrSkip skips t, naming envVar, when no Docker engine is reachable.
-func dockerOrSkip(t *testing.T, envVar string) {
+func dockerOrSkip(t testing.TB, envVar string) {
 	t.Helper()
 	if err := dockerCheck(); err != nil {
 		t.Skipf("%s is not set and no Docker engine is reachable to start one (%v); set %s to run this test",
@@ -48,7 +48,7 @@ type container struct {
 // get starts the server with start on first use and returns its DSN. The
 // container outlives the test that started it; testcontainers' reaper
 // removes it when the binary exits.
-func (c *container) get(t *testing.T, envVar string, start func(context.Context) (string, error)) string {
+func (c *container) get(t testing.TB, envVar string, start func(context.Context) (string, error)) string {
 	t.Helper()
 	dockerOrSkip(t, envVar)
 	c.once.Do(func() {
@@ -64,7 +64,7 @@ func (c *container) get(t *testing.T, envVar string, start func(context.Context)
 
 // randomName returns prefix followed by 16 random hex digits: a valid,
 // unquoted identifier in PostgreSQL and MySQL.
-func randomName(t *testing.T, prefix string) string {
+func randomName(t testing.TB, prefix string) string {
 	t.Helper()
 	var buf [8]byte
 	if _, err := rand.Read(buf[:]); err != nil {

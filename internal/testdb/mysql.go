@@ -22,7 +22,7 @@ var mysqlContainer container
 // MySQLDSN returns the base DSN of a MySQL or MariaDB server for tests, with
 // no database selected: the value of DUCTWORK_TEST_MYSQL_DSN, or else a
 // MariaDB container started with testcontainers-go. Without either it skips t.
-func MySQLDSN(t *testing.T) string {
+func MySQLDSN(t testing.TB) string {
 	t.Helper()
 	if dsn := os.Getenv(MySQLEnv); dsn != "" {
 		return dsn
@@ -55,14 +55,14 @@ func MySQLDSN(t *testing.T) string {
 // handle on it. When the test ends the handle is closed and the database
 // dropped; register anything that uses the handle (a backend's Close) with
 // t.Cleanup after calling MySQLDB, so it runs first.
-func MySQLDB(t *testing.T) *sql.DB {
+func MySQLDB(t testing.TB) *sql.DB {
 	t.Helper()
 	db, _ := MySQLDatabase(t)
 	return db
 }
 
 // MySQLDatabase is MySQLDB that also returns the database's name.
-func MySQLDatabase(t *testing.T) (*sql.DB, string) {
+func MySQLDatabase(t testing.TB) (*sql.DB, string) {
 	t.Helper()
 	base := MySQLDSN(t)
 	cfg, err := mysql.ParseDSN(base)

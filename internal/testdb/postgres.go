@@ -19,7 +19,7 @@ var postgresContainer container
 // PostgresDSN returns the base DSN of a PostgreSQL database for tests: the
 // value of DUCTWORK_TEST_POSTGRES_DSN, or else a container started with
 // testcontainers-go. Without either it skips t.
-func PostgresDSN(t *testing.T) string {
+func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	if dsn := os.Getenv(PostgresEnv); dsn != "" {
 		return dsn
@@ -43,7 +43,7 @@ func PostgresDSN(t *testing.T) string {
 // When the test ends the schema is dropped with DROP SCHEMA ... CASCADE and
 // the pool is closed; register anything that uses the pool (a backend's
 // Close) with t.Cleanup after calling PostgresPool, so it runs first.
-func PostgresPool(t *testing.T) (*pgxpool.Pool, string) {
+func PostgresPool(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	dsn := PostgresDSN(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,11 +36,37 @@ type Env struct {
 	Store  *readmodel.Store
 	// URL is the storage as the ductwork command's --database-url.
 	URL string
+
+	schema  string  // PostgreSQL
+	writeDB *sql.DB // a handle that may write
+}
+
+// Exec runs statements of the test's own (seeding, ANALYZE) on the storage;
+// "{schema}." in query becomes the PostgreSQL schema, and nothing elsewhere.
+func (e *Env) Exec(ctx context.Context, query string) error {
+	prefix := ""
+	if e.schema != "" {
+		prefix = `"` + e.schema + `".`
+	}
+	_, err := e.writeDB.ExecContext(ctx, strings.ReplaceAll(query, "{schema}.", prefix))
+	return err
+}
+
+// Analyze refreshes the planner statistics of the runs table.
+func (e *Env) Analyze(ctx context.Context) error {
+	switch e.Kind {
+	case "postgres":
+		return e.Exec(ctx, "ANALYZE {schema}.ductwork_runs")
+	case "mysql":
+		return e.Exec(ctx, "ANALYZE TABLE ductwork_runs")
+	default:
+		return e.Exec(ctx, "ANALYZE")
+	}
 }
 
 // Open returns an Env of kind (sqlite, postgres or mysql), skipping t when
 // the server's DSN variable is not set. Everything is released when t ends.
-func Open(t *testing.T, kind string) *Env {
+func Open(t testing.TB, kind string) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -54,7 +81,7 @@ func Open(t *testing.T, kind string) *Env {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = b.Close(context.Background()) })
-		e.Backend, dialect, e.URL = b, readmodel.SQLite, "sqlite:"+path
+		e.Backend, dialect, e.URL, e.writeDB = b, readmodel.SQLite, "sqlite:"+path, b.DB()
 		if e.ReadDB, err = sql.Open("sqlite3", "file:"+path+"?_query_only=1&_busy_timeout=5000"); err != nil {
 			t.Fatal(err)
 		}
@@ -68,6 +95,7 @@ func Open(t *testing.T, kind string) *Env {
 		t.Cleanup(func() { _ = b.Close(context.Background()) })
 		e.Backend, dialect, cfg.Schema = b, readmodel.PostgreSQL, schema
 		e.ReadDB = stdlib.OpenDBFromPool(pool)
+		e.writeDB, e.schema = e.ReadDB, schema
 		t.Cleanup(func() { _ = e.ReadDB.Close() })
 		u, err := url.Parse(testdb.PostgresDSN(t))
 		if err != nil {
@@ -84,7 +112,7 @@ func Open(t *testing.T, kind string) *Env {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = b.Close(context.Background()) })
-		e.Backend, e.ReadDB, dialect = b, db, readmodel.MySQL
+		e.Backend, e.ReadDB, e.writeDB, dialect = b, db, db, readmodel.MySQL
 		c, err := gomysql.ParseDSN(testdb.MySQLDSN(t))
 		if err != nil {
 			t.Fatal(err)
