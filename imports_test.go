@@ -53,7 +53,7 @@ func TestImportGraph(t *testing.T) {
 		}
 	})
 	t.Run("the core never reaches a driver or OpenTelemetry", func(t *testing.T) {
-		for _, pkg := range []string{"", "/flow", "/step", "/supervisor", "/internal/engine", "/internal/graph"} {
+		for _, pkg := range []string{"", "/flow", "/step", "/supervisor", "/internal/engine", "/internal/graph", "/readmodel", "/dashboard"} {
 			for _, dep := range nonStd(module + pkg) {
 				if hasPrefix(dep, drivers) {
 					t.Errorf("%s depends on %s", module+pkg, dep)
@@ -72,7 +72,7 @@ func TestImportGraph(t *testing.T) {
 		for _, line := range lines {
 			parts := strings.Split(line, "|")
 			pkg := parts[0]
-			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") || pkg == module+"/internal/testdb" {
+			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") || pkg == module+"/internal/testdb" || pkg == module+"/internal/windowtest" {
 				continue // programs and test tooling may use any driver
 			}
 			for _, imp := range parts[1:] {
@@ -87,7 +87,8 @@ func TestImportGraph(t *testing.T) {
 	t.Run("library packages do not pull in test machinery", func(t *testing.T) {
 		for _, pkg := range goList(t, module+"/...") {
 			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") ||
-				strings.HasPrefix(pkg, module+"/internal/testdb") || strings.HasPrefix(pkg, module+"/internal/faultproxy") {
+				strings.HasPrefix(pkg, module+"/internal/testdb") || strings.HasPrefix(pkg, module+"/internal/faultproxy") ||
+				pkg == module+"/internal/windowtest" {
 				continue // test tooling (the fault proxy serves tests and the chaos command)
 			}
 			for _, dep := range nonStd(pkg) {

@@ -1,0 +1,158 @@
+package dashboard_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/dashboard"
+	"github.com/ductwork-go/ductwork/internal/windowtest"
+)
+
+// get fetches path and returns the status and body.
+func get(t *testing.T, c *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]{32})"`)
+
+// TestPages renders every page on each backend, with a halted run whose
+// error carries markup: the markup is escaped everywhere, the graph is
+// drawn from the stored definition, and actions need the CSRF token.
+func TestPages(t *testing.T) {
+	for _, kind := range windowtest.Kinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			e := windowtest.Open(t, kind)
+			c := e.Client(t)
+			e.Supervise(t, c)
+			payload := `<script>alert("` + kind + `")</script>`
+			windowtest.Refuse(payload)
+			t.Cleanup(func() { windowtest.Heal(payload) })
+			id := e.Trigger(t, c, "a", payload)
+			srv := httptest.NewServer(http.StripPrefix("/dw", dashboard.New(c, &dashboard.Config{Store: e.Store})))
+			t.Cleanup(srv.Close)
+			jar, _ := cookiejar.New(nil)
+			hc := &http.Client{Jar: jar}
+			runURL := srv.URL + "/dw/runs/" + strconv.FormatInt(id, 10)
+			for _, path := range []string{"/dw/", "/dw/runs", "/dw/runs?status=halted&error=declined", "/dw/processes", "/dw/definitions", "/dw/runs/" + strconv.FormatInt(id, 10)} {
+				code, body := get(t, hc, srv.URL+path)
+				if code != http.StatusOK {
+					t.Fatalf("GET %s: %d %s", path, code, body)
+				}
+				if strings.Contains(body, payload) {
+					t.Fatalf("GET %s: the error's markup is not escaped", path)
+				}
+			}
+			_, body := get(t, hc, runURL)
+			for _, want := range []string{`data-node="receive"`, `data-node="charge" data-kind="expand" data-state="failed"`, `data-halted="true"`, `data-node="report"`, "&lt;script&gt;alert(", `href="/dw/runs"`} {
+				if !strings.Contains(body, want) {
+					t.Fatalf("run page lacks %s", want)
+				}
+			}
+			if code, _ := get(t, hc, srv.URL+"/dw/runs/999999"); code != http.StatusNotFound {
+				t.Fatalf("unknown run: %d; want 404", code)
+			}
+
+			// A POST without the token, or with another one, changes nothing.
+			for _, form := range []url.Values{{}, {"csrf": {strings.Repeat("0", 32)}}} {
+				resp, err := hc.PostForm(runURL+"/revive", form)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("revive with csrf %q: %d; want 403", form.Get("csrf"), resp.StatusCode)
+				}
+			}
+			if r, _ := e.Store.Run(t.Context(), id); r.Status != backend.RunHalted {
+				t.Fatalf("a refused revive changed the run to %s", r.Status)
+			}
+			m := csrfField.FindStringSubmatch(body)
+			if m == nil {
+				t.Fatal("no CSRF field on the run page")
+			}
+			// GET on an action is not routed.
+			if code, _ := get(t, hc, runURL+"/revive"); code != http.StatusMethodNotAllowed {
+				t.Fatalf("GET revive: %d; want 405", code)
+			}
+			resp, err := hc.PostForm(runURL+"/cancel", url.Values{"csrf": {m[1]}, "reason": {"<b>no</b>"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			r, _ := e.Store.Run(t.Context(), id)
+			if resp.StatusCode != http.StatusOK || r.Status != backend.RunCancelled || r.Error != "<b>no</b>" {
+				t.Fatalf("cancel with the token: %d, run %+v", resp.StatusCode, r)
+			}
+			if _, body := get(t, hc, runURL); strings.Contains(body, "<b>no</b>") {
+				t.Fatal("the cancel reason is not escaped")
+			}
+		})
+	}
+}
+
+// TestReadOnlyAndAuthorize: read-only mode shows no actions and refuses
+// them; the authorize hook sees every request and its refusal is a 403.
+func TestReadOnlyAndAuthorize(t *testing.T) {
+	e := windowtest.Open(t, "sqlite")
+	c := e.Client(t)
+	e.Supervise(t, c)
+	bad := "ro-item"
+	windowtest.Refuse(bad)
+	t.Cleanup(func() { windowtest.Heal(bad) })
+	id := strconv.FormatInt(e.Trigger(t, c, bad), 10)
+	var seen []string
+	h := dashboard.New(c, &dashboard.Config{Store: e.Store, ReadOnly: true, AuthorizeFunc: func(r *http.Request, action string) error {
+		seen = append(seen, action)
+		if r.Header.Get("X-User") == "" {
+			return errors.New("who are you?")
+		}
+		return nil
+	}})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	if code, body := get(t, srv.Client(), srv.URL+"/runs/"+id); code != http.StatusForbidden || !strings.Contains(body, "who are you?") {
+		t.Fatalf("unauthorized GET: %d %s", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/runs/"+id, nil)
+	req.Header.Set("X-User", "ann")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), `id="revive"`) || !strings.Contains(string(body), "read-only") {
+		t.Fatalf("read-only run page: %d, revive button shown: %t", resp.StatusCode, strings.Contains(string(body), `id="revive"`))
+	}
+	req, _ = http.NewRequest(http.MethodPost, srv.URL+"/runs/"+id+"/revive", strings.NewReader("csrf=x"))
+	req.Header.Set("X-User", "ann")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("revive in read-only mode: %d; want 403", resp.StatusCode)
+	}
+	if got := strings.Join(seen, ","); got != "view,view,revive" {
+		t.Fatalf("authorize saw %s", got)
+	}
+}
