@@ -257,7 +257,7 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := pathID(r)
 	if err == nil {
-		_, err = h.client.Backend().CancelRun(r.Context(), &backend.CancelRunParams{RunID: id, Reason: reason})
+		err = h.client.Cancel(r.Context(), id, reason)
 	}
 	if err != nil {
 		h.fail(w, r, err)

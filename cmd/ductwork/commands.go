@@ -196,17 +196,15 @@ func cmdCancel(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer c.close()
-	if err := cancelRun(ctx, c.backend, id, *reason); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.Cancel(ctx, id, *reason); err != nil {
 		return fmt.Errorf("cancel run %d: %w", id, err)
 	}
 	fmt.Fprintf(g.stdout, "run %d cancelled\n", id)
 	return nil
-}
-
-// cancelRun cancels a run, recording the reason.
-func cancelRun(ctx context.Context, b backend.Backend, id int64, reason string) error {
-	_, err := b.CancelRun(ctx, &backend.CancelRunParams{RunID: id, Reason: reason})
-	return err
 }
 
 func cmdProcesses(ctx context.Context, g *globals, args []string) error {
