@@ -129,7 +129,7 @@ func (s *Store) runsQuery(f *RunFilter) (*bun.SelectQuery, int) {
 	case 1:
 		q = q.Where("r.status = ?", f.Statuses[0])
 	default:
-		q = q.Where("r.status IN (?)", bun.In(f.Statuses))
+		q = q.Where("r.status IN (?)", bun.List(f.Statuses))
 	}
 	if !f.From.IsZero() {
 		q = q.Where("r.created_at >= ?", s.timeArg(f.From))

@@ -35,7 +35,7 @@ func cmdServe(ctx context.Context, g *globals, args []string) error {
 	if p != "" && !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("serve: --prefix %q must start with /", *prefix)
 	}
-	var h http.Handler = dashboard.New(cl, &dashboard.Config{Store: c.store, ReadOnly: *readOnly})
+	h := dashboard.New(cl, &dashboard.Config{Store: c.store, ReadOnly: *readOnly})
 	if *token != "" {
 		h = requireToken(*token, h)
 	}
