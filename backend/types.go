@@ -593,6 +593,8 @@ type ShapeNode struct {
 	Fallback bool   `json:"fallback,omitempty"`
 	Diverts  bool   `json:"diverts,omitempty"`
 	Join     string `json:"join,omitempty"`
+	// Detached marks the last step of a detached branch (nothing joins it).
+	Detached bool `json:"detached,omitempty"`
 	// Options are the step's options, as set at definition time.
 	Options ShapeOptions `json:"options"`
 }

@@ -126,6 +126,9 @@ func countsLabel(n readmodel.NodeState, halted bool) string {
 	if halted {
 		label = "HALTED · " + label
 	}
+	if n.Node.Detached {
+		label += " · detached"
+	}
 	return label
 }
 

@@ -21,7 +21,7 @@ func (g *Graph) Shape() backend.Shape {
 		sn := backend.ShapeNode{
 			ID: n.ID, Pos: n.Pos, Kind: n.Kind.String(),
 			InType: typeName(n.InType), OutType: typeName(n.OutType),
-			Branch: n.Branch, CaseKey: n.CaseKey, Fallback: n.Fallback, Diverts: n.Divert != nil,
+			Branch: n.Branch, CaseKey: n.CaseKey, Fallback: n.Fallback, Diverts: n.Divert != nil, Detached: n.Detached,
 			Options: backend.ShapeOptions{
 				Retries: n.Options.Retries, Backoff: n.Options.Backoff, MaxBackoff: n.Options.MaxBackoff,
 				Timeout: n.Options.Timeout, Delay: n.Options.Delay, Priority: n.Options.Priority,
