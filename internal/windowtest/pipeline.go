@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/step"
@@ -85,9 +86,13 @@ func (e *Env) Supervise(t *testing.T, c *ductwork.Client) {
 			t.Error("supervisor did not stop within 30s")
 		}
 	})
-	testdb.WaitFor(t, 30*time.Second, "the supervisor's process row", func() bool {
+	testdb.WaitFor(t, 30*time.Second, "the supervisor's process row and stored definition", func() bool {
 		ps, err := e.Store.Processes(t.Context())
-		return err == nil && len(ps) > 0
+		if err != nil || len(ps) == 0 {
+			return false
+		}
+		_, err = e.Store.Shape(t.Context(), backend.DefinitionRef{Pipeline: Orders.Name(), Fingerprint: Orders.Fingerprint()})
+		return err == nil
 	})
 }
 
