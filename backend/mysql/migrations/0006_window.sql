@@ -1,4 +1,4 @@
--- Version 5: what the window (CLI, dashboard) reads. Definitions are stored
+-- Version 6: what the window (CLI, dashboard) reads. Definitions are stored
 -- once per version, so any tool can draw a run's graph without the
 -- pipeline's code; the indexes serve the run listings (newest first, keyset
 -- on id) by pipeline and status, and by time (status alone is served by
