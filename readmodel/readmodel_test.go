@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -143,10 +144,21 @@ func TestRunDetailAndSteps(t *testing.T) {
 		if d.Status != backend.RunHalted || d.Pipeline != "orders" || string(d.Input) != `["ok","`+bad+`"]` || d.CreatedAt.IsZero() {
 			t.Fatalf("run detail %+v", d)
 		}
-		steps, err := e.Store.Steps(ctx, id, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// A halt does not wait for sibling branches in flight.
+		var steps []readmodel.Step
+		testdb.WaitFor(t, 30*time.Second, "no step of the halted run running", func() bool {
+			var err error
+			steps, err = e.Store.Steps(ctx, id, 0)
+			if err != nil {
+				return false
+			}
+			for _, s := range steps {
+				if s.Status == backend.JobRunning || s.Status == backend.JobPending {
+					return false
+				}
+			}
+			return true
+		})
 		status := map[string]string{}
 		for _, s := range steps {
 			status[s.Node+"/"+s.Scope] = s.Status

@@ -203,11 +203,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer func() { s.mu.Lock(); s.running = false; s.mu.Unlock() }()
 
 	if err := s.register(ctx); err != nil {
-		if ctx.Err() != nil {
-			// Stopped before it started: it holds nothing, so there is
-			// nothing to release, and a stop is not a failure.
-			return nil
-		}
 		return err
 	}
 	defer s.eng.AddWaker(s.Wake)()
