@@ -122,6 +122,9 @@ func (c *Client) Register(defs ...Definition) error {
 		if err := checkLimits(c.b.Capabilities(), d.Graph()); err != nil {
 			return err
 		}
+		if err := checkTxKind(c.b.Capabilities(), d.Graph()); err != nil {
+			return err
+		}
 	}
 	for _, d := range defs {
 		c.eng.Register(d.Graph())
@@ -155,6 +158,17 @@ func (c *Client) Definition(ctx context.Context, ref backend.DefinitionRef) (*ba
 		return nil, fmt.Errorf("ductwork: stored shape of %s@%s: %w", ref.Pipeline, ref.Fingerprint, err)
 	}
 	return &s, nil
+}
+
+// checkTxKind refuses a definition with a transactional step made for a
+// backend of another kind than the client's.
+func checkTxKind(caps backend.Capabilities, g *graph.Graph) error {
+	for _, n := range g.Nodes {
+		if n.TxKind != "" && n.TxKind != caps.TxKind {
+			return &TxKindError{Pipeline: g.Pipeline, Node: n.ID, StepKind: n.TxKind, Backend: caps.Name, BackendKind: caps.TxKind}
+		}
+	}
+	return nil
 }
 
 // checkLimits refuses a definition whose names the backend cannot store.

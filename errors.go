@@ -203,3 +203,25 @@ func (e *UnknownDefinitionError) Error() string {
 	}
 	return fmt.Sprintf("ductwork: run %d was started with definition %s@%s, which this process has not registered", e.RunID, e.Pipeline, e.Fingerprint)
 }
+
+// TxKindError is returned by Client.Register for a definition with a
+// transactional step (postgres.TxStep, mysql.TxStep, sqlite.TxStep) made for a
+// backend of another kind than the client's. Nothing is registered.
+type TxKindError struct {
+	Pipeline string
+	Node     string
+	// StepKind is the kind the step needs; BackendKind the kind the backend
+	// runs (empty: it runs no transactional steps).
+	StepKind    string
+	Backend     string
+	BackendKind string
+}
+
+func (e *TxKindError) Error() string {
+	have := e.BackendKind
+	if have == "" {
+		have = "none"
+	}
+	return fmt.Sprintf("ductwork: pipeline %q: step %q is a transactional step for %s, but backend %s runs transactional steps of kind %s",
+		e.Pipeline, e.Node, e.StepKind, e.Backend, have)
+}

@@ -170,6 +170,11 @@ type Capabilities struct {
 	// Limits are the sizes the backend's schema can store; the zero value
 	// means no limit.
 	Limits Limits
+	// TxKind names the transaction type CompleteParams.InTx receives (such
+	// as "postgres" for pgx.Tx, "mysql" or "sqlite" for *sql.Tx); empty
+	// means the backend does not run transactional completions. A
+	// transactional step runs only on a backend of its kind.
+	TxKind string
 }
 
 // Notifier is implemented by backends whose Capabilities report Notify.

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -251,6 +252,24 @@ type CompleteParams struct {
 	// claim fewer (or none); every returned job is claimed exactly as Claim
 	// would have claimed it (status running, new fence, owner ProcessID).
 	ClaimNext int
+	// InTx, when set, makes this a transactional completion (a backend whose
+	// Capabilities.TxKind is empty returns ErrUnsupportedTx). The backend
+	// begins a transaction and first locks the job and checks its fence and
+	// owner, exactly as the completion would: a stale claim returns
+	// ErrStaleClaim and InTx is not called. It then calls InTx with that
+	// transaction (the backend's own type, named by Capabilities.TxKind) and
+	// applies the output and plan InTx returns (Output and Plan are ignored)
+	// with the same statements as any completion, in the same transaction,
+	// and commits. If InTx returns an error, everything is rolled back and
+	// Complete returns that error unchanged. The job row stays locked while
+	// InTx runs. A backend may call InTx again in a fresh transaction when
+	// its own transaction must be rerun (a deadlock); every call but the last
+	// was rolled back.
+	InTx func(ctx context.Context, tx any) (output []byte, plan Plan, err error)
+	// TxTimeout, with InTx, bounds the transaction where the database can
+	// enforce it server side (a process stopped while holding it does not
+	// hold the job's lock for ever). Zero means the backend's default.
+	TxTimeout time.Duration
 }
 
 // CompleteResult is the result of Backend.Complete.

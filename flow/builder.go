@@ -67,6 +67,7 @@ type stepInfo struct {
 	name    string
 	nilStep bool
 	opts    step.Options
+	txKind  string
 	in, out reflect.Type
 	call    func(ctx step.Context, in any) (any, error)
 	decode  func(c step.Codec, input []byte, parts [][]byte) (any, error)
@@ -81,6 +82,9 @@ func infoOf[In, Out any](s step.Step[In, Out]) stepInfo {
 	si.name = s.Name()
 	if o, ok := s.(step.Optioned); ok {
 		si.opts = o.StepOptions()
+	}
+	if t, ok := s.(step.Transactional); ok {
+		si.txKind = t.TxKind()
 	}
 	si.call = func(ctx step.Context, in any) (any, error) {
 		v, _ := in.(In)
@@ -134,7 +138,7 @@ func (b *builder) check(si stepInfo, preds ...*bnode) bool {
 func (b *builder) add(si stepInfo, kind graph.Kind, frames []frame, preds ...*bnode) *bnode {
 	g := &graph.Node{
 		ID: si.name, Pos: len(b.nodes), Kind: kind, InType: si.in, OutType: si.out,
-		Options: si.opts, Call: si.call, Decode: si.decode,
+		Options: si.opts, TxKind: si.txKind, Call: si.call, Decode: si.decode,
 	}
 	n := &bnode{b: b, g: g, frames: frames}
 	for _, p := range preds {

@@ -27,6 +27,25 @@ type Optioned interface {
 	StepOptions() Options
 }
 
+// Transactional is implemented by transactional steps, made by a backend's
+// TxStep (postgres.TxStep, mysql.TxStep, sqlite.TxStep). Such a step runs
+// inside the transaction that records its result: its writes to the
+// pipeline's own database commit atomically with its output and the run's
+// advancement, or not at all (a failed execution, a lost claim and a crash
+// leave no trace of them; a retry starts clean). What it costs: the
+// transaction, with a lock on the job's row, is held while the step runs, so
+// keep such steps short; its Timeout (DefaultTxTimeout when none is set)
+// bounds it. Other side effects (an HTTP call, a message, another database)
+// stay at-least-once. TxKind names the backend kind it needs (a backend's
+// Capabilities.TxKind); registering it on a backend of another kind fails.
+type Transactional interface {
+	TxKind() string
+}
+
+// DefaultTxTimeout bounds an execution of a transactional step that sets no
+// Timeout.
+const DefaultTxTimeout = 30 * time.Second
+
 // Func is the signature of a step function.
 type Func[In, Out any] func(ctx Context, in In) (Out, error)
 
@@ -66,8 +85,18 @@ func WithOptions[In, Out any](s Step[In, Out], opts ...Option) Step[In, Out] {
 	for _, o := range opts {
 		o(&w.opts)
 	}
+	if t, ok := s.(Transactional); ok {
+		return &optionedTxStep[In, Out]{optionedStep: w, kind: t.TxKind()}
+	}
 	return w
 }
+
+type optionedTxStep[In, Out any] struct {
+	*optionedStep[In, Out]
+	kind string
+}
+
+func (s *optionedTxStep[In, Out]) TxKind() string { return s.kind }
 
 type optionedStep[In, Out any] struct {
 	Step[In, Out]

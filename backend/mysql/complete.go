@@ -31,17 +31,21 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := b.checkOpen(op); err != nil {
 		return nil, err
 	}
-	if err := validatePlan(&params.Plan); err != nil {
-		return nil, err
-	}
 	req := &completeReq{ctx: ctx, params: params}
-	b.group.Do(req, b.commitGroup)
+	if params.InTx != nil {
+		req.res, req.err = b.completeInTx(ctx, params)
+	} else {
+		if err := validatePlan(&params.Plan); err != nil {
+			return nil, err
+		}
+		b.group.Do(req, b.commitGroup)
+	}
 	if errors.Is(req.err, backend.ErrStaleClaim) {
 		status, _, runStatus, err := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
 		if err == nil && status == backend.JobCompleted {
 			// An earlier call with this claim committed; its reply was lost.
 			return &backend.CompleteResult{Replayed: true,
-				RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
+				RunCompleted: (params.Plan.CompleteRun || params.InTx != nil) && runStatus == backend.RunCompleted}, nil
 		}
 	}
 	return req.res, req.err

@@ -146,7 +146,7 @@ func New(db *sql.DB, cfg *Config) (*Backend, error) {
 // Capabilities reports SkipLocked (claims use FOR UPDATE SKIP LOCKED), no
 // Notify (workers poll) and microsecond timestamps.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: true, Notify: false, TimePrecision: time.Microsecond, Name: "mysql", Limits: Limits}
+	return backend.Capabilities{SkipLocked: true, Notify: false, TimePrecision: time.Microsecond, Name: "mysql", Limits: Limits, TxKind: TxKind}
 }
 
 // Now returns the database's clock (UTC_TIMESTAMP(6)), in UTC.

@@ -131,7 +131,7 @@ func (b *Backend) replayComplete(ctx context.Context, params *backend.CompletePa
 		return nil, cause
 	}
 	return &backend.CompleteResult{Replayed: true,
-		RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
+		RunCompleted: (params.Plan.CompleteRun || params.InTx != nil) && runStatus == backend.RunCompleted}, nil
 }
 
 // sendBatch runs batch on a pool (as one implicit transaction) or in a tx.
@@ -218,10 +218,16 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
-	if err := checkPlan(&params.Plan); err != nil {
-		return nil, err
+	var res *backend.CompleteResult
+	var err error
+	if params.InTx != nil {
+		res, err = b.completeInTx(ctx, params)
+	} else {
+		if err := checkPlan(&params.Plan); err != nil {
+			return nil, err
+		}
+		res, err = b.groupComplete(ctx, params)
 	}
-	res, err := b.groupComplete(ctx, params)
 	if errors.Is(err, backend.ErrStaleClaim) {
 		return b.replayComplete(ctx, params, err)
 	}

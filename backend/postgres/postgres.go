@@ -173,7 +173,7 @@ func (b *Backend) Schema() string { return b.schema }
 
 // Capabilities reports SkipLocked and Notify, with microsecond timestamps.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: true, Notify: true, TimePrecision: time.Microsecond, Name: "postgres", Limits: Limits}
+	return backend.Capabilities{SkipLocked: true, Notify: true, TimePrecision: time.Microsecond, Name: "postgres", Limits: Limits, TxKind: TxKind}
 }
 
 // Limits are what the schema stores. Text columns have no declared length,

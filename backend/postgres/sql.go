@@ -123,6 +123,11 @@ const sqlLockOwner = `SELECT 1 FROM {schema}.ductwork_processes WHERE id = $1 FO
 const sqlLockRun = `SELECT 1 FROM {schema}.ductwork_runs
 WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) FOR KEY SHARE`
 
+// sqlLockClaim locks a claimed job's row, before a transactional step runs,
+// when the claim is still current; no row means a stale claim.
+const sqlLockClaim = `SELECT true FROM {schema}.ductwork_jobs
+WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running' FOR UPDATE`
+
 // The fenced update raises DW001 when it matches nothing, which aborts the
 // rest of the batch and its implicit transaction at once, server side.
 const sqlCompleteJob = `
@@ -416,7 +421,7 @@ type queries struct {
 	claim, claimNext                                                   string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
-	lockRun, cancelJobs                                                string
+	lockRun, cancelJobs, lockClaim                                     string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
 	setValue, setValueOverwrite, getValue, stranded, now               string
@@ -447,6 +452,7 @@ func renderQueries(schema string) queries {
 		release:           r.Replace(sqlRelease),
 		lockOwner:         r.Replace(sqlLockOwner),
 		lockRun:           r.Replace(sqlLockRun),
+		lockClaim:         r.Replace(sqlLockClaim),
 		cancelJobs:        r.Replace(sqlCancelJobs),
 		registerProcess:   r.Replace(sqlRegisterProcess),
 		heartbeat:         r.Replace(sqlHeartbeat),

@@ -210,13 +210,19 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if b.closed.Load() {
 		return nil, errClosed("complete")
 	}
-	res, err := b.groupComplete(ctx, params)
+	var res *backend.CompleteResult
+	var err error
+	if params.InTx != nil {
+		res, err = b.completeInTx(ctx, params)
+	} else {
+		res, err = b.groupComplete(ctx, params)
+	}
 	if errors.Is(err, backend.ErrStaleClaim) {
 		status, _, runStatus, oerr := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
 		if oerr == nil && status == backend.JobCompleted {
 			// An earlier call with this claim committed; its reply was lost.
 			return &backend.CompleteResult{Replayed: true,
-				RunCompleted: params.Plan.CompleteRun && runStatus == backend.RunCompleted}, nil
+				RunCompleted: (params.Plan.CompleteRun || params.InTx != nil) && runStatus == backend.RunCompleted}, nil
 		}
 	}
 	return res, err

@@ -237,7 +237,7 @@ func (b *Backend) DB() *sql.DB { return b.write }
 // that callers must poll for new work and that times are stored in
 // microseconds.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{SkipLocked: false, Notify: false, TimePrecision: time.Microsecond, Name: "sqlite", Limits: Limits}
+	return backend.Capabilities{SkipLocked: false, Notify: false, TimePrecision: time.Microsecond, Name: "sqlite", Limits: Limits, TxKind: TxKind}
 }
 
 // Close closes the prepared statements and, for a Backend made by Open, both

@@ -19,6 +19,7 @@ import (
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
 	"github.com/ductwork-go/ductwork/internal/graph"
+	"github.com/ductwork-go/ductwork/internal/txstep"
 	"github.com/ductwork-go/ductwork/step"
 )
 
@@ -363,66 +364,103 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
+	defer cancel()
 	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec}
 	hctx, end := e.Hooks.stepStart(ctx, job, logger)
 	sc.Context = hctx
-	out, err := Contain(func() (any, error) {
-		if e.Intercept != nil {
-			return e.Intercept(sc, node, job.Scope, func() (any, error) { return node.Call(sc, in) })
+
+	// produce runs the step and encodes its output and plan. Every call into
+	// user code is contained.
+	produce := func(sc *stepContext) ([]byte, backend.Plan, *failure) {
+		out, err := Contain(func() (any, error) {
+			if e.Intercept != nil {
+				return e.Intercept(sc, node, job.Scope, func() (any, error) { return node.Call(sc, in) })
+			}
+			return node.Call(sc, in)
+		})
+		if err != nil {
+			return nil, backend.Plan{}, &failure{err: err, retryable: !step.IsPermanent(err), step: true}
 		}
-		return node.Call(sc, in)
-	})
-	cancel()
-	e.finish(job.RunID, &cancelRun)
-
-	if errors.Is(context.Cause(runCancelCtx), ErrRunCancelled) {
-		// The run was cancelled while the step ran: CancelRun took the
-		// claim, so there is nothing to commit, whatever the step returned.
-		end(StepEnd{Cancelled: true})
-		return Result{Cancelled: true, Err: ErrRunCancelled}
+		outBytes, err := Contain(func() ([]byte, error) { return g.Codec.Marshal(out) })
+		retryable := isPanic(err)
+		if err == nil && e.MaxPayload > 0 && len(outBytes) > e.MaxPayload {
+			err = &graph.PayloadTooLargeError{Node: node.ID, Size: len(outBytes), Max: e.MaxPayload}
+		} else if err != nil {
+			err = &graph.EncodeError{Node: node.ID, Err: err}
+		}
+		if err != nil {
+			return nil, backend.Plan{}, &failure{err: err, retryable: retryable}
+		}
+		plan, err := Contain(func() (backend.Plan, error) { return g.Plan(node, job.Scope, out, outBytes) })
+		if err != nil {
+			// A panic in a divert key or an expand helper is the step's failure
+			// and is retried; a plan error (fan-out limit, encoding) is final.
+			return nil, backend.Plan{}, &failure{err: err, retryable: isPanic(err)}
+		}
+		return outBytes, plan, nil
 	}
-	if errors.Is(err, ErrSimulatedCrash) {
-		// An injected crash: the execution is lost as if the process had
-		// died; the step re-runs as a crash re-run, its retry budget intact.
-		_, rerr := e.Backend.Release(commitCtx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Crashed: true})
-		end(StepEnd{Err: err, Released: true})
-		e.WakeAll()
-		return Result{Released: rerr == nil, Err: rerr}
-	}
-
-	if err != nil {
-		if runCtx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+	// failed commits the outcome of an execution that produced nothing.
+	failed := func(fl *failure) Result {
+		if errors.Is(context.Cause(runCancelCtx), ErrRunCancelled) {
+			// The run was cancelled while the step ran: CancelRun took the
+			// claim, so there is nothing to commit, whatever the step returned.
+			end(StepEnd{Cancelled: true})
+			return Result{Cancelled: true, Err: ErrRunCancelled}
+		}
+		err := fl.err
+		if fl.step && errors.Is(err, ErrSimulatedCrash) {
+			// An injected crash: the execution is lost as if the process had
+			// died; the step re-runs as a crash re-run, its retry budget intact.
+			_, rerr := e.Backend.Release(commitCtx, &backend.ReleaseParams{JobID: job.ID, ProcessID: processID, Fence: job.Fence, Crashed: true})
+			end(StepEnd{Err: err, Released: true})
+			e.WakeAll()
+			return Result{Released: rerr == nil, Err: rerr}
+		}
+		if fl.step && runCtx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
 			// Shutdown interrupted the step: not the step's fault.
 			rerr := e.release(commitCtx, processID, job)
 			end(StepEnd{Err: err, Released: true})
 			return Result{Released: rerr == nil, Err: rerr}
 		}
-		res := e.fail(commitCtx, g, processID, job, err, !step.IsPermanent(err), logger)
+		res := e.fail(commitCtx, g, processID, job, err, fl.retryable, logger)
 		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
 		return res
 	}
 
-	outBytes, err := Contain(func() ([]byte, error) { return g.Codec.Marshal(out) })
-	retryable := isPanic(err)
-	if err == nil && e.MaxPayload > 0 && len(outBytes) > e.MaxPayload {
-		err = &graph.PayloadTooLargeError{Node: node.ID, Size: len(outBytes), Max: e.MaxPayload}
-	} else if err != nil {
-		err = &graph.EncodeError{Node: node.ID, Err: err}
+	var (
+		outBytes []byte
+		plan     backend.Plan
+		fl       *failure
+		inTx     func(ctx context.Context, tx any) ([]byte, backend.Plan, error)
+	)
+	if node.TxKind == "" {
+		outBytes, plan, fl = produce(sc)
+		cancel()
+		e.finish(job.RunID, &cancelRun)
+		if fl == nil && errors.Is(context.Cause(runCancelCtx), ErrRunCancelled) {
+			fl = &failure{err: ErrRunCancelled, step: true}
+		}
+		if fl != nil {
+			return failed(fl)
+		}
+		crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
+	} else {
+		// A transactional step runs inside the completion: the backend has
+		// locked the job and checked the claim before this is called, and
+		// commits the step's writes with its output and plan, or rolls
+		// them all back.
+		inTx = func(_ context.Context, tx any) ([]byte, backend.Plan, error) {
+			tsc := *sc
+			tsc.Context = txstep.With(hctx, tx)
+			out, p, f := produce(&tsc)
+			fl = f
+			if f != nil {
+				return nil, backend.Plan{}, f.err
+			}
+			crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
+			return out, p, nil
+		}
 	}
-	if err != nil {
-		res := e.fail(commitCtx, g, processID, job, err, retryable, logger)
-		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
-		return res
-	}
-	plan, err := Contain(func() (backend.Plan, error) { return g.Plan(node, job.Scope, out, outBytes) })
-	if err != nil {
-		// A panic in a divert key or an expand helper is the step's failure
-		// and is retried; a plan error (fan-out limit, encoding) is final.
-		res := e.fail(commitCtx, g, processID, job, err, isPanic(err), logger)
-		end(StepEnd{Err: err, Retried: res.Retried, Halted: res.Halted, Stale: res.Stale})
-		return res
-	}
-	crashpoint.Hit(crashpoint.AfterStepBeforeCommit)
 	var cr *backend.CompleteResult
 	err = e.retryCommit(commitCtx, logger, func(ctx context.Context) error {
 		var end func([]*backend.Job)
@@ -430,8 +468,10 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 			end = opts.Tracker.BeginClaim()
 		}
 		var err error
+		fl = nil
 		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
 			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan, ClaimNext: claimNext,
+			InTx: inTx, TxTimeout: node.Options.Timeout,
 		})
 		if end != nil {
 			if err != nil {
@@ -440,8 +480,20 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 				end(cr.Claimed)
 			}
 		}
+		if fl != nil {
+			// The step (or its encoding) failed inside the transaction, which
+			// was rolled back: not a commit to retry.
+			return nil
+		}
 		return err
 	})
+	if inTx != nil {
+		cancel()
+		e.finish(job.RunID, &cancelRun)
+		if fl != nil {
+			return failed(fl)
+		}
+	}
 	crashpoint.Hit(crashpoint.AfterCommit)
 	if errors.Is(err, backend.ErrStaleClaim) {
 		logger.get().WarnContext(commitCtx, "ductwork: result discarded, the claim was lost (reaped or re-claimed)")
@@ -481,6 +533,14 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	}
 	e.Hold(cr.Claimed...)
 	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed, Replayed: cr.Replayed}
+}
+
+// failure is an execution that produced nothing to complete with.
+type failure struct {
+	err       error
+	retryable bool
+	// step: the step itself failed (not its encoding or plan).
+	step bool
 }
 
 // ErrSimulatedCrash, returned through Engine.Intercept, makes an execution

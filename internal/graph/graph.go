@@ -50,6 +50,9 @@ type Node struct {
 
 	InType, OutType reflect.Type
 	Options         step.Options
+	// TxKind is set for a transactional step (step.Transactional): the
+	// backend kind whose completion transaction it runs in.
+	TxKind string
 
 	// Branch is the divide branch index (KindDivide) or the case key (KindCase).
 	Branch   int
