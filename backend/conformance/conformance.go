@@ -75,6 +75,7 @@ func Run(t *testing.T, h Harness) {
 		{"Clock", testClock},
 		{"Listing", testListing},
 		{"Definitions", testDefinitions},
+		{"TxSteps", testTxSteps},
 		{"EndToEnd", testEndToEnd},
 		{"CrashPoints", testCrashPoints},
 	}
