@@ -110,9 +110,24 @@ func runHelper() {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
 	}
-	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: &ductwork.Hooks{Step: staleRecorder{os.Getenv("DW_MARKS")}}})
-	_ = c.Register(crashDef, doomedDef, crashDetachedDef)
-	s, _ := supervisor.New(c, &supervisor.Config{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: time.Hour})
+	var hook engine.StepTracer = staleRecorder{os.Getenv("DW_MARKS")}
+	if rel := os.Getenv("DW_ZOMBIE"); rel != "" {
+		hook = zombieHook{marks: os.Getenv("DW_MARKS"), release: rel}
+	}
+	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: &ductwork.Hooks{Step: hook}})
+	if kind := os.Getenv("DW_TXKIND"); kind != "" {
+		if err := c.Register(txDefs[kind]); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(2)
+		}
+	} else {
+		_ = c.Register(crashDef, doomedDef, crashDetachedDef)
+	}
+	cfg := &supervisor.Config{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: time.Hour}
+	if os.Getenv("DW_TXKIND") != "" {
+		cfg.Workers, cfg.Prefetch = 2, -1 // claims a few jobs, leaving work for the next helper
+	}
+	s, _ := supervisor.New(c, cfg)
 	ctx, stop := supervisor.SignalContext(context.Background())
 	defer stop()
 	_ = s.Run(ctx)

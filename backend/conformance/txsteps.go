@@ -159,7 +159,10 @@ func txUnsupported(t *testing.T, h Harness) {
 	proc, j := startRoot(t, b, defA)
 	called := false
 	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence,
-		InTx: func(context.Context, any) ([]byte, backend.Plan, error) { called = true; return nil, backend.Plan{}, nil }})
+		InTx: func(context.Context, any) ([]byte, backend.Plan, error) {
+			called = true
+			return nil, backend.Plan{}, nil
+		}})
 	wantErr(t, "transactional Complete on a backend without TxKind", err, backend.ErrUnsupportedTx)
 	if called {
 		t.Fatal("InTx called by a backend without TxKind")
