@@ -197,6 +197,8 @@ func TestTxStepsExactlyOnce(t *testing.T) {
 			waitFor(t, func() bool { return len(marksOf(t, marks, "held")) == 2 })
 			if kind == "sqlite" {
 				freezeOutsideWriteLock(t, zombie, strings.TrimPrefix(env[1], "DW_DB="))
+			} else if kind == "mysql" {
+				freezeOutsideTx(t, zombie, env)
 			} else if err := zombie.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -260,5 +262,38 @@ func TestTxStepsExactlyOnce(t *testing.T) {
 			t.Logf("%s: counters a=%d b=%d after %d runs, %d helpers SIGKILLed inside a transactional step, %d zombie claims refused",
 				kind, counts["a"], counts["b"], runs, kills, held)
 		})
+	}
+}
+
+// freezeOutsideTx stops cmd with SIGSTOP at a moment when none of its
+// connections to the test's MariaDB database has a transaction open (a
+// heartbeat frozen mid-transaction would hold its process row, and the
+// reaper would wait on it).
+func freezeOutsideTx(t *testing.T, cmd *exec.Cmd, env []string) {
+	t.Helper()
+	db, err := sql.Open("mysql", strings.TrimPrefix(env[1], "DW_DSN="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; ; i++ {
+		if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		var open int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.innodb_trx t
+JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.db = DATABASE()`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			return
+		}
+		if i > 100 {
+			t.Fatalf("could not freeze the helper outside a transaction")
+		}
+		if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i+1) * time.Millisecond) // let it finish its transaction
 	}
 }
