@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,7 +180,7 @@ func TestTxStepsExactlyOnce(t *testing.T) {
 			// write and before its commit; each takes its claims with it.
 			for i := range kills {
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(helperEnv, crashpoint.EnvVar+"="+crashpoint.AfterStepBeforeCommit)
+				cmd.Env = append(slices.Clip(helperEnv), crashpoint.EnvVar+"="+crashpoint.AfterStepBeforeCommit)
 				cmd.Stderr = os.Stderr
 				if err := cmd.Run(); err == nil {
 					t.Fatalf("helper %d exited cleanly; want a SIGKILL inside a step", i)
@@ -193,7 +194,7 @@ func TestTxStepsExactlyOnce(t *testing.T) {
 
 			// A zombie: claims, is frozen before its steps start, is reaped.
 			zombie := exec.Command(os.Args[0], "-test.run=^$")
-			zombie.Env = append(helperEnv, "DW_ZOMBIE="+release)
+			zombie.Env = append(slices.Clip(helperEnv), "DW_ZOMBIE="+release)
 			zombie.Stderr = os.Stderr
 			if err := zombie.Start(); err != nil {
 				t.Fatal(err)
