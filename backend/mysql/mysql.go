@@ -197,8 +197,30 @@ func (b *Backend) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) err
 			_ = tx.Rollback()
 			return err
 		}
-		return tx.Commit()
+		return commit(ctx, tx)
 	})
+}
+
+// commit commits tx, returning when ctx ends even if the reply never comes.
+// database/sql's Tx.Commit takes no context and the driver does not watch
+// one while it waits for COMMIT's reply, so on a silent link (a blackhole, a
+// partition) it would wait for the driver's readTimeout, or for TCP to give
+// up, however short the caller's deadline. When ctx ends first, commit
+// returns an error that wraps ctx's and says the outcome is unknown (the
+// callers' ambiguous-commit paths handle it); the abandoned Commit returns,
+// and gives its connection back, when the driver's read does.
+func commit(ctx context.Context, tx *sql.Tx) error {
+	if ctx.Done() == nil {
+		return tx.Commit()
+	}
+	done := make(chan error, 1)
+	go func() { done <- tx.Commit() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("commit sent, no reply before the deadline (outcome unknown): %w", context.Cause(ctx))
+	}
 }
 
 // retry runs fn, rerunning it after a deadlock or lock wait timeout, and

@@ -244,6 +244,6 @@ func (b *Backend) withReapTx(ctx context.Context, fn func(tx *sql.Tx) error) err
 			_ = tx.Rollback()
 			return err
 		}
-		return tx.Commit()
+		return commit(ctx, tx)
 	})
 }
