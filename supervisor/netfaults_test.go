@@ -510,14 +510,6 @@ func TestNetRequestsPerStep(t *testing.T) {
 func TestNetLatencyMakesProgress(t *testing.T) {
 	t.Parallel()
 	eachLinked(t, func(t *testing.T, l linked) {
-		if l.name == "mariadb" {
-			// Open: a MariaDB completion now takes 8 round trips instead of
-			// about 15 (prepared statements), and completions are no longer
-			// grouped over a slow link, but at 200 ms each way commits
-			// still overrun the 10 s call timeout (at 100 ms each way, 4
-			// runs complete in about 20 s).
-			t.Skip("MariaDB under 200 ms each way does not yet complete within the call timeout")
-		}
 		b, p := l.open(t)
 		var cnt counter
 		def := chain3("latency-"+l.name, &cnt)

@@ -362,6 +362,7 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 		// were cancelled (by another process): their queued jobs must not
 		// start and their executing steps must stop; and which jobs the
 		// database says the process owns (see reconcileOwned).
+		window := s.ledger.mark()
 		cctx, cancel := s.callCtx(ctx)
 		res, err := s.b.Heartbeat(cctx, &backend.HeartbeatParams{ProcessID: s.cfg.ProcessID, Runs: s.eng.HeldRuns(),
 			Owned: s.cfg.Role != RoleMaintenance})
@@ -371,7 +372,7 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 				s.eng.RunCancelled(id)
 			}
 			s.eng.RetryReleases(ctx)
-			s.reconcileOwned(ctx, res.Owned)
+			s.reconcileOwned(ctx, res.Owned, window)
 		}
 		if errors.Is(err, backend.ErrProcessNotFound) {
 			s.epoch.Add(1)
@@ -393,14 +394,14 @@ func (s *Supervisor) heartbeatLoop(ctx context.Context) {
 // lives. They are released as a crash re-run: due at once, no retry spent.
 // Claiming calls still in flight when the list was read are waited for
 // first, so a claim whose reply is on its way is never taken for a stray.
-func (s *Supervisor) reconcileOwned(ctx context.Context, owned []backend.OwnedJob) {
+func (s *Supervisor) reconcileOwned(ctx context.Context, owned []backend.OwnedJob, window uint64) {
 	if len(owned) == 0 {
 		return
 	}
 	if !s.ledger.settle(ctx, s.cfg.HeartbeatInterval) {
 		return // try again on the next heartbeat
 	}
-	strays := s.ledger.strays(owned)
+	strays := s.ledger.strays(owned, window)
 	for _, o := range strays {
 		s.logger.WarnContext(ctx, "ductwork: releasing a claim this process holds but is not running (the reply of the call that made it was lost)",
 			slog.Int64(engine.AttrStepID, o.JobID))
