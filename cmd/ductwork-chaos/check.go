@@ -477,7 +477,7 @@ func (r *report) checkNetwork(c *controller) {
 	if len(c.faults) > 0 {
 		r.add(false, "runs unfinished at a drain limit after a fault", "%d (phases %d)", unfinished, len(phases))
 		r.add(stranded > 0, "claims stranded on live processes", "%d", stranded)
-		r.add(false, "commit replies cut", "%d", commitCuts.Load())
+		r.add(false, "commit replies cut", "%d", c.px.commitCuts())
 	}
 	shutdowns := slices.Clone(c.shutdowns)
 	for _, p := range phases {

@@ -166,7 +166,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 			targets = []string{extra.proxy}
 		}
 	}
-	cuts := commitCuts.Load()
+	cuts := c.px.commitCuts()
 	start := time.Now()
 	var err error
 	if fault == faultPartition {
@@ -226,7 +226,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 		ph.leaked = ws.Exited() && ws.ExitStatus() == exitLeak
 	}
 	if fault == faultCommitCut {
-		ph.detail = strings.TrimSuffix(fmt.Sprintf("%d connections cut between COMMIT and its reply; ", commitCuts.Load()-cuts)+ph.detail, "; ")
+		ph.detail = strings.TrimSuffix(fmt.Sprintf("%d connections cut between COMMIT and its reply; ", c.px.commitCuts()-cuts)+ph.detail, "; ")
 	}
 	c.drain(ctx, b, x, ph)
 	return ph

@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/Shopify/toxiproxy/v2/toxics"
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
+
+	"github.com/ductwork-go/ductwork/internal/faultproxy"
 )
 
 // The network faults, in the order the command injects them. Each one is put
@@ -33,146 +28,35 @@ const (
 
 var allFaults = []string{faultLatency, faultReset, faultBlackhole, faultBandwidth, faultCommitCut, faultPartition}
 
-// commitCuts counts the connections cut by the commitcut toxic.
-var commitCuts atomic.Int64
-
-// commitCutToxic cuts a connection, with the given probability, between a
-// transaction's commit and its reply reaching the client: the commit
-// happened, the client cannot know. It sits on the database's stream and
-// recognises the reply of a commit there, which exists only once the commit
-// is done; it drops that reply and closes the connection. (Cutting on the
-// client's COMMIT instead closes the database's side before the commit ran:
-// the server may then abort the transaction, which is no ambiguity.)
-//
-//   - PostgreSQL: clients commit without a COMMIT text (a pipelined batch is
-//     one implicit transaction that commits at its Sync; a cached statement
-//     is sent as a Bind without its text). The server flushes the results
-//     with the ReadyForQuery that follows the commit, so a chunk ending in
-//     ReadyForQuery (idle) and carrying the CommandComplete of a COMMIT,
-//     UPDATE, INSERT or DELETE is the reply of a commit that happened.
-//   - MySQL: an OK packet whose status says no transaction is open any more
-//     (SERVER_STATUS_IN_TRANS clear): the reply to COMMIT, or to a statement
-//     that committed on its own.
-type commitCutToxic struct {
-	Probability float64 `json:"probability"`
-}
-
-func init() { toxics.Register("commitcut", new(commitCutToxic)) }
-
-// pgIdle is PostgreSQL's ReadyForQuery outside a transaction.
-var pgIdle = []byte("Z\x00\x00\x00\x05I")
-
-// isCommitReply reports whether a chunk of the server's stream is the reply
-// to a transaction that committed.
-func isCommitReply(b []byte) bool {
-	return isPGCommitReply(b) || isMySQLCommitReply(b)
-}
-
-func isPGCommitReply(b []byte) bool {
-	if !bytes.HasSuffix(b, pgIdle) {
-		return false
-	}
-	for _, tag := range []string{"COMMIT\x00", "UPDATE ", "INSERT 0 ", "DELETE "} {
-		// CommandComplete: 'C', a 4-byte length (short: three zero
-		// bytes), the tag.
-		for rest, off := b, 0; ; {
-			i := bytes.Index(rest, []byte(tag))
-			if i < 0 {
-				break
-			}
-			if j := off + i; j >= 5 && b[j-5] == 'C' && b[j-4] == 0 && b[j-3] == 0 && b[j-2] == 0 {
-				return true
-			}
-			rest, off = rest[i+1:], off+i+1
-		}
-	}
-	return false
-}
-
-// isMySQLCommitReply: the chunk is one MySQL packet, the first of a reply
-// to a command (sequence number 1: not the OK that ends the handshake), an
-// OK packet (header 0x00, affected rows and last insert ID as
-// length-encoded integers, then the status flags) whose
-// SERVER_STATUS_IN_TRANS flag (0x0001) is clear.
-func isMySQLCommitReply(b []byte) bool {
-	if len(b) < 11 || int(b[0])|int(b[1])<<8|int(b[2])<<16 != len(b)-4 || b[3] != 1 || b[4] != 0x00 {
-		return false
-	}
-	i := 5
-	for range 2 { // affected rows, last insert ID
-		switch c := b[i]; {
-		case c < 0xfb:
-			i++
-		case c == 0xfc:
-			i += 3
-		case c == 0xfd:
-			i += 4
-		case c == 0xfe:
-			i += 9
-		default:
-			return false
-		}
-		if i >= len(b) {
-			return false
-		}
-	}
-	return i+2 <= len(b) && b[i]&0x01 == 0
-}
-
-// Pipe implements toxics.Toxic.
-func (t *commitCutToxic) Pipe(stub *toxics.ToxicStub) {
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if isCommitReply(c.Data) && rand.Float64() < t.Probability {
-				commitCuts.Add(1)
-				stub.Close()
-				return
-			}
-			stub.Output <- c
-		}
-	}
-}
-
 // proxies holds the fault proxies of one chaos run.
 type proxies struct {
-	server   *toxiproxy.ApiServer
 	upstream string // the database server's address
 
 	mu   sync.Mutex
-	list map[string]*toxiproxy.Proxy
+	list map[string]*faultproxy.Proxy
 	seq  int
+	cuts []func() int64 // the commit-reply cutters ever injected
 }
 
 func newProxies(upstream string) *proxies {
 	// The toxics log through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
-	return &proxies{
-		server:   toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()),
-		upstream: upstream,
-		list:     map[string]*toxiproxy.Proxy{},
-	}
+	return &proxies{upstream: upstream, list: map[string]*faultproxy.Proxy{}}
 }
 
 // add starts a proxy listening on listen (host:port, port 0 for any) and
 // returns its name and address.
 func (ps *proxies) add(listen string) (name, addr string, err error) {
+	p, err := faultproxy.StartOn(listen, ps.upstream)
+	if err != nil {
+		return "", "", err
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.seq++
 	name = fmt.Sprintf("p%d", ps.seq)
-	p := toxiproxy.NewProxy(ps.server, name, listen, ps.upstream)
-	if err := p.Start(); err != nil {
-		return "", "", fmt.Errorf("fault proxy on %s: %w", listen, err)
-	}
 	ps.list[name] = p
-	return name, p.Listen, nil
+	return name, p.Addr(), nil
 }
 
 // remove stops a proxy and closes its connections.
@@ -182,58 +66,60 @@ func (ps *proxies) remove(name string) {
 	delete(ps.list, name)
 	ps.mu.Unlock()
 	if p != nil {
-		p.Stop()
+		p.Close()
 	}
 }
 
 func (ps *proxies) closeAll() {
-	ps.mu.Lock()
-	names := make([]string, 0, len(ps.list))
-	for n := range ps.list {
-		names = append(names, n)
-	}
-	ps.mu.Unlock()
-	for _, n := range names {
+	for _, n := range ps.names() {
 		ps.remove(n)
 	}
 }
 
-// toxic is one toxic to add: its type, stream and attributes.
-type toxic struct {
-	Name       string         `json:"name"`
-	Type       string         `json:"type"`
-	Stream     string         `json:"stream"`
-	Toxicity   float32        `json:"toxicity"`
-	Attributes map[string]any `json:"attributes"`
+// commitCuts counts the connections cut between COMMIT and its reply, over
+// the whole run.
+func (ps *proxies) commitCuts() int64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var n int64
+	for _, f := range ps.cuts {
+		n += f()
+	}
+	return n
 }
 
-// toxicsFor returns the toxics of a fault; reap is the reap threshold (a
-// blackhole outlasts it).
-func toxicsFor(fault string) []toxic {
-	both := func(typ string, attrs map[string]any) []toxic {
-		return []toxic{
-			{Name: typ + "_up", Type: typ, Stream: "upstream", Toxicity: 1, Attributes: attrs},
-			{Name: typ + "_down", Type: typ, Stream: "downstream", Toxicity: 1, Attributes: attrs},
+// injectOne puts fault on one proxy.
+func (ps *proxies) injectOne(p *faultproxy.Proxy, fault string) error {
+	both := func(f func(faultproxy.Direction) (string, error)) error {
+		if _, err := f(faultproxy.Upstream); err != nil {
+			return err
 		}
+		_, err := f(faultproxy.Downstream)
+		return err
 	}
+	var err error
 	switch fault {
 	case faultLatency:
-		return both("latency", map[string]any{"latency": 60, "jitter": 40})
+		err = both(func(d faultproxy.Direction) (string, error) { return p.Latency(d, 60, 40) })
 	case faultReset:
 		// Each connection is reset 300 ms after it first carries data
 		// while the fault lasts; the pools reconnect and meet the same.
-		return []toxic{{Name: "reset", Type: "reset_peer", Stream: "upstream", Toxicity: 1, Attributes: map[string]any{"timeout": 300}}}
+		_, err = p.ResetAfter(300)
 	case faultBlackhole:
-		return both("timeout", map[string]any{"timeout": 0})
+		_, err = p.Blackhole()
 	case faultBandwidth:
-		return both("bandwidth", map[string]any{"rate": 8}) // KB/s
+		err = both(func(d faultproxy.Direction) (string, error) { return p.Bandwidth(d, 8) }) // KB/s
 	case faultCommitCut:
-		return []toxic{{Name: "commitcut", Type: "commitcut", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"probability": 0.15}}}
+		var cuts func() int64
+		_, cuts, err = p.CutCommitReplies(0.15)
+		if err == nil {
+			ps.cuts = append(ps.cuts, cuts)
+		}
 	}
-	return nil
+	return err
 }
 
-// inject puts fault's toxics on the named proxies.
+// inject puts fault on the named proxies.
 func (ps *proxies) inject(fault string, names []string) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -242,26 +128,20 @@ func (ps *proxies) inject(fault string, names []string) error {
 		if p == nil {
 			continue // its process exited meanwhile
 		}
-		for _, t := range toxicsFor(fault) {
-			raw, err := json.Marshal(t)
-			if err != nil {
-				return err
-			}
-			if _, err := p.Toxics.AddToxicJson(bytes.NewReader(raw)); err != nil {
-				return fmt.Errorf("proxy %s: add %s: %w", n, t.Name, err)
-			}
+		if err := ps.injectOne(p, fault); err != nil {
+			return fmt.Errorf("proxy %s: %s: %w", n, fault, err)
 		}
 	}
 	return nil
 }
 
-// heal removes every toxic from every proxy. Removing a blackhole closes the
+// heal removes every fault from every proxy. Removing a blackhole closes the
 // connections it held.
 func (ps *proxies) heal() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for _, p := range ps.list {
-		p.Toxics.ResetToxics(context.Background())
+		p.Heal()
 	}
 }
 

@@ -40,10 +40,15 @@ var server = sync.OnceValue(func() *toxiproxy.ApiServer {
 
 // Start starts a proxy on 127.0.0.1 (a free port) in front of upstream
 // ("host:port"). Close stops it.
-func Start(upstream string) (*Proxy, error) {
-	p := toxiproxy.NewProxy(server(), "ductwork-"+upstream, "127.0.0.1:0", upstream)
+func Start(upstream string) (*Proxy, error) { return StartOn("127.0.0.1:0", upstream) }
+
+// StartOn starts a proxy listening on listen ("host:port", port 0 for a
+// free one; the host may be an address of another network namespace's
+// link) in front of upstream. Close stops it.
+func StartOn(listen, upstream string) (*Proxy, error) {
+	p := toxiproxy.NewProxy(server(), "ductwork-"+upstream, listen, upstream)
 	if err := p.Start(); err != nil {
-		return nil, fmt.Errorf("faultproxy: start proxy to %s: %w", upstream, err)
+		return nil, fmt.Errorf("faultproxy: start proxy on %s to %s: %w", listen, upstream, err)
 	}
 	return &Proxy{p: p, names: map[string]bool{}}, nil
 }
