@@ -151,6 +151,13 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	if !dbName.Valid {
 		return &MigrationError{Step: "select database", Err: errors.New("the DSN names no database")}
 	}
+	if err := b.checkCluster(ctx, conn); err != nil {
+		var ce *ClusterError
+		if errors.As(err, &ce) {
+			return &MigrationError{Step: "check cluster", Err: backend.Permanent(ce)}
+		}
+		return &MigrationError{Step: "check cluster", Err: classify(err)}
+	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, qGetLock, int64(b.cfg.MigrationLockTimeout.Seconds())).Scan(&got); err != nil {
 		return &MigrationError{Step: "get lock", Err: classify(err)}

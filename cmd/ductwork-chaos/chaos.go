@@ -58,6 +58,7 @@ type freezeEvent struct {
 }
 
 type restartEvent struct {
+	what string // "database restart" or "node fault"
 	at   time.Time
 	down time.Duration
 	err  error
@@ -99,6 +100,7 @@ type controller struct {
 	stuckMu     sync.Mutex
 	stuck       map[int64]bool // runs a drain gave up on
 	nextHost    int
+	nextNode    int
 	phases      []*phaseReport
 	shutdowns   []shutdownEvent
 	leaks       []exitEvent
@@ -203,6 +205,14 @@ func (c *controller) spawn(cp string, host int) (*proc, error) {
 		}
 		exec := c.sc
 		wc.Store, wc.Exec, p.proxy = sc, &exec, name
+	case len(c.o.nodes) > 0:
+		sc, err := via(c.sc, c.o.nodes[c.nextNode%len(c.o.nodes)])
+		if err != nil {
+			return nil, err
+		}
+		c.nextNode++
+		exec := c.sc
+		wc.Store, wc.Exec = sc, &exec
 	}
 	raw, err := json.Marshal(wc)
 	if err != nil {
@@ -533,7 +543,7 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 	defer contT.Stop()
 	var contC <-chan time.Time
 	var restartC <-chan time.Time
-	if o.restartDB {
+	if o.restartDB || o.nodeFault != "" {
 		// After the freeze is over, so that the zombie is surely reaped.
 		t := time.NewTimer(unit + 2*o.reapThreshold)
 		defer t.Stop()
@@ -639,18 +649,26 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 				break
 			}
 			restarting = true
+			if o.nodeFault != "" {
+				c.logf("node fault: %s", o.nodeFault)
+				go func() {
+					down, err := nodeFault(ctx, o.nodeFault, o.nodeHeal, 2*o.reapThreshold)
+					restartDone <- &restartEvent{what: "node fault", at: time.Now().Add(-down), down: down, err: err}
+				}()
+				break
+			}
 			c.logf("restarting the %s server", o.backend)
 			go func() {
 				down, err := restartServer(o.backend, serverDSN(c.sc))
-				restartDone <- &restartEvent{at: time.Now().Add(-down), down: down, err: err}
+				restartDone <- &restartEvent{what: "database restart", at: time.Now().Add(-down), down: down, err: err}
 			}()
 		case ev := <-restartDone:
 			restarting = false
 			c.restart = ev
 			if ev.err != nil {
-				c.logf("database restart: %v", ev.err)
+				c.logf("%s: %v", ev.what, ev.err)
 			} else {
-				c.logf("database server answers again after %s", ev.down.Round(time.Millisecond))
+				c.logf("%s: served again after %s", ev.what, ev.down.Round(time.Millisecond))
 			}
 		case p := <-c.exits:
 			if err := c.onExit(p); err != nil {

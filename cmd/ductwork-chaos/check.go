@@ -405,7 +405,7 @@ func (r *report) check(c *controller) {
 		r.add(false, "SIGSTOP", "none (the runs finished first)")
 	}
 	if rs := c.restart; rs != nil {
-		r.add(rs.err != nil, "database restart", "took %s; %v", rs.down.Round(time.Millisecond), errString(rs.err))
+		r.add(rs.err != nil, rs.what, "took %s; %v", rs.down.Round(time.Millisecond), errString(rs.err))
 	}
 	// A process that was never stopped heartbeats every 200ms: it should
 	// never lose a claim. When it does, a live process was reaped.

@@ -137,3 +137,23 @@ func ping(ctx context.Context, kind, dsn string) error {
 	}
 	return nil
 }
+
+// nodeFault runs the -node-fault command, waits for hold (longer than the
+// reap threshold: the claims of the workers on that node must be reaped by
+// the others), then runs -node-heal, which returns once the node serves
+// again. It returns how long the node was out.
+func nodeFault(ctx context.Context, fault, heal string, hold time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if out, err := exec.CommandContext(ctx, "sh", "-c", fault).CombinedOutput(); err != nil {
+		return time.Since(start), fmt.Errorf("-node-fault %q: %w: %s", fault, err, strings.TrimSpace(string(out)))
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(hold):
+	}
+	// The heal runs even when the run is being cancelled: leave the cluster whole.
+	if out, err := exec.Command("sh", "-c", heal).CombinedOutput(); err != nil {
+		return time.Since(start), fmt.Errorf("-node-heal %q: %w: %s", heal, err, strings.TrimSpace(string(out)))
+	}
+	return time.Since(start), nil
+}

@@ -27,7 +27,12 @@
 //     threshold while its processes stay alive, then comes back. Where
 //     namespaces cannot be created it says so and falls back to processes on
 //     the loopback. The namespaces are removed at exit (and those of a killed
-//     earlier run at the next start).
+//     earlier run at the next start);
+//   - with -nodes, spreads the workers over the nodes of a database cluster
+//     (a MariaDB Galera cluster: scripts/galera.sh; a PostgreSQL primary and
+//     its standby: scripts/pgpair.sh), and with -node-fault/-node-heal fails
+//     one node mid-run (SIGKILL) for longer than the reap threshold, then
+//     brings it back.
 //
 // Workers check at exit that no goroutine outlived their shutdown.
 //
@@ -41,6 +46,9 @@
 //	go run ./cmd/ductwork-chaos -backend postgres -restart-db
 //	go run ./cmd/ductwork-chaos -backend mysql -runs 500 -kill-every 2s
 //	go run ./cmd/ductwork-chaos -backend postgres -hosts 4 -netfaults all -duration 10m
+//	go run ./cmd/ductwork-chaos -backend mysql -dsn 'root@tcp(127.0.0.1:13306)/' \
+//		-nodes 127.0.0.1:13306,127.0.0.1:13307,127.0.0.1:13308 \
+//		-node-fault 'scripts/galera.sh kill 1' -node-heal 'scripts/galera.sh start 1'
 //
 // The storage is dropped at exit.
 package main
@@ -51,6 +59,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -89,6 +98,9 @@ type options struct {
 	faults        []string
 	faultWindow   time.Duration
 	drainLimit    time.Duration
+	nodes         []string
+	nodeFault     string
+	nodeHeal      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -113,6 +125,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.netfaults, "netfaults", "", "network faults between every worker and the database, in turn: all, or a list of "+strings.Join(allFaults, ",")+" (postgres, mysql; partition needs -hosts)")
 	fs.DurationVar(&o.faultWindow, "fault-window", 8*time.Second, "how long each network fault lasts (a blackhole or partition at least twice the reap threshold plus 1s)")
 	fs.DurationVar(&o.drainLimit, "drain-limit", 90*time.Second, "after a fault heals, how long the runs triggered before may take to finish")
+	var nodes string
+	fs.StringVar(&nodes, "nodes", "", "comma-separated host:port of the database cluster's nodes (postgres, mysql): workers are spread over them in turn, connecting with -dsn's user and database; the controller and the execution record use -dsn")
+	fs.StringVar(&o.nodeFault, "node-fault", "", "shell command run once mid-run to fail a cluster node (e.g. 'scripts/galera.sh kill 1'); -node-heal runs after twice the reap threshold")
+	fs.StringVar(&o.nodeHeal, "node-heal", "", "shell command that brings the failed node back and returns once it serves again (e.g. 'scripts/galera.sh start 1')")
 	if err = fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -165,6 +181,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: negative -hosts, or no -fault-window or -drain-limit", errUsage)
 	case (o.hosts > 0 || o.netfaults != "") && o.backend == "sqlite":
 		return nil, fmt.Errorf("%w: -hosts and -netfaults need a server backend (SQLite has no network)", errUsage)
+	}
+	if nodes != "" {
+		for _, n := range strings.Split(nodes, ",") {
+			if _, _, err := net.SplitHostPort(strings.TrimSpace(n)); err != nil {
+				return nil, fmt.Errorf("%w: -nodes: %q is not host:port", errUsage, n)
+			}
+			o.nodes = append(o.nodes, strings.TrimSpace(n))
+		}
+	}
+	switch {
+	case len(o.nodes) > 0 && o.backend == "sqlite":
+		return nil, fmt.Errorf("%w: -nodes needs a server backend", errUsage)
+	case len(o.nodes) > 0 && (o.hosts > 0 || o.netfaults != ""):
+		return nil, fmt.Errorf("%w: -nodes does not combine with -hosts or -netfaults", errUsage)
+	case (o.nodeFault == "") != (o.nodeHeal == ""):
+		return nil, fmt.Errorf("%w: -node-fault and -node-heal go together", errUsage)
+	case o.nodeFault != "" && o.restartDB:
+		return nil, fmt.Errorf("%w: -node-fault replaces -restart-db on a cluster; give one of them", errUsage)
 	}
 	if o.crashpoints && !crashpoint.Compiled {
 		return nil, fmt.Errorf("%w: -crashpoints needs a binary built with -tags ductwork_crashpoints", errUsage)

@@ -16,6 +16,11 @@ func TestBadNetworkFlags(t *testing.T) {
 		{"-backend", "postgres", "-netfaults", "latency,flood"},
 		{"-backend", "postgres", "-netfaults", "partition"}, // needs -hosts
 		{"-backend", "postgres", "-hosts", "-1"},
+		{"-backend", "sqlite", "-nodes", "127.0.0.1:1"},
+		{"-backend", "mysql", "-nodes", "node1"},
+		{"-backend", "mysql", "-nodes", "127.0.0.1:1", "-hosts", "2"},
+		{"-backend", "mysql", "-node-fault", "true"}, // no -node-heal
+		{"-backend", "mysql", "-node-fault", "true", "-node-heal", "true", "-restart-db"},
 	} {
 		if _, err := parseFlags(args, &strings.Builder{}); err == nil {
 			t.Errorf("%v: accepted", args)
