@@ -147,6 +147,34 @@ type Backend interface {
 	// ErrDefinitionNotFound.
 	GetDefinition(ctx context.Context, params *GetDefinitionParams) (*StoredDefinition, error)
 
+	// SendSignal stores a signal for params.RunID and, in the same
+	// transaction, delivers it to the awaits of its name (and target) that
+	// are waiting for it, by the database's clock (an await whose deadline
+	// has passed is not waiting any more): a delivered await's job gets the
+	// payload and becomes due at once, and a waiting run becomes running.
+	// A signal no waiting await takes is kept, and delivered by
+	// DeliverSignals when an await reaches it. Each await receives at most
+	// one signal; a signal that is not TargetAll is consumed by at most one
+	// await. It returns ErrRunNotFound for an unknown run and ErrRunFinished
+	// for a completed or cancelled one, and stores nothing then. With
+	// params.Tx it joins the caller's transaction (ErrUnsupportedTx for the
+	// wrong type).
+	SendSignal(ctx context.Context, params *SendSignalParams) (*SendSignalResult, error)
+
+	// ReceiveSignal returns the signal delivered to a claimed await job,
+	// fenced like Complete (ErrStaleClaim when the claim is not current). A
+	// job claimed without a delivered signal timed out: Delivered is false,
+	// and no signal can be delivered to it afterwards. It reads only; a
+	// crash re-run receives the same signal.
+	ReceiveSignal(ctx context.Context, params *ReceiveSignalParams) (*ReceiveSignalResult, error)
+
+	// DeliverSignals delivers kept signals to awaits that have reached them
+	// since they were sent (as SendSignal does, each in its own short
+	// transaction), oldest signal first. Callers run it after a completion
+	// that inserted awaits and periodically; it is idempotent and safe from
+	// many processes at once.
+	DeliverSignals(ctx context.Context, params *DeliverSignalsParams) (*DeliverSignalsResult, error)
+
 	// Now returns the database's clock.
 	Now(ctx context.Context) (time.Time, error)
 

@@ -9,8 +9,10 @@ import (
 // Run statuses.
 const (
 	RunRunning = "running"
-	// RunWaiting is reserved for runs waiting on human input; no operation
-	// sets it yet, but every operation treats it like running.
+	// RunWaiting: every outstanding job of the run waits (a sleep or an
+	// await; see NewJob.Wait); it holds no claim and no worker. Every
+	// operation treats it like running (its due jobs are claimed), and a
+	// completion with Plan.Settle moves it back and forth.
 	RunWaiting   = "waiting"
 	RunCompleted = "completed"
 	RunHalted    = "halted"
@@ -82,6 +84,19 @@ type NewJob struct {
 	Delay time.Duration
 	// Priority orders due jobs; higher first.
 	Priority int
+	// Wait, when set (WaitSleep or WaitSignal), makes the job one that waits
+	// rather than works: it counts as waiting for the run's status (see
+	// Plan.Settle).
+	Wait string
+	// DueAt, when not zero, is the job's due time itself (a sleep until a
+	// time); Delay is then ignored.
+	DueAt time.Time
+	// Signal (WaitSignal) is the name of the signal the job awaits; Delay is
+	// its timeout (Forever for none).
+	Signal string
+	// SignalKey (WaitSignal) is the key a signal with a TargetKey target
+	// must name to be delivered to this job.
+	SignalKey string
 }
 
 // OpenJoin opens a join that waits for Expected arrivals. When the last one
@@ -133,6 +148,14 @@ type Plan struct {
 	// it is revived and that branch finishes. No completion without either
 	// reads or writes the run row.
 	Detached int
+	// Settle asks the backend to set the run's status, after applying the
+	// plan, from its outstanding jobs: RunWaiting when every pending job of
+	// the run waits (NewJob.Wait) and none is running, else RunRunning. Only
+	// a running or waiting run changes. The engine sets it for definitions
+	// that wait (sleeps and awaits) when the completing job waited or the
+	// plan inserts no job due at once, so completions of other definitions
+	// never touch the run row for it.
+	Settle bool
 }
 
 // NextDue names the job a ClaimNext completion should claim: the first of the
@@ -592,6 +615,30 @@ type Shape struct {
 	MaxBackoff time.Duration `json:"max_backoff,omitempty"`
 	MaxFanOut  int           `json:"max_fan_out,omitempty"`
 	MaxCrashes int           `json:"max_crashes,omitempty"`
+	// Signals are the signals the definition awaits, once each, in the
+	// order of their first await.
+	Signals []ShapeSignal `json:"signals,omitempty"`
+}
+
+// ShapeSignal is a signal a definition awaits: its name and its payload's
+// Go type.
+type ShapeSignal struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// ShapeWait is what a sleep or await node waits for.
+type ShapeWait struct {
+	// Sleep is a sleep's duration; Until marks a sleep until a time computed
+	// from the value.
+	Sleep time.Duration `json:"sleep,omitempty"`
+	Until bool          `json:"until,omitempty"`
+	// Signal and SignalType name an await's signal and its payload type;
+	// Timeout is 0 for none; Keyed marks an await with a key.
+	Signal     string        `json:"signal,omitempty"`
+	SignalType string        `json:"signal_type,omitempty"`
+	Timeout    time.Duration `json:"timeout,omitempty"`
+	Keyed      bool          `json:"keyed,omitempty"`
 }
 
 // ShapeNode is one node of a Shape.
@@ -600,7 +647,7 @@ type ShapeNode struct {
 	ID  string `json:"id"`
 	Pos int    `json:"pos"`
 	// Kind is the transition that reaches the node: start, chain, expand,
-	// collapse, divide, combine, case or converge.
+	// collapse, divide, combine, case, converge, sleep or await.
 	Kind    string   `json:"kind"`
 	Preds   []string `json:"preds,omitempty"`
 	InType  string   `json:"in_type"`
@@ -614,6 +661,8 @@ type ShapeNode struct {
 	Join     string `json:"join,omitempty"`
 	// Detached marks the last step of a detached branch (nothing joins it).
 	Detached bool `json:"detached,omitempty"`
+	// Wait is set for sleep and await nodes.
+	Wait *ShapeWait `json:"wait,omitempty"`
 	// Options are the step's options, as set at definition time.
 	Options ShapeOptions `json:"options"`
 }

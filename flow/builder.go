@@ -229,6 +229,7 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 			return nil, b.errf(n, RuleDangling, "")
 		}
 		g.Detaches = g.Detaches || n.g.Detached
+		g.Waits = g.Waits || n.g.Wait != nil
 	}
 	if g.Detaches {
 		markLoose(g)

@@ -31,6 +31,8 @@ const (
 	RuleNotEncodable      = "the type cannot be encoded by the pipeline's codec"
 	RuleEmptyPipelineName = "the pipeline name is empty"
 	RuleNilDefine         = "the definition function is nil or returned no node"
+	RuleSignalName        = "the signal's name is empty"
+	RuleNegativeWait      = "a sleep or an await timeout is negative"
 )
 
 // DefinitionError reports a pipeline definition that breaks a rule the

@@ -74,6 +74,11 @@ type Config struct {
 	// return after its context is cancelled). Claims it could not release are
 	// recovered by the reaper. Default 5s.
 	ReleaseTimeout time.Duration
+	// SignalSweepInterval is how often kept signals are matched with the
+	// awaits that reached them since (DeliverSignals). A completion that
+	// reaches an await delivers at once; the sweep catches a signal sent
+	// while that completion committed. Default 1s.
+	SignalSweepInterval time.Duration
 	// Logger defaults to the client's logger.
 	Logger *slog.Logger
 	// Hooks observe the supervisor's lifecycle.
@@ -138,6 +143,9 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 		c.Prefetch = c.Workers
 	case c.Prefetch < 0:
 		c.Prefetch = 0
+	}
+	if c.SignalSweepInterval <= 0 {
+		c.SignalSweepInterval = time.Second
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
@@ -230,6 +238,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if s.cfg.Role != RoleWorker {
 		start("reaper", s.reapLoop)
 		start("stranded", s.strandedLoop)
+		start("signals", s.signalLoop)
 	}
 	<-ctx.Done()
 	deadline := time.Now().Add(s.cfg.ShutdownGrace + s.cfg.ReleaseTimeout)
@@ -433,6 +442,27 @@ func (s *Supervisor) reapLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// signalLoop delivers kept signals to the awaits that reached them.
+func (s *Supervisor) signalLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SignalSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := s.callCtx(ctx)
+		res, err := s.b.DeliverSignals(cctx, &backend.DeliverSignalsParams{})
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.logger.Warn("ductwork: signal delivery sweep failed", slog.Any("error", err))
+		} else if err == nil && res.Delivered > 0 {
+			s.Wake()
 		}
 	}
 }

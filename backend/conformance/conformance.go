@@ -77,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 		{"Definitions", testDefinitions},
 		{"TxSteps", testTxSteps},
 		{"EndToEnd", testEndToEnd},
+		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},
 	}
 	for _, a := range areas {

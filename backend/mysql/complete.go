@@ -87,7 +87,7 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 	crashpoint.Hit(crashpoint.CompleteTx)
 	plan := &p.Plan
-	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun && plan.Detached == 0 {
+	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun && plan.Detached == 0 && !plan.Settle {
 		return nil
 	}
 	// The completion time, read back from the row, is the "now" every new
@@ -122,6 +122,9 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	res.NewJobs += len(plan.Jobs)
 	if len(plan.Jobs) > 0 {
 		crashpoint.Hit(crashpoint.FanoutInsert)
+	}
+	if err := markWaits(ctx, tx, runID, plan.Jobs); err != nil {
+		return err
 	}
 
 	if a := plan.Arrive; a != nil {
@@ -162,7 +165,12 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 
 	if plan.CompleteRun || plan.Detached != 0 {
-		return advanceRun(ctx, tx, plan, p.Output, runID, res)
+		if err := advanceRun(ctx, tx, plan, p.Output, runID, res); err != nil {
+			return err
+		}
+	}
+	if plan.Settle {
+		return settleRun(ctx, tx, runID)
 	}
 	return nil
 }
@@ -188,7 +196,7 @@ func advanceRun(ctx context.Context, tx querier, plan *backend.Plan, output []by
 	if plan.CompleteRun {
 		outstanding--
 	}
-	if status == backend.RunRunning && outstanding == 0 {
+	if (status == backend.RunRunning || status == backend.RunWaiting) && outstanding == 0 {
 		status = backend.RunCompleted
 		res.RunCompleted = true
 	}

@@ -54,7 +54,7 @@ const (
   ` + nowUS + `
 FROM ductwork_jobs j FORCE INDEX (ductwork_jobs_claim)
 WHERE j.status = 'pending' AND j.due_at <= ` + nowUS + `
-  AND (SELECT 1 FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id AND r.status = 'running'
+  AND (SELECT 1 FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id AND r.status IN ('running', 'waiting')
        AND (r.pipeline, r.fingerprint) IN (`
 	// Then placeholders("(?, ?)", len(Definitions)) and:
 	qClaimSelectTail = `)) = 1

@@ -349,6 +349,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			return err
 		})
 	}
+	b.queueWaits(batch, params)
 	if plan.CompleteRun || plan.Detached != 0 {
 		delta := int32(plan.Detached)
 		if plan.CompleteRun {
@@ -363,6 +364,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 				return err
 			})
 	}
+	b.queueSettle(batch, params)
 	if node, scope, ok := plan.NextDue(); ok && params.ClaimNext > 0 {
 		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {
 			defer rows.Close()

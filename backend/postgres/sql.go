@@ -68,7 +68,7 @@ WITH c AS MATERIALIZED (
 	  AND c.due_at + interval '0' <= now()
 	  AND EXISTS (
 		SELECT 1 FROM {schema}.ductwork_runs AS cr
-		WHERE cr.id = c.run_id AND cr.status = 'running'
+		WHERE cr.id = c.run_id AND cr.status IN ('running', 'waiting')
 		  AND (cr.pipeline, cr.fingerprint) IN (SELECT d.p, d.f FROM unnest($2::text[], $3::text[]) AS d(p, f))
 		OFFSET 0)
 	ORDER BY c.priority DESC, c.due_at, c.id
@@ -213,7 +213,7 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM jn) THEN 1
 // true only for the statement that completed the run.
 const sqlCompleteRun = `
 UPDATE {schema}.ductwork_runs
-SET status = CASE WHEN status = 'running' AND outstanding + $4 = 0 THEN 'completed' ELSE status END,
+SET status = CASE WHEN status IN ('running', 'waiting') AND outstanding + $4 = 0 THEN 'completed' ELSE status END,
 	output = CASE WHEN $3 THEN $2 ELSE output END,
 	outstanding = outstanding + $4,
 	updated_at = now()
@@ -427,6 +427,7 @@ type queries struct {
 	setValue, setValueOverwrite, getValue, stranded, now               string
 	createSchema, createMigrations, appliedMigrations, recordMigration string
 	replacer                                                           *strings.Replacer
+	sig                                                                signalQueries
 }
 
 // renderQueries renders every statement for schema, quoted as an identifier.
@@ -474,5 +475,6 @@ func renderQueries(schema string) queries {
 		appliedMigrations: r.Replace(sqlAppliedMigrations),
 		recordMigration:   r.Replace(sqlRecordMigration),
 		replacer:          r,
+		sig:               renderSignalQueries(r),
 	}
 }

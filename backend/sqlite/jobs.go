@@ -278,6 +278,9 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		if len(plan.Jobs) > 0 {
 			crashpoint.Hit(crashpoint.FanoutInsert)
 		}
+		if err := markWaits(t, runID, plan.Jobs); err != nil {
+			return err
+		}
 
 		for i := range plan.OpenJoins {
 			o := &plan.OpenJoins[i]
@@ -325,6 +328,11 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 
 		if plan.CompleteRun || plan.Detached != 0 {
 			if err := advanceRun(t, plan, params.Output, runID, res); err != nil {
+				return err
+			}
+		}
+		if plan.Settle {
+			if err := settleRun(t, runID); err != nil {
 				return err
 			}
 		}

@@ -70,7 +70,7 @@ FROM ductwork_jobs AS j
 CROSS JOIN ductwork_runs AS r ON r.id = j.run_id
 WHERE j.status = 'pending'
   AND j.due_at <= ` + nowUS + `
-  AND r.status = 'running'
+  AND r.status IN ('running', 'waiting')
   AND (r.pipeline, r.fingerprint) IN (SELECT d.value ->> 0, d.value ->> 1 FROM json_each(?) AS d)
 ORDER BY j.priority DESC, j.due_at, j.id
 LIMIT ?`
@@ -122,7 +122,7 @@ SET outstanding = outstanding + ?1, output = CASE WHEN ?2 THEN ?3 ELSE output EN
 WHERE id = ?4 AND status IN ('running', 'waiting', 'halted')`
 
 	qCompleteRun = `UPDATE ductwork_runs SET status = 'completed'
-WHERE id = ? AND status = 'running' AND outstanding = 0`
+WHERE id = ? AND status IN ('running', 'waiting') AND outstanding = 0`
 
 	qFailRetry = `UPDATE ductwork_jobs
 SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?, error = ?, error_stack = ?, process_id = NULL` + fenced

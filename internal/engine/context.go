@@ -16,6 +16,8 @@ type stepContext struct {
 	job    *backend.Job
 	logger *jobLogger
 	codec  step.Codec
+	// processID is the claim's owner (ReceiveSignal presents the claim).
+	processID string
 }
 
 var _ step.Context = (*stepContext)(nil)
@@ -75,4 +77,24 @@ func (c *stepContext) Set(key string, v any, opts ...step.SetOption) error {
 		}
 	}
 	return c.e.Backend.SetValue(c, &backend.SetValueParams{RunID: c.job.RunID, Key: key, Value: b, Overwrite: overwrite})
+}
+
+// ReceiveSignal implements graph.SignalReceiver for an await node: it reads
+// the signal delivered to the claimed job (fenced by the claim) and decodes
+// its payload into v. A payload the codec cannot decode is a permanent
+// failure: retrying cannot change the stored signal.
+func (c *stepContext) ReceiveSignal(v any) (bool, error) {
+	res, err := c.e.Backend.ReceiveSignal(c, &backend.ReceiveSignalParams{
+		JobID: c.job.ID, ProcessID: c.processID, Fence: c.job.Fence,
+	})
+	if err != nil {
+		return false, err
+	}
+	if !res.Delivered {
+		return false, nil
+	}
+	if err := c.codec.Unmarshal(res.Payload, v); err != nil {
+		return false, step.Permanent(fmt.Errorf("decode the payload of signal %d: %w", res.SignalID, err))
+	}
+	return true, nil
 }

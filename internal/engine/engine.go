@@ -365,7 +365,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
-	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec}
+	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec, processID: processID}
 	hctx, end := e.Hooks.stepStart(ctx, job, logger)
 	sc.Context = hctx
 
@@ -532,6 +532,13 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		}
 	}
 	e.Hold(cr.Claimed...)
+	if awaits(plan) && !cr.Replayed {
+		// A signal sent before this branch reached its await is waiting
+		// for it: deliver it now rather than at the next sweep.
+		if _, err := e.Backend.DeliverSignals(commitCtx, &backend.DeliverSignalsParams{RunID: job.RunID}); err != nil {
+			logger.get().WarnContext(commitCtx, "ductwork: delivering kept signals failed; the next sweep delivers them", slog.Any("error", err))
+		}
+	}
 	return Result{Completed: true, NewJobs: cr.NewJobs, NextDelay: minDelay(plan), Next: cr.Claimed, Replayed: cr.Replayed}
 }
 
@@ -839,11 +846,30 @@ func Backoff(attempt int, base, maxDelay time.Duration) time.Duration {
 	return min(d+jitter, maxDelay+maxDelay/5)
 }
 
+// awaits reports whether the plan inserts an await.
+func awaits(p backend.Plan) bool {
+	for _, j := range p.Jobs {
+		if j.Wait == backend.WaitSignal {
+			return true
+		}
+	}
+	return false
+}
+
+// minDelay is the shortest wait among the plan's jobs, as a hint for a local
+// wake-up (the database's clock decides when they are due).
 func minDelay(p backend.Plan) time.Duration {
 	var d time.Duration
 	for _, j := range p.Jobs {
-		if j.Delay > 0 && (d == 0 || j.Delay < d) {
-			d = j.Delay
+		delay := j.Delay
+		if !j.DueAt.IsZero() {
+			delay = max(time.Until(j.DueAt), time.Millisecond)
+		}
+		if delay >= backend.Forever {
+			continue
+		}
+		if delay > 0 && (d == 0 || delay < d) {
+			d = delay
 		}
 	}
 	for _, j := range p.OpenJoins {

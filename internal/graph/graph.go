@@ -30,11 +30,14 @@ const (
 	KindCombine                  // join of a divide's branches, inputs in branch order
 	KindCase                     // a case (or the otherwise) of a divert
 	KindConverge                 // the diverted branch's output, whichever it was
+	KindSleep                    // one predecessor, same branch: waits until a due time, then hands the value on
+	KindAwait                    // one predecessor, same branch: waits for a signal (or its timeout)
 )
 
 var kindNames = map[Kind]string{
 	KindStart: "start", KindChain: "chain", KindExpand: "expand", KindCollapse: "collapse",
 	KindDivide: "divide", KindCombine: "combine", KindCase: "case", KindConverge: "converge",
+	KindSleep: "sleep", KindAwait: "await",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -61,6 +64,9 @@ type Node struct {
 
 	// Divert, when set, routes this node's output to one of its cases.
 	Divert *Divert
+	// Wait is set for KindSleep and KindAwait nodes.
+	Wait *Wait
+
 	// Join is the join node (collapse or combine) that closes the expansion or
 	// divide opened towards this node's successors (Expand and Divide children).
 	// It is nil when every branch is detached; a Combine's predecessors are
@@ -83,6 +89,29 @@ type Node struct {
 	Call func(ctx step.Context, in any) (any, error)
 	// Split (KindExpand) encodes each element of the predecessor's slice output.
 	Split func(c step.Codec, out any) ([][]byte, error)
+}
+
+// Wait is what a sleep or await node waits for.
+type Wait struct {
+	// Sleep (KindSleep) is how long the branch sleeps; Until, when set,
+	// computes the due time from the node's input instead.
+	Sleep time.Duration
+	Until func(in any) time.Time
+	// Signal (KindAwait) is the awaited signal's name and SignalType its
+	// payload type; Timeout is 0 for none.
+	Signal     string
+	SignalType reflect.Type
+	Timeout    time.Duration
+	// Key, when set, computes the await's key from its input (signals sent
+	// to a key reach only the awaits with that key).
+	Key func(in any) string
+}
+
+// SignalReceiver is implemented by the step.Context the engine hands an
+// await node's Call: it decodes the signal delivered to the await into v
+// and reports whether one was (false: the await timed out).
+type SignalReceiver interface {
+	ReceiveSignal(v any) (delivered bool, err error)
 }
 
 // Divert routes a node's output by key.
@@ -118,6 +147,9 @@ type Graph struct {
 	// Detaches is true when some branch ends detached; only then do plans
 	// count outstanding work (Plan.Detached).
 	Detaches bool
+	// Waits is true when the definition sleeps or awaits; only then do plans
+	// settle the run's status (Plan.Settle).
+	Waits bool
 	// OnHalt runs at most once per halt, after the halt is committed.
 	OnHalt func(ctx context.Context, h Halt)
 }
@@ -163,6 +195,10 @@ func (g *Graph) ComputeFingerprint() string {
 			// Only detached nodes add to the text, so the fingerprints of
 			// definitions without Detach are what they always were.
 			b.WriteString("/detached")
+		}
+		if w := n.Wait; w != nil {
+			// Likewise only waits add their own text.
+			fmt.Fprintf(&b, "/wait:%q:%v:%v:%t:%t:%v", w.Signal, w.SignalType, w.Timeout, w.Key != nil, w.Until != nil, w.Sleep)
 		}
 	}
 	sum := sha256.Sum256([]byte(b.String()))
@@ -262,8 +298,26 @@ func (e *EncodeError) Unwrap() error { return e.Err }
 // outside detached branches carry 0, so they never touch the run row.
 func (g *Graph) Plan(n *Node, scope string, out any, outBytes []byte) (backend.Plan, error) {
 	p, err := g.next(n, scope, out, outBytes)
-	if err != nil || !g.Detaches {
+	if err != nil {
 		return p, err
+	}
+	if g.Waits {
+		// Settle the run's status when this completion may change whether
+		// all its work waits: the completing node waited, or nothing the
+		// plan inserts is due at once.
+		p.Settle = n.Wait != nil
+		if !p.Settle {
+			p.Settle = true
+			for _, j := range p.Jobs {
+				if j.Wait == "" && j.Delay <= 0 {
+					p.Settle = false
+					break
+				}
+			}
+		}
+	}
+	if !g.Detaches {
+		return p, nil
 	}
 	p.Detached = g.detachedDelta(n, &p)
 	return p, nil
@@ -320,6 +374,12 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 	switch first.Kind {
 	case KindChain, KindConverge:
 		p.Jobs = append(p.Jobs, newJob(first, scope, outBytes))
+	case KindSleep, KindAwait:
+		j, err := waitJob(first, scope, out, outBytes)
+		if err != nil {
+			return p, err
+		}
+		p.Jobs = append(p.Jobs, j)
 	case KindExpand:
 		parts, err := first.Split(g.Codec, out)
 		if err != nil {
@@ -366,6 +426,33 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 
 func newJob(n *Node, scope string, input []byte) backend.NewJob {
 	return backend.NewJob{NodeID: n.ID, Scope: scope, Input: input, Delay: n.Options.Delay, Priority: n.Options.Priority}
+}
+
+// waitJob is the job of a sleep or await node n, whose input is out.
+func waitJob(n *Node, scope string, out any, outBytes []byte) (backend.NewJob, error) {
+	j := newJob(n, scope, outBytes)
+	w := n.Wait
+	if n.Kind == KindSleep {
+		j.Wait = backend.WaitSleep
+		if w.Until != nil {
+			j.DueAt = w.Until(out)
+			if j.DueAt.IsZero() {
+				// The zero time is "no due time": due at once.
+				j.DueAt = time.Unix(0, 0)
+			}
+		} else {
+			j.Delay = max(w.Sleep, 0)
+		}
+		return j, nil
+	}
+	j.Wait, j.Signal, j.Delay = backend.WaitSignal, w.Signal, w.Timeout
+	if w.Timeout <= 0 {
+		j.Delay = backend.Forever
+	}
+	if w.Key != nil {
+		j.SignalKey = w.Key(out)
+	}
+	return j, nil
 }
 
 func openJoin(n *Node, scope string, expected int) backend.OpenJoin {

@@ -17,6 +17,7 @@ func (g *Graph) Shape() backend.Shape {
 		MaxFanOut: g.MaxFanOut, MaxCrashes: g.MaxCrashes,
 		Nodes: make([]backend.ShapeNode, 0, len(g.Nodes)),
 	}
+	seen := map[string]bool{}
 	for _, n := range g.Nodes {
 		sn := backend.ShapeNode{
 			ID: n.ID, Pos: n.Pos, Kind: n.Kind.String(),
@@ -33,6 +34,16 @@ func (g *Graph) Shape() backend.Shape {
 		}
 		if n.Join != nil {
 			sn.Join = n.Join.ID
+		}
+		if w := n.Wait; w != nil {
+			sn.Wait = &backend.ShapeWait{
+				Sleep: w.Sleep, Until: w.Until != nil, Signal: w.Signal, SignalType: typeName(w.SignalType),
+				Timeout: w.Timeout, Keyed: w.Key != nil,
+			}
+			if w.Signal != "" && !seen[w.Signal] {
+				seen[w.Signal] = true
+				s.Signals = append(s.Signals, backend.ShapeSignal{Name: w.Signal, Type: typeName(w.SignalType)})
+			}
 		}
 		s.Nodes = append(s.Nodes, sn)
 	}
