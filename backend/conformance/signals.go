@@ -119,16 +119,9 @@ func sigApprovalPipeline(name string, gate <-chan struct{}) *flow.Definition[sig
 		}
 		return a.Input.ID + ":" + a.Payload.Note, nil
 	})
-	return mustDefine(flow.Define(name, func(p *flow.Pipeline[sigOrder]) flow.End[string] {
+	return flow.MustDefine(name, func(p *flow.Pipeline[sigOrder]) flow.End[string] {
 		return flow.Chain(flow.Await(flow.Start(p, start), sigApproval, 0), finish)
-	}))
-}
-
-func mustDefine[In, Out any](d *flow.Definition[In, Out], err error) *flow.Definition[In, Out] {
-	if err != nil {
-		panic(err)
-	}
-	return d
+	})
 }
 
 // waitStatus waits until the run's status is want.
@@ -393,9 +386,9 @@ func sleepAcrossRestart(t *testing.T, h Harness) {
 	mk := func() *flow.Definition[int, int] {
 		start := step.New("start", func(_ step.Context, n int) (int, error) { return n + 1, nil })
 		finish := step.New("finish", func(_ step.Context, n int) (int, error) { return n * 10, nil })
-		return mustDefine(flow.Define(name, func(p *flow.Pipeline[int]) flow.End[int] {
+		return flow.MustDefine(name, func(p *flow.Pipeline[int]) flow.End[int] {
 			return flow.Chain(flow.Sleep(flow.Start(p, start), nap), finish)
-		}))
+		})
 	}
 	def := mk()
 	e := newSigEnv(t, h, def)
