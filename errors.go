@@ -60,6 +60,10 @@ type DefinitionError = flow.DefinitionError
 // PanicError is recorded when a step panics; see package step.
 type PanicError = step.PanicError
 
+// TimeoutError is the failure of an execution that outlived its timeout;
+// see package step. A run it halts has cause HaltTimeout.
+type TimeoutError = step.TimeoutError
+
 // FanOutError halts a run whose Expand exceeds the pipeline's max fan-out.
 type FanOutError = graph.FanOutError
 
@@ -151,6 +155,8 @@ func (c *Client) haltedError(run *backend.Run) *HaltedError {
 			he.Err = &step.PanicError{Value: strings.TrimPrefix(run.Error, "step panicked: "), Stack: run.HaltStack}
 		case HaltPermanent:
 			he.Err = step.Permanent(errors.New(run.Error))
+		case HaltTimeout:
+			he.Err = &step.TimeoutError{Step: run.HaltNode, Err: errors.New(run.Error)}
 		default:
 			he.Err = errors.New(run.Error)
 		}

@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/engine"
+	"github.com/ductwork-go/ductwork/step"
 	gotel "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,6 +51,7 @@ const (
 	keyRunDone     = attribute.Key("ductwork.run_completed")
 	keyReason      = attribute.Key("ductwork.halt_reason")
 	keySteps       = attribute.Key("ductwork.steps")
+	keyAbandoned   = attribute.Key("ductwork.abandoned")
 )
 
 // Step outcomes, the values of ductwork.outcome.
@@ -70,7 +73,7 @@ func New(cfg Config) (*ductwork.Hooks, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ductwork.Hooks{Trigger: o, Step: o, Halt: o, Revive: o, Reap: o}, nil
+	return &ductwork.Hooks{Trigger: o, Step: o, Halt: o, Revive: o, Reap: o, Stuck: o}, nil
 }
 
 type observer struct {
@@ -83,6 +86,8 @@ type observer struct {
 	stepInflight                                        metric.Int64UpDownCounter
 	runTriggered, runCompleted, runHalted, runRevived   metric.Int64Counter
 	processReaped                                       metric.Int64Counter
+	stepTimedOut, stepAbandoned                         metric.Int64Counter
+	stepStuck                                           metric.Int64UpDownCounter
 
 	// open maps a claimed job to its step span while the step executes, so
 	// the halt hook (called with the commit's context) finds the span.
@@ -135,6 +140,11 @@ func newObserver(cfg Config) (*observer, error) {
 	o.runCompleted = counter("ductwork.run.completed", "{run}", "Runs completed (counted by the process that committed the last step).")
 	o.runHalted = counter("ductwork.run.halted", "{run}", "Runs halted (counted by the process that halted them).")
 	o.runRevived = counter("ductwork.run.revived", "{run}", "Halted runs revived.")
+	o.stepTimedOut = counter("ductwork.step.timed_out", "{step}", "Step executions that exceeded their timeout (ductwork.abandoned: the step ignored its context and was abandoned).")
+	o.stepAbandoned = counter("ductwork.step.abandoned", "{step}", "Steps abandoned: they had not returned StuckGrace after their context was cancelled (timeout, cancelled run, shutdown).")
+	o.stepStuck, err = m.Int64UpDownCounter("ductwork.step.stuck", metric.WithUnit("{goroutine}"),
+		metric.WithDescription("Abandoned step goroutines of this process still running."))
+	errs = append(errs, err)
 	o.processReaped = counter("ductwork.process.reaped", "{process}", "Dead processes reaped by this process.")
 	for _, err := range errs {
 		if err != nil {
@@ -205,6 +215,9 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 				span.SetStatus(codes.Error, end.Err.Error())
 			}
 		}
+		if te := (*step.TimeoutError)(nil); errors.As(end.Err, &te) {
+			o.stepTimedOut.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyAbandoned.Bool(te.Abandoned)))
+		}
 		if end.RunCompleted {
 			span.SetAttributes(keyRunDone.Bool(true))
 			o.runCompleted.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline)))
@@ -264,6 +277,15 @@ func (o *observer) RunHalted(ctx context.Context, job *backend.Job, reason strin
 	span.AddEvent("ductwork.halt", event)
 	span.SetStatus(codes.Error, reason)
 	span.End()
+}
+
+// StepStuck counts an abandoned step, and its goroutine as stuck until it
+// returns.
+func (o *observer) StepStuck(ctx context.Context, job *backend.Job, _ error) func() {
+	pn := metric.WithAttributeSet(attribute.NewSet(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID)))
+	o.stepAbandoned.Add(ctx, 1, pn)
+	o.stepStuck.Add(ctx, 1, pn)
+	return func() { o.stepStuck.Add(context.WithoutCancel(ctx), -1, pn) }
 }
 
 // RunRevived records a short "ductwork.revive" span in the caller's trace.

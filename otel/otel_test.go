@@ -609,3 +609,36 @@ func TestTraceAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckStepMetrics: a step that ignores its context past its timeout
+// is counted as timed out (abandoned) and abandoned, and its goroutine as
+// stuck until it returns.
+func TestStuckStepMetrics(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	hang := step.New("hang", func(_ step.Context, n int) (int, error) { <-release; return n, nil },
+		step.Timeout(20*time.Millisecond), step.Retries(0))
+	def := flow.MustDefine("otel-hang", func(p *flow.Pipeline[int]) flow.End[int] { return flow.Start(p, hang) })
+	e := newEnv(t, def)
+	startSupervisor(t, e.client, &supervisor.Config{StuckGrace: 20 * time.Millisecond})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(func() {
+		unblock()
+		waitFor(t, "the abandoned step to return", func() bool { return collect(t, e.reader)["ductwork.step.stuck"] == 0 })
+	})
+	r, err := ductwork.Trigger(waitCtx(t), e.client, def, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var he *ductwork.HaltedError
+	if _, err := r.Wait(waitCtx(t)); !errors.As(err, &he) || he.Cause != ductwork.HaltTimeout {
+		t.Fatalf("Wait: %v; want a halt with cause timeout", err)
+	}
+	waitFor(t, "the step's span", func() bool { return len(e.spans.Ended()) == 2 })
+	m := collect(t, e.reader)
+	if m["ductwork.step.timed_out"] != 1 || m["ductwork.step.abandoned"] != 1 || m["ductwork.step.stuck"] != 1 {
+		t.Fatalf("timed_out %d, abandoned %d, stuck %d; want 1, 1, 1", m["ductwork.step.timed_out"], m["ductwork.step.abandoned"], m["ductwork.step.stuck"])
+	}
+	unblock()
+	waitFor(t, "the stuck gauge back to 0", func() bool { return collect(t, e.reader)["ductwork.step.stuck"] == 0 })
+}

@@ -115,7 +115,10 @@ type Options struct {
 	// retry, with jitter, up to MaxBackoff. Zero means the pipeline default.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// Timeout bounds one execution; zero means none.
+	// Timeout bounds one execution; zero means the supervisor's
+	// StepTimeout (none by default). It is enforced: when it expires the
+	// step's context is cancelled, and a step that has not returned shortly
+	// after is abandoned; the execution fails with a *TimeoutError.
 	Timeout time.Duration
 	// Delay postpones the step's start after its input is ready.
 	Delay time.Duration
@@ -140,7 +143,8 @@ func Backoff(base, maxDelay time.Duration) Option {
 	return func(o *Options) { o.Backoff, o.MaxBackoff = base, maxDelay }
 }
 
-// Timeout bounds one execution of the step.
+// Timeout bounds one execution of the step (see Options.Timeout and
+// TimeoutError).
 func Timeout(d time.Duration) Option { return func(o *Options) { o.Timeout = d } }
 
 // Delay postpones the step's start after its input is ready.
@@ -253,3 +257,44 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// TimeoutError is the failure of an execution that outlived its timeout
+// (Options.Timeout, or the supervisor's default StepTimeout). It is also the
+// cause of the step's context when the timeout expires
+// (context.Cause(ctx)), while ctx.Err() is context.DeadlineExceeded.
+//
+// A timeout spends the retry budget like any error; when the budget is
+// spent the run halts with cause "timeout". Match it with errors.As, or
+// with errors.Is(err, context.DeadlineExceeded).
+type TimeoutError struct {
+	// Step is the step's name.
+	Step string
+	// Timeout is the limit the execution exceeded.
+	Timeout time.Duration
+	// Abandoned is true when the step did not return within the grace that
+	// follows the cancellation of its context: its goroutine was left
+	// running (and, in a child process, the process was recycled) and the
+	// execution failed without it.
+	Abandoned bool
+	// Err is what the step returned after its context was cancelled; nil
+	// when it was abandoned.
+	Err error
+}
+
+func (e *TimeoutError) Error() string {
+	switch {
+	case e.Timeout == 0 && e.Err != nil:
+		return e.Err.Error() // rebuilt from a stored reason
+	case e.Abandoned:
+		return fmt.Sprintf("step %q exceeded its timeout of %s and did not return after its context was cancelled; abandoned", e.Step, e.Timeout)
+	case e.Err != nil:
+		return fmt.Sprintf("step %q exceeded its timeout of %s: %v", e.Step, e.Timeout, e.Err)
+	}
+	return fmt.Sprintf("step %q exceeded its timeout of %s", e.Step, e.Timeout)
+}
+
+// Is makes errors.Is(err, context.DeadlineExceeded) true.
+func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Unwrap returns what the step returned, if anything.
+func (e *TimeoutError) Unwrap() error { return e.Err }

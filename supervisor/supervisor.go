@@ -70,15 +70,31 @@ type Config struct {
 	// ReleaseTimeout is how long shutdown may take after ShutdownGrace to
 	// commit what finished, release the remaining claims and deregister;
 	// whatever the network does, Run returns within ShutdownGrace +
-	// ReleaseTimeout of the cancellation (plus the time a step takes to
-	// return after its context is cancelled). Claims it could not release are
-	// recovered by the reaper. Default 5s.
+	// ReleaseTimeout of the cancellation, or ShutdownGrace + StuckGrace
+	// (and a release) when a step ignores the cancellation of its context.
+	// Claims it could not release are recovered by the reaper. Default 5s.
 	ReleaseTimeout time.Duration
 	// SignalSweepInterval is how often kept signals are matched with the
 	// awaits that reached them since (DeliverSignals). A completion that
 	// reaches an await delivers at once; the sweep catches a signal sent
 	// while that completion committed. Default 1s.
 	SignalSweepInterval time.Duration
+	// StepTimeout bounds each execution of a step that sets no
+	// step.Timeout of its own; 0 means none. When a step's timeout expires
+	// its context is cancelled (context.Cause is a *step.TimeoutError); a
+	// step still running StuckGrace later is abandoned. Either way the
+	// execution fails with a *step.TimeoutError: it spends the retry budget,
+	// then halts the run with cause "timeout".
+	StepTimeout time.Duration
+	// StuckGrace is how long a step may take to return once its context is
+	// cancelled (its timeout expired, its run was cancelled, or shutdown's
+	// grace ran out). A step still running after it is abandoned: the
+	// execution fails (timeout) or its claim is released (shutdown, cancel),
+	// the worker takes other work, and the goroutine, which Go cannot stop,
+	// is logged, counted (Stuck, and the StuckTracer hook) and left to
+	// return on its own. Only a child process (Processes) can be stopped
+	// for good: its parent recycles it. Default 2s.
+	StuckGrace time.Duration
 	// Logger defaults to the client's logger.
 	Logger *slog.Logger
 	// Hooks observe the supervisor's lifecycle.
@@ -119,6 +135,10 @@ type Supervisor struct {
 	// asks the heartbeat loop to compare it with the database at once.
 	ledger    *ledger
 	reconcile chan struct{}
+
+	// onAbandon is told when a step is abandoned (a child process tells its
+	// parent, which recycles it); nil otherwise.
+	onAbandon func(job *backend.Job, err error)
 }
 
 // New returns a Supervisor for client. It does no I/O until Run.
@@ -132,7 +152,8 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 		c = *cfg
 	}
 	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 ||
-		c.HeartbeatInterval < 0 || c.ReapInterval < 0 || c.CallTimeout < 0 || c.ReleaseTimeout < 0 {
+		c.HeartbeatInterval < 0 || c.ReapInterval < 0 || c.CallTimeout < 0 || c.ReleaseTimeout < 0 ||
+		c.StepTimeout < 0 || c.StuckGrace < 0 {
 		return nil, &ConfigError{Reason: "negative Workers or duration"}
 	}
 	if c.Workers == 0 {
@@ -174,6 +195,9 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if c.ReleaseTimeout == 0 {
 		c.ReleaseTimeout = 5 * time.Second
 	}
+	if c.StuckGrace == 0 {
+		c.StuckGrace = engine.DefaultStuckGrace
+	}
 	if c.ProcessID == "" {
 		var buf [8]byte
 		_, _ = rand.Read(buf[:])
@@ -191,6 +215,11 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 type ConfigError struct{ Reason string }
 
 func (e *ConfigError) Error() string { return "supervisor: invalid config: " + e.Reason }
+
+// Stuck returns how many abandoned steps of this process (see
+// Config.StuckGrace) are still running. It is shared by the supervisors of
+// one client.
+func (s *Supervisor) Stuck() int { return s.eng.Stuck() }
 
 // ProcessID returns the ID this supervisor registers as.
 func (s *Supervisor) ProcessID() string { return s.cfg.ProcessID }
@@ -515,7 +544,8 @@ func (s *Supervisor) work(ctx, hardCtx, finalCtx context.Context, job *backend.J
 			claimNext = 0 // shutting down: claim nothing new
 		}
 		res := s.eng.Execute(hardCtx, s.cfg.ProcessID, job, engine.ExecOptions{
-			ClaimNext: claimNext, CommitCtx: finalCtx, Tracker: s.ledger})
+			ClaimNext: claimNext, CommitCtx: finalCtx, Tracker: s.ledger,
+			DefaultTimeout: s.cfg.StepTimeout, StuckGrace: s.cfg.StuckGrace, OnAbandon: s.onAbandon})
 		s.ledger.drop(job)
 		if res.Replayed {
 			// Jobs the landed commit claimed are owned but not in res.Next.

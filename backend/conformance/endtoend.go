@@ -25,6 +25,9 @@ func testEndToEnd(t *testing.T, h Harness) {
 		"CancelWithPrefetch":   endToEndCancelPrefetch,
 		"CancelElsewhere":      endToEndCancelElsewhere,
 		"IdempotencyKeyUnique": endToEndIdempotencyKeys,
+		"TimeoutAbandons":      endToEndTimeoutAbandons,
+		"TimeoutCooperative":   endToEndTimeoutCooperative,
+		"ShutdownAbandons":     endToEndShutdownAbandons,
 	})
 }
 
@@ -268,7 +271,7 @@ func checkE2ESteps(t *testing.T, client *ductwork.Client, runID int64, in []int,
 }
 
 // startSupervisor runs a supervisor for client until the test ends.
-func startSupervisor(t *testing.T, client *ductwork.Client, cfg *supervisor.Config) {
+func startSupervisor(t *testing.T, client *ductwork.Client, cfg *supervisor.Config) *supervisor.Supervisor {
 	t.Helper()
 	s, err := supervisor.New(client, cfg)
 	if err != nil {
@@ -288,4 +291,5 @@ func startSupervisor(t *testing.T, client *ductwork.Client, cfg *supervisor.Conf
 			t.Errorf("supervisor Run did not return within %v of shutdown", caseTimeout)
 		}
 	})
+	return s
 }

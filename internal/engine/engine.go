@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -70,6 +71,9 @@ type Engine struct {
 
 	// runs tracks held jobs and cancelled runs (cancel.go).
 	runs runs
+
+	// stuck counts abandoned step goroutines still running (watch.go).
+	stuck atomic.Int64
 }
 
 // haltNote names a failing execution whose error may halt its run. The
@@ -268,6 +272,15 @@ type ExecOptions struct {
 	CommitCtx context.Context
 	// Tracker, if set, is told about the completion's claims.
 	Tracker Tracker
+	// DefaultTimeout bounds the execution of a step that sets no Timeout;
+	// 0 means none.
+	DefaultTimeout time.Duration
+	// StuckGrace is how long a step may take to return once its context is
+	// cancelled (timeout, cancelled run, shutdown) before it is abandoned;
+	// 0 means DefaultStuckGrace.
+	StuckGrace time.Duration
+	// OnAbandon, if set, is called when a step is abandoned (see watch).
+	OnAbandon func(job *backend.Job, err error)
 }
 
 // Result is what Execute did.
@@ -359,8 +372,18 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	}
 	ctx := runCancelCtx
 	var cancel context.CancelFunc
-	if node.Options.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, node.Options.Timeout)
+	timeout := node.Options.Timeout
+	if timeout <= 0 {
+		timeout = opts.DefaultTimeout
+	}
+	grace := opts.StuckGrace
+	if grace <= 0 {
+		grace = DefaultStuckGrace
+	}
+	if timeout > 0 {
+		// The cause tells the step (context.Cause) and the failure below
+		// that its own timeout ended it.
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, &step.TimeoutError{Step: node.ID, Timeout: timeout})
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
@@ -372,12 +395,18 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	// produce runs the step and encodes its output and plan. Every call into
 	// user code is contained.
 	produce := func(sc *stepContext) ([]byte, backend.Plan, *failure) {
-		out, err := Contain(func() (any, error) {
-			if e.Intercept != nil {
-				return e.Intercept(sc, node, job.Scope, func() (any, error) { return node.Call(sc, in) })
-			}
-			return node.Call(sc, in)
+		// The step runs on a goroutine of its own, watched: one that ignores
+		// the cancellation of its context is abandoned after the grace, so
+		// that it holds neither the worker nor the shutdown.
+		out, err := e.watch(ctx, grace, job, logger, opts.OnAbandon, func() (any, error) {
+			return Contain(func() (any, error) {
+				if e.Intercept != nil {
+					return e.Intercept(sc, node, job.Scope, func() (any, error) { return node.Call(sc, in) })
+				}
+				return node.Call(sc, in)
+			})
 		})
+		err = timeoutErr(ctx, err)
 		if err != nil {
 			return nil, backend.Plan{}, &failure{err: err, retryable: !step.IsPermanent(err), step: true}
 		}
@@ -471,7 +500,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		fl = nil
 		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
 			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan, ClaimNext: claimNext,
-			InTx: inTx, TxTimeout: node.Options.Timeout,
+			InTx: inTx, TxTimeout: timeout,
 		})
 		if end != nil {
 			if err != nil {
@@ -592,10 +621,13 @@ func CauseOf(err error) backend.HaltCause {
 		ee *graph.EncodeError
 		de *graph.DecodeError
 		df *definitionError
+		to *step.TimeoutError
 	)
 	switch {
 	case errors.As(err, &cb):
 		return backend.HaltCrashBudget
+	case errors.As(err, &to):
+		return backend.HaltTimeout
 	case errors.As(err, &pe):
 		return backend.HaltPanic
 	case errors.As(err, &fo):

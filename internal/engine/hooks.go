@@ -69,6 +69,18 @@ type ReapTracer interface {
 	Reaped(ctx context.Context, processID string, res *backend.ReapResult)
 }
 
+// StuckTracer is told when a step is abandoned: its context was cancelled
+// (its timeout expired, its run was cancelled, shutdown's grace ran out) and
+// it had not returned after the grace that follows. The execution has failed
+// (or been released) without it; its goroutine runs on. StepStuck returns a
+// function called when that goroutine returns at last (never, if it never
+// does, or if its process is recycled first). err is the execution's
+// failure: a *step.TimeoutError with Abandoned set, or an error naming the
+// cancellation.
+type StuckTracer interface {
+	StepStuck(ctx context.Context, job *backend.Job, err error) (returned func())
+}
+
 // Hooks are the observers plugged into a client. Nil fields are skipped.
 // Package otel provides an implementation of all of them.
 type Hooks struct {
@@ -78,6 +90,7 @@ type Hooks struct {
 	Revive  ReviveTracer
 	Claim   ClaimTracer
 	Reap    ReapTracer
+	Stuck   StuckTracer
 }
 
 // TriggerStart calls the trigger hook, if any.
@@ -159,4 +172,17 @@ func (h *Hooks) Reaped(ctx context.Context, logger *slog.Logger, processID strin
 	if h != nil && h.Reap != nil {
 		SafeCall(ctx, logger, "reap hook", func() { h.Reap.Reaped(ctx, processID, res) })
 	}
+}
+
+func (h *Hooks) stepStuck(ctx context.Context, job *backend.Job, err error, jl *jobLogger) func() {
+	if h == nil || h.Stuck == nil {
+		return func() {}
+	}
+	returned := func() {}
+	SafeCall(ctx, jl.get(), "stuck hook", func() {
+		if f := h.Stuck.StepStuck(ctx, job, err); f != nil {
+			returned = f
+		}
+	})
+	return func() { SafeCall(context.WithoutCancel(ctx), jl.get(), "stuck hook end", returned) }
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ductwork-go/ductwork/backend"
@@ -41,6 +42,8 @@ func TestCauseOf(t *testing.T) {
 		{fmt.Errorf("commit: %w", backend.Permanent(errors.New("too long"))), backend.HaltBackend},
 		{fmt.Errorf("slow: %w", context.DeadlineExceeded), backend.HaltTimeout},
 		{context.Canceled, backend.HaltCancelled},
+		{&step.TimeoutError{Step: "n", Timeout: time.Second, Abandoned: true}, backend.HaltTimeout},
+		{&step.TimeoutError{Step: "n", Timeout: time.Second, Err: errors.New("gave up")}, backend.HaltTimeout},
 		{errors.New("flaky"), backend.HaltRetriesExhausted},
 	} {
 		if got := CauseOf(c.err); got != c.want {
