@@ -210,6 +210,7 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 	for _, n := range b.nodes {
 		g.Nodes = append(g.Nodes, n.g)
 		g.ByID[n.g.ID] = n.g
+		g.Waits = g.Waits || n.g.Wait != nil
 		if err := b.codec.Check(n.g.OutType); err != nil {
 			return nil, b.errf(n, RuleNotEncodable, "output: %v", err)
 		}
@@ -229,7 +230,6 @@ func (b *builder) finish(end *bnode, outType reflect.Type) (*graph.Graph, error)
 			return nil, b.errf(n, RuleDangling, "")
 		}
 		g.Detaches = g.Detaches || n.g.Detached
-		g.Waits = g.Waits || n.g.Wait != nil
 	}
 	if g.Detaches {
 		markLoose(g)

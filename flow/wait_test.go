@@ -126,3 +126,18 @@ func TestAwaitedOutcome(t *testing.T) {
 		t.Errorf("Outcome() = %q; want %q", got, flow.TimedOut)
 	}
 }
+
+// TestDivertedAwaitWaits: a definition whose await is diverted on (the
+// usual way to handle its timeout) still settles its runs' status.
+func TestDivertedAwaitWaits(t *testing.T) {
+	d := flow.MustDefine("diverted", func(p *flow.Pipeline[int]) flow.End[int] {
+		a := flow.Await(flow.Start(p, st[int, int]("a")), approval, time.Hour)
+		dv := flow.Divert(a, flow.Awaited[int, decision].Outcome)
+		return flow.Converge(st[int, int]("c"),
+			flow.Case(dv, flow.Received, st[flow.Awaited[int, decision], int]("ok")),
+			flow.Otherwise(dv, st[flow.Awaited[int, decision], int]("late")))
+	})
+	if !d.Graph().Waits {
+		t.Fatal("Graph.Waits is false for a definition with a diverted await")
+	}
+}
