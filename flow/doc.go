@@ -31,6 +31,16 @@
 // finished; its output is the end node's. A detached branch that fails for
 // good halts the run (Revive resumes it); Cancel stops it with the rest.
 //
+// A branch can wait for people and for time. A signal is declared once with
+// its payload type; Await waits for it (ductwork.Send delivers it), Sleep and
+// SleepUntil wait for a due time. While a run only waits it holds no worker
+// and no claim, and its status is waiting:
+//
+//	var Approval = flow.Signal[Decision]("manager-approval")
+//	reviewed := flow.Await(order, Approval, 48*time.Hour) // Node[Awaited[Order, Decision]]
+//	d := flow.Divert(reviewed, flow.Awaited[Order, Decision].Outcome) // Received or TimedOut
+//	later := flow.Sleep(flow.Chain(order, Ship), 24*time.Hour)
+//
 // What the compiler cannot check is checked by Define, which returns a
 // *DefinitionError naming the pipeline, the node and the broken rule (see the
 // Rule constants). Node IDs are the step names, so they are identical in every
