@@ -46,6 +46,9 @@ func command(t *testing.T, ctx context.Context, args ...string) string {
 func TestApprovalCommands(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "approval.db")
 	ctx := t.Context()
+	// The first command creates and migrates the database file; commands
+	// opening a file that does not exist yet at once could find it locked.
+	out := command(t, ctx, "-db", db, "submit", "-who", "ana", "-amount", "120", "-id", "e1")
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- run(workerCtx, []string{"-db", db, "worker"}, &bytes.Buffer{}) }()
@@ -56,7 +59,6 @@ func TestApprovalCommands(t *testing.T) {
 		}
 	})
 
-	out := command(t, ctx, "-db", db, "submit", "-who", "ana", "-amount", "120", "-id", "e1")
 	var runID int64
 	if _, err := fmt.Sscanf(out, "run %d:", &runID); err != nil {
 		t.Fatalf("submit printed %q", out)
