@@ -97,6 +97,22 @@ type Backend interface {
 	// safe from many processes at once: each dead process is reaped once.
 	Reap(ctx context.Context, params *ReapParams) (*ReapResult, error)
 
+	// ListExecutions returns the execution history of one run (optionally of
+	// one job), oldest first, paginated. Every Complete, Fail, Release,
+	// Reap, DeregisterProcess and CancelRun that ends a claim writes one
+	// execution row in its own transaction (see Execution). An unknown run
+	// has no executions (an empty result, not an error).
+	ListExecutions(ctx context.Context, params *ListExecutionsParams) (*ListExecutionsResult, error)
+
+	// PruneExecutions deletes up to params.Limit of the oldest executions
+	// that finished more than params.OlderThan ago, in one short
+	// transaction; callers repeat it while Deleted equals the limit. It
+	// looks only at the oldest rows (the primary key's order), so a call
+	// with nothing to delete costs a few rows read. A non-positive
+	// OlderThan or a negative Limit is refused (a *PermanentError, see
+	// PruneExecutionsParams.PruneLimit) and deletes nothing.
+	PruneExecutions(ctx context.Context, params *PruneExecutionsParams) (*PruneExecutionsResult, error)
+
 	// GetRun returns one run, or ErrRunNotFound.
 	GetRun(ctx context.Context, params *GetRunParams) (*Run, error)
 

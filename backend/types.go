@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -332,6 +333,19 @@ type FailParams struct {
 	// fails and the run halts.
 	Retry      bool
 	RetryAfter time.Duration
+	// Outcome is what the execution history records for this execution:
+	// OutcomeFailed when empty. OutcomeTimeout marks an execution ended by a
+	// hard timeout.
+	Outcome Outcome
+}
+
+// FailOutcome is the outcome a backend records for p: p.Outcome, or
+// OutcomeFailed when it is empty.
+func (p *FailParams) FailOutcome() string {
+	if p.Outcome == "" {
+		return string(OutcomeFailed)
+	}
+	return string(p.Outcome)
 }
 
 // FailResult is the result of Backend.Fail.
@@ -678,4 +692,111 @@ type ShapeOptions struct {
 	Delay      time.Duration `json:"delay,omitempty"`
 	Priority   int           `json:"priority,omitempty"`
 	MaxCrashes *int          `json:"max_crashes,omitempty"`
+}
+
+// Outcome says how one execution of a step instance ended, as the execution
+// history records it. It is stored as its string value in a text column, so
+// a new outcome needs no migration.
+type Outcome string
+
+// Execution outcomes.
+const (
+	// OutcomeCompleted: Complete committed the execution's output.
+	OutcomeCompleted Outcome = "completed"
+	// OutcomeFailed: the step returned an error or panicked (Fail). Whether
+	// another attempt follows is the job's business: a retried failure is
+	// followed by an execution with the next Attempt.
+	OutcomeFailed Outcome = "failed"
+	// OutcomeTimeout: a failure recorded with FailParams.Outcome set to it
+	// (an execution ended by a hard timeout).
+	OutcomeTimeout Outcome = "timeout"
+	// OutcomeCrashed: the execution was lost with its process (Reap, or a
+	// Release with Crashed).
+	OutcomeCrashed Outcome = "crashed"
+	// OutcomeReleased: the claim was given back unfinished (Release,
+	// DeregisterProcess) without spending a budget.
+	OutcomeReleased Outcome = "released"
+	// OutcomeCancelled: CancelRun ended the run while the execution ran.
+	OutcomeCancelled Outcome = "cancelled"
+)
+
+// Execution is one execution of a step instance: one claim of a job, from
+// the claim to the write that ended it. Backends write it in the
+// transaction of that write (Complete, Fail, Release, Reap,
+// DeregisterProcess, CancelRun); an execution still running has no row yet
+// (its job row, status running, says who runs it since when).
+type Execution struct {
+	ID     int64
+	RunID  int64
+	JobID  int64
+	NodeID string
+	Scope  string
+	// Attempt is the job's attempt number during the execution (see Job);
+	// Crashes the number of crash re-runs of the job before it. Fence is the
+	// claim's fencing token: (JobID, Fence) names one execution.
+	Attempt   int
+	Crashes   int
+	Fence     int64
+	ProcessID string
+	// StartedAt (the claim) and FinishedAt are read from the database's
+	// clock.
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Outcome    Outcome
+	// Error and Stack are the failure's message and panic stack (failed
+	// executions only).
+	Error string
+	Stack string
+}
+
+// ListExecutionsParams are the arguments of Backend.ListExecutions.
+type ListExecutionsParams struct {
+	RunID int64
+	// JobID, if set, keeps only the executions of that job.
+	JobID int64
+	Limit int
+	// AfterID continues a listing: only executions with a larger ID.
+	AfterID int64
+}
+
+// ListExecutionsResult is the result of Backend.ListExecutions.
+type ListExecutionsResult struct {
+	Executions []*Execution
+	// Next is the AfterID of the next page, 0 when this was the last.
+	Next int64
+}
+
+// PruneExecutionsParams are the arguments of Backend.PruneExecutions.
+type PruneExecutionsParams struct {
+	// OlderThan: executions that finished longer ago than this, by the
+	// database's clock, are deleted. It must be positive.
+	OlderThan time.Duration
+	// Limit caps the rows deleted by this call (default 1000).
+	Limit int
+}
+
+// DefaultPruneLimit is PruneExecutionsParams.Limit when it is zero.
+const DefaultPruneLimit = 1000
+
+// PruneLimit checks p and returns the number of rows the call may delete.
+// A non-positive OlderThan or a negative Limit is refused with a
+// *PermanentError naming the field and the rule; nothing is deleted.
+func (p *PruneExecutionsParams) PruneLimit() (int, error) {
+	if p.OlderThan <= 0 {
+		return 0, Permanent(fmt.Errorf("ductwork: PruneExecutions: OlderThan must be positive (got %s)", p.OlderThan))
+	}
+	switch {
+	case p.Limit < 0:
+		return 0, Permanent(fmt.Errorf("ductwork: PruneExecutions: Limit must not be negative (got %d)", p.Limit))
+	case p.Limit == 0:
+		return DefaultPruneLimit, nil
+	}
+	return p.Limit, nil
+}
+
+// PruneExecutionsResult is the result of Backend.PruneExecutions.
+type PruneExecutionsResult struct {
+	// Deleted counts the executions deleted. A call that deleted fewer than
+	// its Limit found nothing more to delete among the oldest rows.
+	Deleted int
 }

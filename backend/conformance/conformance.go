@@ -76,6 +76,7 @@ func Run(t *testing.T, h Harness) {
 		{"Listing", testListing},
 		{"Definitions", testDefinitions},
 		{"TxSteps", testTxSteps},
+		{"Executions", testExecutions},
 		{"EndToEnd", testEndToEnd},
 		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},

@@ -68,7 +68,7 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 	var res backend.CompleteResult
 	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
 		res = backend.CompleteResult{}
-		return b.completeTx(ctx, tx, params, &res)
+		return b.completeTx(ctx, tx, params, &res, true)
 	})
 	if err != nil {
 		return nil, err
@@ -76,7 +76,10 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 	return &res, nil
 }
 
-func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
+// completeTx applies one completion in tx. With record it also records the
+// execution; a group commit leaves it false and records the completions of
+// the whole group in one statement (recordCompleted).
+func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult, record bool) error {
 	tx := b.preparedTx(sqlTx)
 	r, err := tx.ExecContext(ctx, qCompleteJob, p.Output, p.JobID, p.Fence, p.ProcessID)
 	if err != nil {
@@ -84,6 +87,11 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 	if err := expectOne(r, backend.ErrStaleClaim); err != nil {
 		return err
+	}
+	if record {
+		if _, err := tx.ExecContext(ctx, qRecordExecution, 0, 0, p.ProcessID, string(backend.OutcomeCompleted), nil, nil, p.JobID); err != nil {
+			return err
+		}
 	}
 	crashpoint.Hit(crashpoint.CompleteTx)
 	plan := &p.Plan
@@ -273,13 +281,18 @@ func expectOne(r sql.Result, sentinel error) error {
 func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backend.FailResult, error) {
 	const op = "fail"
 	if params.Retry {
-		err := b.retry(ctx, op, func() error {
-			r, err := b.db.ExecContext(ctx, qRetryJob, micros(params.RetryAfter), params.Error, params.Stack,
+		err := b.withTx(ctx, op, func(sqlTx *sql.Tx) error {
+			tx := b.preparedTx(sqlTx)
+			r, err := tx.ExecContext(ctx, qRetryJob, micros(params.RetryAfter), params.Error, params.Stack,
 				params.JobID, params.Fence, params.ProcessID)
 			if err != nil {
 				return err
 			}
-			return expectOne(r, backend.ErrStaleClaim)
+			if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, qRecordExecution, 1, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID)
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -295,6 +308,9 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 			return err
 		}
 		if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
 			return err
 		}
 		var (
@@ -331,12 +347,21 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 // budget is not spent) and its crash count grown only for a Crashed release. A stale fence or owner returns
 // backend.ErrStaleClaim.
 func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*backend.ReleaseResult, error) {
-	err := b.retry(ctx, "release", func() error {
-		r, err := b.db.ExecContext(ctx, qReleaseJob, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
+	outcome := backend.OutcomeReleased
+	if params.Crashed {
+		outcome = backend.OutcomeCrashed
+	}
+	err := b.withTx(ctx, "release", func(sqlTx *sql.Tx) error {
+		tx := b.preparedTx(sqlTx)
+		r, err := tx.ExecContext(ctx, qReleaseJob, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
 		if err != nil {
 			return err
 		}
-		return expectOne(r, backend.ErrStaleClaim)
+		if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, qRecordExecution, 0, params.CrashIncrement(), params.ProcessID, string(outcome), nil, nil, params.JobID)
+		return err
 	})
 	if err != nil {
 		return nil, err

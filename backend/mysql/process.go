@@ -123,7 +123,7 @@ func (b *Backend) ownedJobs(ctx context.Context, processID string) ([]backend.Ow
 // Idempotent: an unknown ID is not an error.
 func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.DeregisterProcessParams) error {
 	return b.withTx(ctx, "deregister process", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, qReleaseProcess, params.ProcessID); err != nil {
+		if _, err := endRunning(ctx, tx, backend.OutcomeReleased, 0, qProcessJobs, params.ProcessID); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, qDeleteProcess, params.ProcessID)
@@ -168,17 +168,13 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 			for _, id := range res.Processes {
 				args = append(args, id)
 			}
-			r, err := tx.ExecContext(ctx, qReapJobsHead+placeholders("?", n)+")", args...)
+			jobs, err := endRunning(ctx, tx, backend.OutcomeCrashed, 1, qReapJobsHead+placeholders("?", n)+qReapJobsTail, args...)
 			if err != nil {
 				return err
 			}
-			jobs, err := r.RowsAffected()
-			if err != nil {
-				return err
-			}
-			res.Jobs += int(jobs)
+			res.Jobs += jobs
 			crashpoint.Hit(crashpoint.ReapTx)
-			r, err = tx.ExecContext(ctx, qReapProcessesHead+placeholders("?", n)+")", append([]any{thr}, args...)...)
+			r, err := tx.ExecContext(ctx, qReapProcessesHead+placeholders("?", n)+")", append([]any{thr}, args...)...)
 			if err != nil {
 				return err
 			}
@@ -190,12 +186,8 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 				return fmt.Errorf("reaped %d processes, deleted %d", n, deleted)
 			}
 		}
-		r, err := tx.ExecContext(ctx, qReapOrphans, thr)
-		if err != nil {
-			return err
-		}
-		orphans, err := r.RowsAffected()
-		res.Jobs += int(orphans)
+		orphans, err := endRunning(ctx, tx, backend.OutcomeCrashed, 1, qReapOrphans, thr)
+		res.Jobs += orphans
 		return err
 	})
 	if err != nil {

@@ -114,6 +114,53 @@ WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
 	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
 )
 
+// The execution history: one row per execution, written in the
+// transaction of the write that ended it.
+const (
+	execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack`
+
+	// qRecordExecution records the execution that a write to the job (just
+	// made, in the same transaction) ended: the first two parameters undo
+	// what that write added to the attempt and crash counts, then the owner,
+	// the outcome, the error and the stack. A job the write finished carries
+	// its end time; one made pending again ends now.
+	qRecordExecution = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt - ?, crashes - ?, fence, ?, started_at,
+  COALESCE(finished_at, ` + nowUS + `), ?, ?, ?
+FROM ductwork_jobs WHERE id = ?`
+
+	// qRecordCompletedHead records the completions of a group commit, then
+	// placeholders for the job IDs, then ")".
+	qRecordCompletedHead = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'completed', NULL, NULL
+FROM ductwork_jobs WHERE id IN (`
+
+	// qRecordEndedHead records, with the outcome given first, the executions
+	// of running jobs locked by the caller, which then resets them with
+	// qResetJobsHead; then placeholders for the job IDs, then ")".
+	qRecordEndedHead = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, COALESCE(process_id, ''), started_at, ` + nowUS + `, ?, NULL, NULL
+FROM ductwork_jobs WHERE status = 'running' AND id IN (`
+	qResetJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?
+WHERE status = 'running' AND id IN (`
+
+	// qRecordCancelled records, after qCancelJobs, the executions it ended:
+	// the cancelled jobs that still name an owner (pending jobs have none).
+	qRecordCancelled = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', NULL, NULL
+FROM ductwork_jobs WHERE run_id = ? AND status = 'cancelled' AND process_id IS NOT NULL`
+
+	qListExecutions = `SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
+  outcome, error, error_stack
+FROM ductwork_executions WHERE run_id = ? AND (? = 0 OR job_id = ?) AND id > ? ORDER BY id LIMIT ?`
+
+	// qPruneBound is the highest ID among the oldest executions (by ID, the
+	// order they ended in); qPruneExecutions deletes those up to it that
+	// finished before the cutoff, a range of the primary key.
+	qPruneBound      = `SELECT MAX(id) FROM (SELECT id FROM ductwork_executions ORDER BY id LIMIT ?) AS o`
+	qPruneExecutions = `DELETE FROM ductwork_executions WHERE id <= ? AND finished_at < ` + nowUS + ` - ?`
+)
+
 // Processes and the reaper.
 const (
 	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
@@ -127,18 +174,16 @@ ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VA
 	qHeartbeat      = "UPDATE ductwork_processes SET heartbeat_at = " + nowUS + ", beats = beats + 1 WHERE id = ?"
 	qProcessBeat    = "SELECT heartbeat_at FROM ductwork_processes WHERE id = ?"
 	qOwnedJobs      = "SELECT id, fence FROM ductwork_jobs WHERE process_id = ? AND status = 'running' ORDER BY id"
-	qReleaseProcess = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL
-WHERE process_id = ? AND status = 'running'`
+	qProcessJobs    = `SELECT id FROM ductwork_jobs WHERE process_id = ? AND status = 'running' ORDER BY id FOR UPDATE`
 	qDeleteProcess  = "DELETE FROM ductwork_processes WHERE id = ?"
 	qStaleProcesses = `SELECT id FROM ductwork_processes
 WHERE id <> ? AND heartbeat_at < ` + nowUS + ` - ?
 ORDER BY id FOR UPDATE SKIP LOCKED`
-	qReapJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
-WHERE status = 'running' AND process_id IN (`
+	qReapJobsHead = `SELECT id FROM ductwork_jobs WHERE status = 'running' AND process_id IN (`
+	qReapJobsTail = `) ORDER BY id FOR UPDATE`
 	qReapProcessesHead = `DELETE FROM ductwork_processes WHERE heartbeat_at < ` + nowUS + ` - ? AND id IN (`
-	qReapOrphans       = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + 1
-WHERE status = 'running' AND started_at < ` + nowUS + ` - ?
-  AND NOT EXISTS (SELECT 1 FROM ductwork_processes p WHERE p.id = ductwork_jobs.process_id)`
+	qReapOrphans       = `SELECT id FROM ductwork_jobs j WHERE j.status = 'running' AND j.started_at < ` + nowUS + ` - ?
+  AND NOT EXISTS (SELECT 1 FROM ductwork_processes p WHERE p.id = j.process_id) ORDER BY j.id FOR UPDATE`
 )
 
 // Runs, jobs and values.

@@ -172,7 +172,10 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 		if err := b.runStateErr(ctx, r, params.RunID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, qCancelJobs, params.RunID)
+		if _, err := tx.ExecContext(ctx, qCancelJobs, params.RunID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, qRecordCancelled, params.RunID)
 		return err
 	})
 	if err != nil {

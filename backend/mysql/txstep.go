@@ -72,7 +72,7 @@ func (b *Backend) completeInTx(ctx context.Context, params *backend.CompletePara
 		}
 		p := *params
 		p.Output, p.Plan, p.InTx = out, plan, nil
-		return b.completeTx(ctx, tx, &p, &res)
+		return b.completeTx(ctx, tx, &p, &res, true)
 	})
 	if stepErr != nil {
 		return nil, stepErr

@@ -408,10 +408,12 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	batch := b.ownerBatch(params.ProcessID)
 	var failed, halted int64
 	if params.Retry {
-		batch.Queue(b.q.failRetry, params.JobID, params.Fence, params.ProcessID, params.Error, micros(params.RetryAfter), params.Stack).
-			Exec(func(tag pgconn.CommandTag) error { failed = tag.RowsAffected(); return nil })
+		batch.Queue(b.q.failRetry, params.JobID, params.Fence, params.ProcessID, params.Error, micros(params.RetryAfter), params.Stack,
+			params.FailOutcome()).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&failed) })
 	} else {
-		batch.Queue(b.q.failHalt, params.JobID, params.Fence, params.ProcessID, params.Error, params.Stack, string(params.Cause)).
+		batch.Queue(b.q.failHalt, params.JobID, params.Fence, params.ProcessID, params.Error, params.Stack, string(params.Cause),
+			params.FailOutcome()).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&failed, &halted) })
 	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
@@ -639,6 +641,60 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 		res.Next = jobs[len(jobs)-1].ID
 	}
 	return res, nil
+}
+
+// ListExecutions returns a run's executions (those of params.JobID when
+// set), oldest first, from the (run_id, id) index.
+func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecutionsParams) (*backend.ListExecutionsResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit := params.Limit
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	rows, err := b.pool.Query(ctx, b.q.listExecutions, params.RunID, params.JobID, params.AfterID, limit)
+	if err != nil {
+		return nil, mapErr("list executions", err)
+	}
+	execs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.Execution, error) {
+		e := &backend.Execution{}
+		var attempt, crashes int32
+		var started *time.Time
+		var outcome string
+		err := row.Scan(&e.ID, &e.RunID, &e.JobID, &e.NodeID, &e.Scope, &attempt, &crashes, &e.Fence, &e.ProcessID,
+			&started, &e.FinishedAt, &outcome, &e.Error, &e.Stack)
+		e.Attempt, e.Crashes, e.Outcome = int(attempt), int(crashes), backend.Outcome(outcome)
+		if started != nil {
+			e.StartedAt = *started
+		}
+		return e, err
+	})
+	if err != nil {
+		return nil, mapErr("list executions", err)
+	}
+	res := &backend.ListExecutionsResult{Executions: execs}
+	if len(execs) == limit {
+		res.Next = execs[len(execs)-1].ID
+	}
+	return res, nil
+}
+
+// PruneExecutions deletes, among the params.Limit oldest executions by ID,
+// those that finished more than params.OlderThan ago, in one statement.
+func (b *Backend) PruneExecutions(ctx context.Context, params *backend.PruneExecutionsParams) (*backend.PruneExecutionsResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit, err := params.PruneLimit()
+	if err != nil {
+		return nil, err
+	}
+	tag, err := b.pool.Exec(ctx, b.q.pruneExecutions, micros(params.OlderThan), limit)
+	if err != nil {
+		return nil, mapErr("prune executions", err)
+	}
+	return &backend.PruneExecutionsResult{Deleted: int(tag.RowsAffected())}, nil
 }
 
 // runStateErr tells a missing run (backend.ErrRunNotFound) from one in the

@@ -128,14 +128,23 @@ WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) FOR KEY SHA
 const sqlLockClaim = `SELECT true FROM {schema}.ductwork_jobs
 WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running' FOR UPDATE`
 
+// execColumns are the columns of an execution row that the statements
+// ending a claim insert (see sqlExecutionFrom).
+const execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack`
+
 // The fenced update raises DW001 when it matches nothing, which aborts the
-// rest of the batch and its implicit transaction at once, server side.
+// rest of the batch and its implicit transaction at once, server side. The
+// same statement records the execution (the claim's start, kept on the job
+// row, and its end): the history costs no statement of its own.
 const sqlCompleteJob = `
 WITH u AS (
 	UPDATE {schema}.ductwork_jobs
 	SET status = 'completed', output = $4, finished_at = now()
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
-	RETURNING id
+	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, started_at, finished_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, 'completed', '', '' FROM u
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
@@ -150,7 +159,10 @@ WITH u AS (
 			WHERE jn.run_id = j.run_id AND jn.node_id = $5 AND jn.scope = $6),
 		arrival_slot = $7
 	WHERE j.id = $1 AND j.fence = $2 AND j.process_id = $3 AND j.status = 'running'
-	RETURNING j.id
+	RETURNING j.id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes, j.fence, j.started_at, j.finished_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, 'completed', '', '' FROM u
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
@@ -233,11 +245,20 @@ FROM {schema}.ductwork_jobs AS j
 LEFT JOIN {schema}.ductwork_runs AS r ON r.id = j.run_id
 WHERE j.id = $1 AND j.fence = $2 AND j.process_id = $3`
 
+// sqlFailRetry makes the job due again and records the failed execution
+// ($7 its outcome) under the attempt it ran as.
 const sqlFailRetry = `
-UPDATE {schema}.ductwork_jobs
-SET status = 'pending', attempt = attempt + 1, due_at = now() + $5::bigint * interval '1 microsecond',
-	error = $4, error_stack = $6, process_id = NULL
-WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
+WITH u AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'pending', attempt = attempt + 1, due_at = now() + $5::bigint * interval '1 microsecond',
+		error = $4, error_stack = $6, process_id = NULL
+	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
+	RETURNING id, run_id, node_id, scope, attempt - 1 AS attempt, crashes, fence, started_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, now(), $7, $4, $6 FROM u
+)
+SELECT count(*) FROM u`
 
 // sqlFailHalt fails the job and halts its run; the second count is 1 only for
 // the statement that moved the run to halted.
@@ -246,7 +267,10 @@ WITH j AS (
 	UPDATE {schema}.ductwork_jobs
 	SET status = 'failed', error = $4, error_stack = $5, finished_at = now()
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
-	RETURNING run_id, node_id, scope, attempt
+	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, started_at, finished_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, $7, $4, $5 FROM j
 ), r AS (
 	UPDATE {schema}.ductwork_runs AS r
 	SET status = 'halted', error = $4, halt_node = j.node_id, halt_scope = j.scope, halt_cause = $6,
@@ -259,13 +283,18 @@ WITH j AS (
 SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM r)`
 
 // A release is not a crash (crashes is left as it is) unless the releaser
-// says the execution was lost ($5, 0 or 1).
+// says the execution was lost ($5, 0 or 1); the execution is recorded as
+// released or crashed accordingly.
 const sqlRelease = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
 	SET status = 'pending', process_id = NULL, crashes = crashes + $5
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
-	RETURNING id
+	RETURNING id, run_id, node_id, scope, attempt, crashes - $5 AS crashes, fence, started_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, now(),
+		CASE WHEN $5 = 1 THEN 'crashed' ELSE 'released' END, '', '' FROM j
 )
 SELECT (SELECT count(*) FROM j),
 	(SELECT count(*) FROM (SELECT pg_notify($4, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
@@ -297,7 +326,10 @@ WITH j AS (
 	UPDATE {schema}.ductwork_jobs
 	SET status = 'pending', process_id = NULL
 	WHERE process_id = $1 AND status = 'running'
-	RETURNING id
+	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, started_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $1, started_at, now(), 'released', '', '' FROM j
 ), p AS (
 	DELETE FROM {schema}.ductwork_processes WHERE id = $1 RETURNING id
 )
@@ -306,22 +338,33 @@ SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM p),
 
 // sqlReap deletes stale processes (the DELETE re-checks staleness on the
 // current row version, so concurrent reapers reap each process once) and
-// resets their running jobs, plus running jobs whose owner has no row.
+// resets their running jobs, plus running jobs whose owner has no row. The
+// jobs are locked first (o), so that the crashed executions it records name
+// the owner the reset clears.
 const sqlReap = `
 WITH dead AS (
 	DELETE FROM {schema}.ductwork_processes
 	WHERE id <> $1 AND heartbeat_at < now() - $2::bigint * interval '1 microsecond'
 	RETURNING id
-), j AS (
-	UPDATE {schema}.ductwork_jobs AS j
-	SET status = 'pending', process_id = NULL, crashes = j.crashes + 1
+), o AS (
+	SELECT j.id, j.process_id
+	FROM {schema}.ductwork_jobs AS j
 	WHERE j.status = 'running'
 	  AND (j.process_id IN (SELECT id FROM dead)
 	    OR (j.process_id IS NOT NULL
 	      AND j.process_id <> $1
 	      AND j.started_at < now() - $2::bigint * interval '1 microsecond'
 	      AND NOT EXISTS (SELECT 1 FROM {schema}.ductwork_processes AS p WHERE p.id = j.process_id)))
-	RETURNING j.id
+	FOR UPDATE OF j
+), j AS (
+	UPDATE {schema}.ductwork_jobs AS j
+	SET status = 'pending', process_id = NULL, crashes = j.crashes + 1
+	FROM o
+	WHERE j.id = o.id AND j.status = 'running'
+	RETURNING j.id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes - 1 AS crashes, j.fence, o.process_id, j.started_at
+), e AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, now(), 'crashed', '', '' FROM j
 )
 SELECT ARRAY(SELECT id FROM dead ORDER BY id), (SELECT count(*) FROM j),
 	(SELECT count(*) FROM (SELECT pg_notify($3, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`
@@ -346,6 +389,23 @@ WHERE run_id = $1 AND ($2 = '' OR status = $2) AND id > $3
 ORDER BY id
 LIMIT $4`
 
+const sqlListExecutions = `
+SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack
+FROM {schema}.ductwork_executions
+WHERE run_id = $1 AND ($2::bigint = 0 OR job_id = $2) AND id > $3
+ORDER BY id
+LIMIT $4`
+
+// sqlPruneExecutions deletes, among the $2 oldest executions by ID (the
+// order they ended in), those that finished more than $1 microseconds ago.
+const sqlPruneExecutions = `
+WITH o AS (
+	SELECT id FROM {schema}.ductwork_executions ORDER BY id LIMIT $2
+)
+DELETE FROM {schema}.ductwork_executions AS e
+USING o
+WHERE e.id = o.id AND e.finished_at < now() - $1::bigint * interval '1 microsecond'`
+
 // sqlCancelRun locks the run row FOR UPDATE first (see sqlLockRun), then
 // cancels it; sqlCancelJobs, the next statement of the same transaction,
 // cancels its pending and running jobs.
@@ -358,11 +418,19 @@ SET status = 'cancelled', error = $2, updated_at = now()
 FROM l
 WHERE r.id = l.id AND r.status IN ('running', 'waiting', 'halted')`
 
+// The running jobs among them (those with an owner: pending jobs have
+// none) end an execution, recorded as cancelled.
 const sqlCancelJobs = `
-UPDATE {schema}.ductwork_jobs
-SET status = 'cancelled', finished_at = now()
-WHERE run_id = $1 AND status IN ('pending', 'running')
-  AND EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1 AND status = 'cancelled')`
+WITH c AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'cancelled', finished_at = now()
+	WHERE run_id = $1 AND status IN ('pending', 'running')
+	  AND EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1 AND status = 'cancelled')
+	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at
+)
+INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', '', ''
+FROM c WHERE process_id IS NOT NULL`
 
 const sqlRunExists = `SELECT EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1)`
 
@@ -421,7 +489,7 @@ type queries struct {
 	claim, claimNext                                                   string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
-	lockRun, cancelJobs, lockClaim                                     string
+	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
 	setValue, setValueOverwrite, getValue, stranded, now               string
@@ -455,6 +523,8 @@ func renderQueries(schema string) queries {
 		lockRun:           r.Replace(sqlLockRun),
 		lockClaim:         r.Replace(sqlLockClaim),
 		cancelJobs:        r.Replace(sqlCancelJobs),
+		listExecutions:    r.Replace(sqlListExecutions),
+		pruneExecutions:   r.Replace(sqlPruneExecutions),
 		registerProcess:   r.Replace(sqlRegisterProcess),
 		heartbeat:         r.Replace(sqlHeartbeat),
 		deregisterProcess: r.Replace(sqlDeregisterProcess),

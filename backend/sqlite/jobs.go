@@ -266,6 +266,9 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		if err != nil {
 			return err
 		}
+		if _, err := t.exec(qRecordExecution, 0, 0, params.ProcessID, string(backend.OutcomeCompleted), "", "", params.JobID); err != nil {
+			return err
+		}
 		crashpoint.Hit(crashpoint.CompleteTx)
 
 		for i := range plan.Jobs {
@@ -410,15 +413,20 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 	}
 	res := &backend.FailResult{}
 	if params.Retry {
-		r, err := b.writeExec(ctx, qFailRetry, micros(params.RetryAfter), params.Error, params.Stack,
-			params.JobID, params.Fence, params.ProcessID)
+		err := b.inTx(ctx, func(t *txn) error {
+			n, err := t.execCount(qFailRetry, micros(params.RetryAfter), params.Error, params.Stack,
+				params.JobID, params.Fence, params.ProcessID)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
+			}
+			_, err = t.exec(qRecordExecution, 1, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID)
+			return err
+		})
 		if err != nil {
 			return nil, mapErr("fail", err)
-		}
-		if n, err := r.RowsAffected(); err != nil {
-			return nil, mapErr("fail", err)
-		} else if n == 0 {
-			return nil, mapErr("fail", fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim))
 		}
 		return res, nil
 	}
@@ -434,6 +442,9 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 			return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := t.exec(qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
 			return err
 		}
 		n, err := t.execCount(qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, params.JobID, params.Fence, runID)
@@ -460,16 +471,23 @@ func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*
 	if b.closed.Load() {
 		return nil, errClosed("release")
 	}
-	r, err := b.writeExec(ctx, qRelease, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
+	outcome := backend.OutcomeReleased
+	if params.Crashed {
+		outcome = backend.OutcomeCrashed
+	}
+	err := b.inTx(ctx, func(t *txn) error {
+		n, err := t.execCount(qRelease, params.CrashIncrement(), params.JobID, params.Fence, params.ProcessID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim)
+		}
+		_, err = t.exec(qRecordExecution, 0, params.CrashIncrement(), params.ProcessID, string(outcome), "", "", params.JobID)
+		return err
+	})
 	if err != nil {
 		return nil, mapErr("release", err)
-	}
-	n, err := r.RowsAffected()
-	if err != nil {
-		return nil, mapErr("release", err)
-	}
-	if n == 0 {
-		return nil, mapErr("release", fmt.Errorf("job %d fence %d: %w", params.JobID, params.Fence, backend.ErrStaleClaim))
 	}
 	return &backend.ReleaseResult{}, nil
 }

@@ -107,6 +107,9 @@ func (b *Backend) DeregisterProcess(ctx context.Context, params *backend.Deregis
 		return errClosed("deregister process")
 	}
 	err := b.inTx(ctx, func(t *txn) error {
+		if _, err := t.exec(qRecordProcessExecutions, params.ProcessID); err != nil {
+			return err
+		}
 		if _, err := t.exec(qReleaseProcessJobs, params.ProcessID); err != nil {
 			return err
 		}
@@ -154,6 +157,9 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 		}
 		if res.Processes == nil {
 			ids = []byte("[]")
+		}
+		if _, err := t.exec(qRecordReapedExecutions, string(ids), threshold); err != nil {
+			return err
 		}
 		n, err := t.execCount(qReapJobs, string(ids), threshold)
 		res.Jobs = int(n)

@@ -9,6 +9,16 @@ package sqlite
 // SQLite 3.42 or newer (the bundled library is newer).
 const nowUS = "CAST(ROUND(unixepoch('subsec') * 1000000) AS INTEGER)"
 
+// execColumns are the columns of an execution row.
+const execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack`
+
+// reapedJobs selects the running jobs a reap resets.
+const reapedJobs = `
+WHERE status = 'running'
+  AND process_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ductwork_processes AS p WHERE p.id = ductwork_jobs.process_id)
+  AND (process_id IN (SELECT d.value FROM json_each(?) AS d) OR started_at < ` + nowUS + ` - ?)`
+
 // fenced is the guard of Complete, Fail and Release: the claim presented must
 // be the job's current one.
 const fenced = ` WHERE id = ? AND fence = ? AND process_id = ? AND status = 'running'`
@@ -141,6 +151,49 @@ WHERE id = ? AND status IN ('running', 'waiting')`
 	qRelease = `UPDATE ductwork_jobs
 SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
 
+	// qRecordExecution records the execution that a write to job ?7 (just
+	// made, in the same transaction) ended: ?1 and ?2 undo what that write
+	// added to the attempt and crash counts, ?3 is the owner, ?4 the
+	// outcome, ?5 and ?6 the error and stack. A job that the write finished
+	// carries its end time; one made pending again ends now.
+	qRecordExecution = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt - ?1, crashes - ?2, fence, ?3, started_at,
+    COALESCE(finished_at, ` + nowUS + `), ?4, ?5, ?6
+FROM ductwork_jobs WHERE id = ?7`
+
+	// qRecordProcessExecutions records, before qReleaseProcessJobs resets
+	// them, the executions of a process's running jobs as released.
+	qRecordProcessExecutions = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, ` + nowUS + `, 'released', '', ''
+FROM ductwork_jobs WHERE process_id = ? AND status = 'running'`
+
+	// qRecordReapedExecutions records, before qReapJobs resets them (same
+	// arguments, same condition), the executions it ends as crashed.
+	qRecordReapedExecutions = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, ` + nowUS + `, 'crashed', '', ''
+FROM ductwork_jobs` + reapedJobs
+
+	// qRecordCancelledExecutions records, after qCancelJobs, the executions
+	// it ended: the cancelled jobs that still name an owner (pending jobs
+	// have none).
+	qRecordCancelledExecutions = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', '', ''
+FROM ductwork_jobs WHERE run_id = ? AND status = 'cancelled' AND process_id IS NOT NULL`
+
+	qListExecutions = `SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
+    outcome, error, error_stack
+FROM ductwork_executions
+WHERE run_id = ? AND (? = 0 OR job_id = ?) AND id > ?
+ORDER BY id
+LIMIT ?`
+
+	// qPruneExecutions deletes, among the ?2 oldest executions by ID (the
+	// order they ended in), those that finished more than ?1 microseconds
+	// ago.
+	qPruneExecutions = `DELETE FROM ductwork_executions
+WHERE id IN (SELECT id FROM ductwork_executions ORDER BY id LIMIT ?2)
+  AND finished_at < ` + nowUS + ` - ?1`
+
 	qRegisterProcess = `INSERT INTO ductwork_processes (id, host, pid, definitions, started_at, heartbeat_at)
 VALUES (?, ?, ?, ?, ` + nowUS + `, ` + nowUS + `)
 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
@@ -165,11 +218,7 @@ RETURNING id`
 	// the processes just reaped (a JSON array of IDs), and others whose claim
 	// is older than the threshold.
 	qReapJobs = `UPDATE ductwork_jobs
-SET status = 'pending', process_id = NULL, crashes = crashes + 1
-WHERE status = 'running'
-  AND process_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM ductwork_processes AS p WHERE p.id = ductwork_jobs.process_id)
-  AND (process_id IN (SELECT d.value FROM json_each(?) AS d) OR started_at < ` + nowUS + ` - ?)`
+SET status = 'pending', process_id = NULL, crashes = crashes + 1` + reapedJobs
 
 	runColumns = `id, pipeline, fingerprint, status, input, output, error, metadata, created_at, updated_at,
     halt_node, halt_scope, halt_cause, halt_attempt, halt_stack, identity`
@@ -233,5 +282,5 @@ ORDER BY pipeline, fingerprint`
 var hotWrites = []string{
 	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
 	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qAdvanceRun, qCompleteRun,
-	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat,
+	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat, qRecordExecution,
 }

@@ -137,6 +137,67 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	return res, nil
 }
 
+// ListExecutions returns a run's executions (those of params.JobID when
+// set) by ascending ID from the read pool, continuing above
+// params.AfterID, from the (run_id, id) index.
+func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecutionsParams) (*backend.ListExecutionsResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("list executions")
+	}
+	limit := pageSize(params.Limit)
+	rows, err := b.readRows(ctx, qListExecutions, params.RunID, params.JobID, params.JobID, params.AfterID, limit)
+	if err != nil {
+		return nil, mapErr("list executions", err)
+	}
+	defer rows.Close()
+	res := &backend.ListExecutionsResult{Executions: []*backend.Execution{}}
+	for rows.Next() {
+		var (
+			e        backend.Execution
+			outcome  string
+			started  sql.NullInt64
+			finished int64
+		)
+		if err := rows.Scan(&e.ID, &e.RunID, &e.JobID, &e.NodeID, &e.Scope, &e.Attempt, &e.Crashes, &e.Fence, &e.ProcessID,
+			&started, &finished, &outcome, &e.Error, &e.Stack); err != nil {
+			return nil, mapErr("list executions", err)
+		}
+		if started.Valid {
+			e.StartedAt = fromMicros(started.Int64)
+		}
+		e.FinishedAt, e.Outcome = fromMicros(finished), backend.Outcome(outcome)
+		res.Executions = append(res.Executions, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("list executions", err)
+	}
+	if len(res.Executions) == limit {
+		res.Next = res.Executions[len(res.Executions)-1].ID
+	}
+	return res, nil
+}
+
+// PruneExecutions deletes, among the params.Limit oldest executions by ID,
+// those that finished more than params.OlderThan ago, in one statement.
+func (b *Backend) PruneExecutions(ctx context.Context, params *backend.PruneExecutionsParams) (*backend.PruneExecutionsResult, error) {
+	if b.closed.Load() {
+		return nil, errClosed("prune executions")
+	}
+	limit, err := params.PruneLimit()
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.writeExec(ctx, qPruneExecutions, micros(params.OlderThan), limit)
+	if err != nil {
+		return nil, mapErr("prune executions", err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return nil, mapErr("prune executions", err)
+	}
+	return &backend.PruneExecutionsResult{Deleted: int(n)}, nil
+}
+
 // runStateErr tells apart a missing run (backend.ErrRunNotFound) from one in
 // the wrong state (backend.ErrRunState) after a guarded update changed
 // nothing. Runs are never deleted, so the answer cannot go stale.
@@ -170,7 +231,10 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 		if n == 0 {
 			return runStateErr(t, params.RunID)
 		}
-		_, err = t.exec(qCancelJobs, params.RunID)
+		if _, err := t.exec(qCancelJobs, params.RunID); err != nil {
+			return err
+		}
+		_, err = t.exec(qRecordCancelledExecutions, params.RunID)
 		return err
 	})
 	if err != nil {
