@@ -28,7 +28,8 @@ const (
 	RoleAll Role = iota
 	// RoleWorker claims and executes steps, and heartbeats; it does not reap.
 	RoleWorker
-	// RoleMaintenance only reaps dead processes and reports stranded work.
+	// RoleMaintenance only reaps dead processes, reports stranded work and
+	// prunes the execution history.
 	RoleMaintenance
 )
 
@@ -58,6 +59,17 @@ type Config struct {
 	ReapThreshold time.Duration
 	// ReapInterval is how often the reaper runs. Default ReapThreshold/2.
 	ReapInterval time.Duration
+	// ExecutionRetention is how long the execution history keeps an
+	// execution after it ended, by the database's clock: the maintenance
+	// loops delete older ones every PruneInterval, PruneBatch rows a
+	// transaction. Default 7 days; negative keeps the history for ever.
+	ExecutionRetention time.Duration
+	// PruneInterval is how often old executions are pruned. Default 1m.
+	PruneInterval time.Duration
+	// PruneBatch is how many executions one pruning transaction deletes at
+	// most, so that no transaction holds many row locks or runs long.
+	// Default 1000.
+	PruneBatch int
 	// ShutdownGrace is how long in-flight steps may run after shutdown
 	// begins; after it their contexts are cancelled and their claims
 	// released. Default 10s.
@@ -153,7 +165,7 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	}
 	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 ||
 		c.HeartbeatInterval < 0 || c.ReapInterval < 0 || c.CallTimeout < 0 || c.ReleaseTimeout < 0 ||
-		c.StepTimeout < 0 || c.StuckGrace < 0 {
+		c.StepTimeout < 0 || c.StuckGrace < 0 || c.PruneInterval < 0 || c.PruneBatch < 0 {
 		return nil, &ConfigError{Reason: "negative Workers or duration"}
 	}
 	if c.Workers == 0 {
@@ -185,6 +197,15 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.ExecutionRetention == 0 {
+		c.ExecutionRetention = DefaultExecutionRetention
+	}
+	if c.PruneInterval == 0 {
+		c.PruneInterval = time.Minute
+	}
+	if c.PruneBatch == 0 {
+		c.PruneBatch = backend.DefaultPruneLimit
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = eng.CallTimeout
@@ -268,6 +289,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		start("reaper", s.reapLoop)
 		start("stranded", s.strandedLoop)
 		start("signals", s.signalLoop)
+		if s.cfg.ExecutionRetention > 0 {
+			start("prune", s.pruneLoop)
+		}
 	}
 	<-ctx.Done()
 	deadline := time.Now().Add(s.cfg.ShutdownGrace + s.cfg.ReleaseTimeout)
@@ -492,6 +516,46 @@ func (s *Supervisor) signalLoop(ctx context.Context) {
 			s.logger.Warn("ductwork: signal delivery sweep failed", slog.Any("error", err))
 		} else if err == nil && res.Delivered > 0 {
 			s.Wake()
+		}
+	}
+}
+
+// DefaultExecutionRetention is Config.ExecutionRetention when it is zero.
+const DefaultExecutionRetention = 7 * 24 * time.Hour
+
+// maxPruneBatches bounds the pruning transactions of one round, so that a
+// large backlog is worked off over several rounds, between other work.
+const maxPruneBatches = 100
+
+// pruneLoop deletes executions older than ExecutionRetention, a batch per
+// transaction, until a batch comes back short.
+func (s *Supervisor) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PruneInterval)
+	defer t.Stop()
+	for {
+		deleted := 0
+		for range maxPruneBatches {
+			cctx, cancel := s.callCtx(ctx)
+			res, err := s.b.PruneExecutions(cctx, &backend.PruneExecutionsParams{OlderThan: s.cfg.ExecutionRetention, Limit: s.cfg.PruneBatch})
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logger.WarnContext(ctx, "ductwork: pruning the execution history failed", slog.Any("error", err))
+				}
+				break
+			}
+			deleted += res.Deleted
+			if res.Deleted < s.cfg.PruneBatch || ctx.Err() != nil {
+				break
+			}
+		}
+		if deleted > 0 {
+			s.logger.DebugContext(ctx, "ductwork: pruned the execution history", slog.Int("executions", deleted))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

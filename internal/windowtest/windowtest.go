@@ -51,13 +51,14 @@ func (e *Env) Exec(ctx context.Context, query string) error {
 	return err
 }
 
-// Analyze refreshes the planner statistics of the runs table.
+// Analyze refreshes the planner statistics of the runs and executions
+// tables.
 func (e *Env) Analyze(ctx context.Context) error {
 	switch e.Kind {
 	case "postgres":
-		return e.Exec(ctx, "ANALYZE {schema}.ductwork_runs")
+		return e.Exec(ctx, "ANALYZE {schema}.ductwork_runs, {schema}.ductwork_executions")
 	case "mysql":
-		return e.Exec(ctx, "ANALYZE TABLE ductwork_runs")
+		return e.Exec(ctx, "ANALYZE TABLE ductwork_runs, ductwork_executions")
 	default:
 		return e.Exec(ctx, "ANALYZE")
 	}
