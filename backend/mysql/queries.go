@@ -179,8 +179,8 @@ ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), definitions = VA
 	qStaleProcesses = `SELECT id FROM ductwork_processes
 WHERE id <> ? AND heartbeat_at < ` + nowUS + ` - ?
 ORDER BY id FOR UPDATE SKIP LOCKED`
-	qReapJobsHead = `SELECT id FROM ductwork_jobs WHERE status = 'running' AND process_id IN (`
-	qReapJobsTail = `) ORDER BY id FOR UPDATE`
+	qReapJobsHead      = `SELECT id FROM ductwork_jobs WHERE status = 'running' AND process_id IN (`
+	qReapJobsTail      = `) ORDER BY id FOR UPDATE`
 	qReapProcessesHead = `DELETE FROM ductwork_processes WHERE heartbeat_at < ` + nowUS + ` - ? AND id IN (`
 	qReapOrphans       = `SELECT id FROM ductwork_jobs j WHERE j.status = 'running' AND j.started_at < ` + nowUS + ` - ?
   AND NOT EXISTS (SELECT 1 FROM ductwork_processes p WHERE p.id = j.process_id) ORDER BY j.id FOR UPDATE`
