@@ -3,8 +3,10 @@ package readmodel_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -20,6 +22,11 @@ func TestExecutions(t *testing.T) {
 		windowtest.Refuse(bad)
 		t.Cleanup(func() { windowtest.Heal(bad) })
 		halted := e.Trigger(t, c, "a", bad)
+		// The run halts when charge[1] fails; charge[0] may end after.
+		testdb.WaitFor(t, 30*time.Second, "three executions", func() bool {
+			p, err := e.Store.Executions(t.Context(), &readmodel.ExecutionFilter{RunID: halted})
+			return err == nil && len(p.Executions) == 3
+		})
 		ctx := ctxFor(t)
 
 		page, err := e.Store.Executions(ctx, &readmodel.ExecutionFilter{RunID: halted})

@@ -78,6 +78,7 @@ func cmdRuns(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&since, "since", "", "only runs created at or after (RFC 3339, or a duration ago such as 2h)")
 	fs.StringVar(&until, "until", "", "only runs created before (RFC 3339, or a duration ago)")
 	fs.StringVar(&f.ErrorContains, "error", "", "only runs whose error contains this text")
+	fs.StringVar(&f.Key, "key", "", "only the run triggered with this key (ductwork.WithKey)")
 	fs.IntVar(&f.Limit, "limit", readmodel.DefaultPageSize, "page size")
 	fs.Int64Var(&f.Before, "before", 0, "only runs with a smaller ID (the next-page cursor)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")

@@ -33,8 +33,9 @@ const usage = `usage: ductwork [--database-url URL] COMMAND [flags] [args]
 
 commands:
   migrate                    bring the schema to the newest version
-  runs                       list runs (--pipeline, --status, --since, --until, --error, --limit, --before, -json)
+  runs                       list runs (--pipeline, --status, --key, --since, --until, --error, --limit, --before, -json)
   run ID                     a run and its step tree (--watch, -json)
+  executions ID              a run's execution history (--step, --job, --stack, --limit, --after, -json)
   revive ID                  resume a halted run
   cancel ID --reason TEXT    cancel a run
   processes                  list supervisor processes (-json)
@@ -95,7 +96,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("no command given")
 	}
 	cmds := map[string]func(context.Context, *globals, []string) error{
-		"migrate": cmdMigrate, "runs": cmdRuns, "run": cmdRun, "revive": cmdRevive, "cancel": cmdCancel,
+		"migrate": cmdMigrate, "runs": cmdRuns, "run": cmdRun, "executions": cmdExecutions, "revive": cmdRevive, "cancel": cmdCancel,
 		"processes": cmdProcesses, "definitions": cmdDefinitions, "health": cmdHealth, "serve": cmdServe,
 	}
 	cmd, ok := cmds[rest[0]]
