@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/ductwork-go/ductwork/dashboard"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
+	"github.com/ductwork-go/ductwork/readmodel"
 )
 
 // chromium returns the browser binary, or skips t naming what is missing.
@@ -167,8 +169,84 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("NodeExecutionsPanel", func(t *testing.T) {
+		testdb.WaitFor(t, 30*time.Second, "the three charges to end", func() bool {
+			p, err := e.Store.Executions(t.Context(), &readmodel.ExecutionFilter{RunID: halted, Node: "charge"})
+			return err == nil && len(p.Executions) == 3
+		})
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/runs/"+id)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the graph", `!!document.querySelector('g[data-node="charge"]')`)
+		if err := chromedp.Do(within(t, ctx), chromedp.Click(chromedp.CSS(`g[data-node="charge"]`))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the executions panel of charge", `document.querySelectorAll('#executions[data-node="charge"] tr[data-execution]').length === 3`)
+		if q := eval[string](t, ctx, `location.search`); q != "?node=charge" {
+			t.Fatalf("after the click at %q; want ?node=charge", q)
+		}
+		type row struct{ Step, Attempt, Process, Started, Ended, Outcome, Error string }
+		rows := eval[[]row](t, ctx, `[...document.querySelectorAll('#executions tr[data-execution]')].map(tr => {
+			const td = tr.querySelectorAll('td');
+			return {Step: td[1].textContent, Attempt: td[2].textContent, Process: td[4].textContent, Started: td[5].textContent,
+				Ended: td[6].textContent, Outcome: td[8].textContent.trim(), Error: td[9].textContent};
+		}).sort((a, b) => a.Step.localeCompare(b.Step))`)
+		for i, r := range rows {
+			if r.Step != "charge["+strconv.Itoa(i)+"]" || r.Attempt != "1" || r.Process != "window-sqlite" || r.Started == "" || r.Ended == "" {
+				t.Errorf("execution row %d: %+v", i, r)
+			}
+			want := "completed"
+			if i == 1 {
+				want = "failed"
+			}
+			if r.Outcome != want {
+				t.Errorf("charge[%d] outcome %q; want %q", i, r.Outcome, want)
+			}
+		}
+		if !strings.Contains(rows[1].Error, `card declined for <script>window.__xss=1</script>`) {
+			t.Errorf("the failed execution's error is not shown as text: %q", rows[1].Error)
+		}
+		if v := eval[bool](t, ctx, `window.__xss === undefined && document.querySelectorAll('#executions script, #executions img').length === 0`); !v {
+			t.Fatal("the payload in the execution's error ran or made elements")
+		}
+	})
+
+	t.Run("PanicStackInPanel", func(t *testing.T) {
+		boom := "boom-browser"
+		windowtest.Explode(boom)
+		t.Cleanup(func() { windowtest.Heal(boom) })
+		pid := strconv.FormatInt(e.Trigger(t, c, boom), 10)
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/runs/"+pid+"?node=charge")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the failed execution", `!!document.querySelector('#executions tr[data-outcome="failed"] details.exec-stack')`)
+		if err := chromedp.Do(within(t, ctx), chromedp.Click(chromedp.CSS(`#executions tr[data-outcome="failed"] details.exec-stack summary`))); err != nil {
+			t.Fatal(err)
+		}
+		stack := eval[string](t, ctx, `document.querySelector('#executions details.exec-stack[open] pre').textContent`)
+		if !strings.Contains(stack, "goroutine") || !strings.Contains(eval[string](t, ctx, `document.querySelector('#executions tr[data-outcome="failed"] td.exec-error').textContent`), "charge exploded on "+boom) {
+			t.Fatalf("the panic's stack and message are not in the panel: %q", stack)
+		}
+	})
+
+	t.Run("OverviewCharts", func(t *testing.T) {
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the charts", `!!document.querySelector('#throughput svg.chart-completed') && !!document.querySelector('#failures svg.chart-failed')`)
+		bars := eval[int](t, ctx, `document.querySelectorAll('#throughput rect.bar').length`)
+		sum := eval[int](t, ctx, `[...document.querySelectorAll('#throughput rect.bar')].reduce((s, r) => s + +r.dataset.value, 0)`)
+		failed := eval[int](t, ctx, `[...document.querySelectorAll('#failures rect.bar')].reduce((s, r) => s + +r.dataset.value, 0)`)
+		if bars != 60 || sum < 10 || failed < 2 {
+			t.Fatalf("charts: %d bars, %d completed, %d failed; want 60 bars, at least 10 completed and 2 failed", bars, sum, failed)
+		}
+	})
+
 	t.Run("ReviveCompletes", func(t *testing.T) {
 		windowtest.Heal(xss)
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/runs/"+id)); err != nil {
+			t.Fatal(err)
+		}
 		if err := chromedp.Do(within(t, ctx), chromedp.Click(chromedp.CSS("#revive"))); err != nil {
 			t.Fatal(err)
 		}

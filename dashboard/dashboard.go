@@ -92,6 +92,10 @@ func New(client *ductwork.Client, cfg *Config) http.Handler {
 		"short":    short,
 		"pretty":   func(b []byte) string { return pretty(b, c.MaxPayloadBytes) },
 		"duration": func(s readmodel.Step, now time.Time) string { return fmtDuration(s.Duration(now)) },
+		"execDuration": func(e readmodel.Execution) string { return fmtDuration(e.Duration()) },
+		"nodeURL": func(node string) string {
+			return "?" + url.Values{"node": {node}}.Encode() + "#executions"
+		},
 		"table": func(base string, runs []readmodel.Run) map[string]any {
 			return map[string]any{"Base": base, "Runs": runs}
 		},

@@ -11,10 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/dashboard"
+	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
+	"github.com/ductwork-go/ductwork/readmodel"
 )
 
 // get fetches path and returns the status and body.
@@ -64,6 +67,30 @@ func TestPages(t *testing.T) {
 				if !strings.Contains(body, want) {
 					t.Fatalf("run page lacks %s", want)
 				}
+			}
+			// The executions of a node, chosen in the graph: the panel lists
+			// them with their outcome and (escaped) error.
+			testdb.WaitFor(t, 30*time.Second, "both charges to end", func() bool {
+				p, err := e.Store.Executions(t.Context(), &readmodel.ExecutionFilter{RunID: id, Node: "charge"})
+				return err == nil && len(p.Executions) == 2
+			})
+			if !strings.Contains(body, `href="?node=charge#executions"`) {
+				t.Fatal("the charge node does not link to its executions")
+			}
+			code, panel := get(t, hc, runURL+"?node=charge")
+			if code != http.StatusOK || strings.Count(panel, "<tr data-execution=") != 2 || !strings.Contains(panel, `data-outcome="failed"`) ||
+				!strings.Contains(panel, `data-outcome="completed"`) || strings.Contains(panel, payload) || !strings.Contains(panel, "card declined for &lt;script&gt;") {
+				t.Fatalf("executions panel of charge: %d\n%s", code, panel)
+			}
+			if _, panel := get(t, hc, runURL+"?node=report"); !strings.Contains(panel, "No execution of report has ended yet") {
+				t.Fatal("the panel of a node that never ran does not say so")
+			}
+			// The overview's charts count the last hour's executions.
+			_, overview := get(t, hc, srv.URL+"/dw/")
+			completed := regexp.MustCompile(`class="chart chart-completed"[^>]*data-total="(\d+)"`).FindStringSubmatch(overview)
+			failed := regexp.MustCompile(`class="chart chart-failed"[^>]*data-total="(\d+)"`).FindStringSubmatch(overview)
+			if completed == nil || failed == nil || completed[1] != "2" || failed[1] != "1" {
+				t.Fatalf("overview charts: completed %v, failed %v; want 2 and 1", completed, failed)
 			}
 			if code, _ := get(t, hc, srv.URL+"/dw/runs/999999"); code != http.StatusNotFound {
 				t.Fatalf("unknown run: %d; want 404", code)

@@ -12,6 +12,9 @@ import (
 	"github.com/ductwork-go/ductwork/readmodel"
 )
 
+// executionsPage is how many executions the panel of a node shows at once.
+const executionsPage = 50
+
 var statusOptions = []string{backend.RunRunning, backend.RunWaiting, backend.RunHalted, backend.RunCompleted, backend.RunCancelled}
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
@@ -28,6 +31,9 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 		Total, Halted, Running int64
 		Live, Stranded         int
 		Halts                  []readmodel.Run
+		Activity               *readmodel.Activity
+		Completed, Failed      int
+		Throughput, Failures   template.HTML
 	}{Counts: counts}
 	for _, sc := range counts {
 		data.Total += sc.Runs
@@ -64,6 +70,15 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Halts = halts.Runs
+	act, err := st.Activity(c, time.Hour, 60)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	data.Activity = act
+	data.Completed, data.Failed = act.Totals()
+	data.Throughput = template.HTML(drawChart(act, "completed", "#2b8a3e"))
+	data.Failures = template.HTML(drawChart(act, "failed", "#c92a2a"))
 	h.render(w, r, "overview", "Overview", data)
 }
 
@@ -145,10 +160,37 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		total += n.Total()
 		done += n.Counts[backend.JobCompleted]
 	}
-	h.render(w, r, "run", "Run "+strconv.FormatInt(id, 10), map[string]any{
+	data := map[string]any{
 		"Run": run, "Nodes": nodes, "Now": now, "Done": done, "Total": total,
 		"ShapeStored": shape != nil, "SVG": template.HTML(drawDAG(nodes, run)),
-	})
+	}
+	// A node chosen (clicked in the graph): its executions, oldest first,
+	// a page at a time, and its instances running now.
+	if node := r.URL.Query().Get("node"); node != "" {
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		execs, err := st.Executions(c, &readmodel.ExecutionFilter{RunID: id, Node: node, After: max(after, 0), Limit: executionsPage})
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		var running []readmodel.Step
+		for _, n := range nodes {
+			if n.Node.ID != node {
+				continue
+			}
+			for _, in := range n.Instances {
+				if in.Status == backend.JobRunning {
+					running = append(running, in)
+				}
+			}
+		}
+		data["Node"], data["Executions"], data["RunningNow"] = node, execs, running
+		if execs.Next != 0 {
+			data["MoreURL"] = base(r) + "/runs/" + strconv.FormatInt(id, 10) + "?" +
+				url.Values{"node": {node}, "after": {strconv.FormatInt(execs.Next, 10)}}.Encode() + "#executions"
+		}
+	}
+	h.render(w, r, "run", "Run "+strconv.FormatInt(id, 10), data)
 }
 
 func (h *handler) processes(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"fmt"
 	"html"
+	"net/url"
 	"strings"
 
 	"github.com/ductwork-go/ductwork/readmodel"
@@ -94,8 +95,8 @@ func drawDAG(nodes []readmodel.NodeState, run *readmodel.RunDetail) string {
 			dash = ` stroke-dasharray="5 3"`
 		}
 		style := fmt.Sprintf(`fill="%s" stroke="%s" stroke-width="%s"%s`, c[0], c[1], width, dash)
-		fmt.Fprintf(&b, `<a href="#node-%s"><g class="%s" data-node="%s" data-kind="%s" data-state="%s" data-fill="%s"%s>`,
-			esc(n.Node.ID), esc(class), esc(n.Node.ID), esc(n.Node.Kind), esc(n.State), c[0], map[bool]string{true: ` data-halted="true"`}[halted])
+		fmt.Fprintf(&b, `<a href="?node=%s#executions"><g class="%s" data-node="%s" data-kind="%s" data-state="%s" data-fill="%s"%s>`,
+			esc(url.QueryEscape(n.Node.ID)), esc(class), esc(n.Node.ID), esc(n.Node.Kind), esc(n.State), c[0], map[bool]string{true: ` data-halted="true"`}[halted])
 		fmt.Fprintf(&b, `<title>%s (%s): %s</title>`, esc(n.Node.ID), esc(n.Node.Kind), esc(n.State))
 		b.WriteString(shape(n.Node.Kind, x, y, style))
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="600" fill="#1d2330">%s</text>`, x+nodeW/2, y+22, esc(short(n.Node.ID, 22)))

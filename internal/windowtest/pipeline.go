@@ -25,13 +25,23 @@ var failing sync.Map
 // until Heal.
 func Refuse(item string) { failing.Store(item, true) }
 
+// panicking holds the items the charge step panics on, until Heal.
+var panicking sync.Map
+
+// Explode makes the charge step panic for item (with its text in the panic
+// value, so the failure carries a stack) until Heal.
+func Explode(item string) { panicking.Store(item, true) }
+
 // Heal lets the charge step succeed for item again.
-func Heal(item string) { failing.Delete(item) }
+func Heal(item string) { failing.Delete(item); panicking.Delete(item) }
 
 // Receive, Charge and Report are the steps of Orders.
 var (
 	Receive = step.New("receive", func(_ step.Context, items []string) ([]string, error) { return items, nil })
 	Charge  = step.New("charge", func(_ step.Context, item string) (string, error) {
+		if _, boom := panicking.Load(item); boom {
+			panic("charge exploded on " + item)
+		}
 		if _, bad := failing.Load(item); bad {
 			return "", fmt.Errorf("card declined for %s", item)
 		}
