@@ -1,4 +1,4 @@
--- Version 7: the execution history, one row per execution of a step
+-- Version 8: the execution history, one row per execution of a step
 -- instance (a claim, from the claim to the write that ended it), written in
 -- that write's transaction. IDs are handed out as executions end, so the
 -- primary key's order is the order of finished_at: pruning reads the oldest
