@@ -286,7 +286,7 @@ func TestBrowser(t *testing.T) {
 		windowtest.Refuse(bad)
 		shot := e.Trigger(t, c, "order-11", "order-12", bad, "order-13", "order-14")
 		windowtest.Heal(bad)
-		for name, path := range map[string]string{"dashboard-overview.png": "/", "dashboard-run.png": "/runs/" + strconv.FormatInt(shot, 10)} {
+		for name, path := range map[string]string{"dashboard-overview.png": "/", "dashboard-run.png": "/runs/" + strconv.FormatInt(shot, 10) + "?node=charge"} {
 			if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+path)); err != nil {
 				t.Fatal(err)
 			}
