@@ -89,9 +89,9 @@ func New(client *ductwork.Client, cfg *Config) http.Handler {
 	}
 	h := &handler{client: client, cfg: c, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	funcs := template.FuncMap{
-		"short":    short,
-		"pretty":   func(b []byte) string { return pretty(b, c.MaxPayloadBytes) },
-		"duration": func(s readmodel.Step, now time.Time) string { return fmtDuration(s.Duration(now)) },
+		"short":        short,
+		"pretty":       func(b []byte) string { return pretty(b, c.MaxPayloadBytes) },
+		"duration":     func(s readmodel.Step, now time.Time) string { return fmtDuration(s.Duration(now)) },
 		"execDuration": func(e readmodel.Execution) string { return fmtDuration(e.Duration()) },
 		"nodeURL": func(node string) string {
 			return "?" + url.Values{"node": {node}}.Encode() + "#executions"
