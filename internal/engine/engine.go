@@ -691,6 +691,11 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 	if errors.As(stepErr, &pe) {
 		params.Stack = SafeReason(pe.Stack)
 	}
+	// The execution history tells an enforced timeout from other failures.
+	var te *step.TimeoutError
+	if errors.As(stepErr, &te) {
+		params.Outcome = backend.OutcomeTimeout
+	}
 	// A revived job's budget counts from its revive (RetryBase).
 	if spent := job.Attempt - job.RetryBase; retryable && spent <= retries {
 		params.Retry = true
