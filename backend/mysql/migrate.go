@@ -167,7 +167,9 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	}
 	defer func() {
 		var released sql.NullInt64
-		rerr := conn.QueryRowContext(context.WithoutCancel(ctx), qReleaseLock).Scan(&released)
+		cctx, cancel := cleanupCtx(ctx)
+		defer cancel()
+		rerr := conn.QueryRowContext(cctx, qReleaseLock).Scan(&released)
 		if rerr != nil || released.Int64 != 1 {
 			// Drop the session so the server frees the lock with it.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })

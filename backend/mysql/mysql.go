@@ -223,6 +223,18 @@ func commit(ctx context.Context, tx *sql.Tx) error {
 	}
 }
 
+// cleanupTimeout bounds a statement that puts a session setting back after
+// the caller's context may have ended.
+const cleanupTimeout = time.Second
+
+// cleanupCtx is a context for such a statement: not cancelled with ctx, but
+// bounded, so that over a silent link it cannot outlive its caller for
+// longer than cleanupTimeout (the driver then drops the connection, and
+// with it the setting).
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
 // retry runs fn, rerunning it after a deadlock or lock wait timeout, and
 // maps the final error. fn must be safe to rerun (a whole transaction, or a
 // single autocommitted statement).

@@ -226,7 +226,11 @@ func (b *Backend) withReapTx(ctx context.Context, fn func(tx *sql.Tx) error) err
 		}
 		defer func() {
 			// Back to the server default before the connection returns to the pool.
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION innodb_lock_wait_timeout = DEFAULT")
+			// (If it fails, the driver has dropped the connection, which
+			// then never returns to the pool.)
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			_, _ = conn.ExecContext(cctx, "SET SESSION innodb_lock_wait_timeout = DEFAULT")
 		}()
 		tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 		if err != nil {

@@ -61,7 +61,11 @@ func (b *Backend) completeInTx(ctx context.Context, params *backend.CompletePara
 		if _, err := tx.ExecContext(ctx, "SET SESSION wait_timeout = ?", idle); err != nil {
 			return err
 		}
-		defer func() { _, _ = tx.ExecContext(context.WithoutCancel(ctx), "SET SESSION wait_timeout = DEFAULT") }()
+		defer func() {
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			_, _ = tx.ExecContext(cctx, "SET SESSION wait_timeout = DEFAULT")
+		}()
 		out, plan, err := params.InTx(ctx, tx)
 		if err != nil {
 			stepErr = err
