@@ -38,6 +38,7 @@ commands:
   executions ID              a run's execution history (--step, --job, --stack, --limit, --after, -json)
   revive ID                  resume a halted run
   cancel ID --reason TEXT    cancel a run
+  send ID SIGNAL [PAYLOAD]   send a signal with a JSON payload (--scope, --key, --all, -json)
   processes                  list supervisor processes (-json)
   definitions                list stored definitions and stranded versions (-json)
   health                     exit 0 when healthy (--max-wait; exit 2 not migrated, 3 no live process, 4 steps waiting too long)
@@ -96,7 +97,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("no command given")
 	}
 	cmds := map[string]func(context.Context, *globals, []string) error{
-		"migrate": cmdMigrate, "runs": cmdRuns, "run": cmdRun, "executions": cmdExecutions, "revive": cmdRevive, "cancel": cmdCancel,
+		"migrate": cmdMigrate, "runs": cmdRuns, "run": cmdRun, "executions": cmdExecutions, "revive": cmdRevive, "cancel": cmdCancel, "send": cmdSend,
 		"processes": cmdProcesses, "definitions": cmdDefinitions, "health": cmdHealth, "serve": cmdServe,
 	}
 	cmd, ok := cmds[rest[0]]

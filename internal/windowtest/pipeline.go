@@ -122,3 +122,25 @@ func (e *Env) Trigger(t *testing.T, c *ductwork.Client, items ...string) int64 {
 	}
 	return r.ID
 }
+
+// Decision is the payload of the Approval signal.
+type Decision struct {
+	OK bool   `json:"ok"`
+	By string `json:"by"`
+}
+
+// Approval is the signal the Approvals pipeline awaits.
+var Approval = flow.Signal[Decision]("approval")
+
+// Approvals is a pipeline that waits for a person: ask, await Approval
+// (no timeout), then decide.
+var Approvals = flow.MustDefine("approvals", func(p *flow.Pipeline[string]) flow.End[string] {
+	asked := flow.Start(p, step.New("ask", func(_ step.Context, what string) (string, error) { return what, nil }))
+	answered := flow.Await(asked, Approval, 0)
+	return flow.Chain(answered, step.New("decide", func(_ step.Context, a flow.Awaited[string, Decision]) (string, error) {
+		if a.Payload.OK {
+			return a.Input + " approved by " + a.Payload.By, nil
+		}
+		return a.Input + " refused by " + a.Payload.By, nil
+	}))
+})
