@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/dashboard"
 	"github.com/ductwork-go/ductwork/internal/testdb"
@@ -100,6 +101,9 @@ func TestBrowser(t *testing.T) {
 	ctx := browser(t)
 	e := windowtest.Open(t, "sqlite")
 	c := e.Client(t)
+	if err := c.Register(windowtest.Approvals); err != nil {
+		t.Fatal(err)
+	}
 	e.Supervise(t, c)
 	mux := http.NewServeMux()
 	h := dashboard.New(c, &dashboard.Config{Store: e.Store, PollInterval: 200 * time.Millisecond})
@@ -252,6 +256,34 @@ func TestBrowser(t *testing.T) {
 		}
 		waitJS(t, ctx, "the run to show completed", `(document.getElementById('run-status')||{}).textContent === 'completed'`)
 		waitJS(t, ctx, "the report node to turn green", `document.querySelector('g[data-node="report"]').dataset.state === 'completed'`)
+	})
+
+	t.Run("SendSignalConfirmed", func(t *testing.T) {
+		run, err := ductwork.Trigger(t.Context(), c, windowtest.Approvals, "invoice-9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testdb.WaitFor(t, 30*time.Second, "the run to wait for its signal", func() bool {
+			r, err := e.Store.Run(t.Context(), run.ID)
+			return err == nil && r.Status == backend.RunWaiting
+		})
+		if err := chromedp.Do(within(t, ctx), chromedp.Navigate(srv.URL+"/ops/runs/"+strconv.FormatInt(run.ID, 10))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the signal form", `!!document.querySelector('form.send-signal #send-signal')`)
+		if err := chromedp.Do(within(t, ctx), chromedp.SendKeys(chromedp.CSS("#signal-payload"), `{"ok": true, "by": "bob"}`),
+			chromedp.Click(chromedp.CSS("#send-signal"))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the run to show completed", `(document.getElementById('run-status')||{}).textContent === 'completed'`)
+		wctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		if out, err := run.Wait(wctx); err != nil || out != "invoice-9 approved by bob" {
+			t.Fatalf("run after the signal: %q, %v", out, err)
+		}
+		if p := eval[string](t, ctx, `location.pathname`); p != "/ops/runs/"+strconv.FormatInt(run.ID, 10) {
+			t.Fatalf("after sending at %s", p)
+		}
 	})
 
 	t.Run("CancelUnderPrefix", func(t *testing.T) {

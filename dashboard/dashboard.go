@@ -35,6 +35,7 @@ const (
 	ActionView   = "view"
 	ActionRevive = "revive"
 	ActionCancel = "cancel"
+	ActionSignal = "signal"
 )
 
 // Config configures the dashboard. Store is required.
@@ -45,7 +46,7 @@ type Config struct {
 	// requests are refused (403).
 	ReadOnly bool
 	// AuthorizeFunc, if set, is called for every request with the action it
-	// asks for (ActionView, ActionRevive, ActionCancel); a non-nil error
+	// asks for (ActionView, ActionRevive, ActionCancel, ActionSignal); a non-nil error
 	// refuses it with 403 and the error's text.
 	AuthorizeFunc func(r *http.Request, action string) error
 	// PollInterval is how often pages refresh their live parts; default
@@ -110,6 +111,7 @@ func New(client *ductwork.Client, cfg *Config) http.Handler {
 	h.mux.HandleFunc("GET /runs/{id}", h.run)
 	h.mux.HandleFunc("POST /runs/{id}/revive", h.revive)
 	h.mux.HandleFunc("POST /runs/{id}/cancel", h.cancel)
+	h.mux.HandleFunc("POST /runs/{id}/signal", h.signal)
 	h.mux.HandleFunc("GET /processes", h.processes)
 	h.mux.HandleFunc("GET /definitions", h.definitions)
 	return h
@@ -128,6 +130,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			action = ActionRevive
 		case strings.HasSuffix(r.URL.Path, "/cancel"):
 			action = ActionCancel
+		case strings.HasSuffix(r.URL.Path, "/signal"):
+			action = ActionSignal
 		}
 	}
 	if f := h.cfg.AuthorizeFunc; f != nil {
@@ -182,6 +186,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, backend.ErrRunState):
 		status = http.StatusConflict
+	case errors.Is(err, ductwork.ErrUnknownSignal), errors.Is(err, ductwork.ErrSignalPayload):
+		status = http.StatusBadRequest
 	default:
 		h.cfg.Logger.ErrorContext(r.Context(), "ductwork dashboard: request failed", slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
@@ -268,6 +274,56 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, base(r)+"/runs/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
+}
+
+// signal sends a named signal with a JSON payload to the run (the form of
+// the run page): Client.SendSignal, checked against the run's definition.
+func (h *handler) signal(w http.ResponseWriter, r *http.Request) {
+	if !h.checkPost(w, r) {
+		return
+	}
+	name := strings.TrimSpace(r.PostFormValue("signal"))
+	payload := strings.TrimSpace(r.PostFormValue("payload"))
+	if payload == "" {
+		payload = "null"
+	}
+	scope, key, all := strings.TrimSpace(r.PostFormValue("scope")), strings.TrimSpace(r.PostFormValue("key")), r.PostFormValue("all") != ""
+	switch {
+	case name == "":
+		http.Error(w, "a signal name is required", http.StatusBadRequest)
+		return
+	case !json.Valid([]byte(payload)):
+		http.Error(w, "the payload is not JSON", http.StatusBadRequest)
+		return
+	case btoi(scope != "")+btoi(key != "")+btoi(all) > 1:
+		http.Error(w, "scope, key and all exclude each other", http.StatusBadRequest)
+		return
+	}
+	var opts []ductwork.SendOption
+	switch {
+	case scope != "":
+		opts = append(opts, ductwork.ToScope(scope))
+	case key != "":
+		opts = append(opts, ductwork.ToKey(key))
+	case all:
+		opts = append(opts, ductwork.ToAll())
+	}
+	id, err := pathID(r)
+	if err == nil {
+		_, err = h.client.SendSignal(r.Context(), id, name, []byte(payload), opts...)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, base(r)+"/runs/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // short cuts s to n runes on one line.

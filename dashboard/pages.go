@@ -164,6 +164,9 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		"Run": run, "Nodes": nodes, "Now": now, "Done": done, "Total": total,
 		"ShapeStored": shape != nil, "SVG": template.HTML(drawDAG(nodes, run)),
 	}
+	if shape != nil && (run.Status == backend.RunRunning || run.Status == backend.RunWaiting || run.Status == backend.RunHalted) {
+		data["Signals"] = shape.Signals
+	}
 	// A node chosen (clicked in the graph): its executions, oldest first,
 	// a page at a time, and its instances running now.
 	if node := r.URL.Query().Get("node"); node != "" {
