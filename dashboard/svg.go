@@ -14,6 +14,7 @@ var stateColours = map[string][2]string{
 	readmodel.StateCompleted:  {"#d3f9d8", "#2b8a3e"},
 	readmodel.StateRunning:    {"#dbe4ff", "#364fc7"},
 	readmodel.StatePending:    {"#fff3bf", "#e67700"},
+	readmodel.StateWaiting:    {"#e5dbff", "#5f3dc4"},
 	readmodel.StateFailed:     {"#ffe3e3", "#c92a2a"},
 	readmodel.StateCancelled:  {"#e9ecef", "#495057"},
 	readmodel.StateNotReached: {"#f8f9fa", "#adb5bd"},
@@ -114,7 +115,7 @@ func countsLabel(n readmodel.NodeState, halted bool) string {
 	var parts []string
 	if multi {
 		for _, s := range []struct{ status, label string }{
-			{"completed", "done"}, {"running", "running"}, {"pending", "pending"}, {"failed", "failed"}, {"cancelled", "cancelled"},
+			{"completed", "done"}, {"running", "running"}, {"pending", "pending"}, {"waiting", "waiting"}, {"failed", "failed"}, {"cancelled", "cancelled"},
 		} {
 			if c := n.Counts[s.status]; c > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", c, s.label))
@@ -160,6 +161,9 @@ func shape(kind string, x, y int, style string) string {
 		return poly(x, y, x+w-18, y, x+w, y+h/2, x+w-18, y+h, x, y+h)
 	case "converge":
 		return poly(x+18, y, x+w, y, x+w, y+h, x+18, y+h, x, y+h/2)
+	case "sleep", "await":
+		// Rounded ends: a pause on the branch.
+		return fmt.Sprintf(`<rect x="%d" y="%d" width="%d" height="%d" rx="%d" %s/>`, x, y, w, h, h/3, style)
 	default: // chain, unknown
 		return fmt.Sprintf(`<rect x="%d" y="%d" width="%d" height="%d" rx="4" %s/>`, x, y, w, h, style)
 	}

@@ -209,8 +209,12 @@ type Step struct {
 	RunID      int64  `bun:"run_id" json:"run_id"`
 	Node       string `bun:"node_id" json:"node"`
 	Scope      string `bun:"scope" json:"scope"`
-	Status     string `bun:"status" json:"status"`
-	Attempt    int    `bun:"attempt" json:"attempt"`
+	// Status is the job's status, except that a pending step that waits (a
+	// sleep, or an await of a signal) is StepWaiting.
+	Status  string `bun:"status" json:"status"`
+	Attempt int    `bun:"attempt" json:"attempt"`
+	// Wait is the wait kind of a sleep ("sleep") or an await ("signal").
+	Wait string `bun:"wait_kind" json:"wait,omitempty"`
 	Crashes    int    `bun:"crashes" json:"crashes,omitempty"`
 	Join       bool   `bun:"is_join" json:"join,omitempty"`
 	Error      string `bun:"error" json:"error,omitempty"`
@@ -236,12 +240,16 @@ func (st *Step) Duration(now time.Time) time.Duration {
 	return st.FinishedAt.Sub(st.StartedAt.Time)
 }
 
+// StepWaiting is the Status of a step that waits: a sleep, or an await of a
+// signal, not due yet. It holds no worker and no claim.
+const StepWaiting = "waiting"
+
 // Steps lists the step instances of a run in creation order (at most
 // limit, all when limit is 0), from the (run_id, id) index.
 func (s *Store) Steps(ctx context.Context, runID int64, limit int) ([]Step, error) {
 	t, args := s.table("ductwork_jobs", "j")
 	q := s.db.NewSelect().TableExpr(t, args...).
-		ColumnExpr("j.id, j.run_id, j.node_id, j.scope, j.status, j.attempt, j.crashes, j.is_join, j.error, j.error_stack, j.input, j.output, j.process_id, j.created_at, j.due_at, j.started_at, j.finished_at").
+		ColumnExpr("j.id, j.run_id, j.node_id, j.scope, j.status, j.attempt, j.crashes, j.is_join, j.error, j.error_stack, j.input, j.output, j.process_id, j.created_at, j.due_at, j.started_at, j.finished_at, j.wait_kind").
 		Where("j.run_id = ?", runID).OrderExpr("j.id")
 	if limit > 0 {
 		q = q.Limit(int64(limit))
@@ -249,6 +257,11 @@ func (s *Store) Steps(ctx context.Context, runID int64, limit int) ([]Step, erro
 	var steps []Step
 	if err := q.Scan(ctx, &steps); err != nil {
 		return nil, fmt.Errorf("readmodel: steps of run %d: %w", runID, err)
+	}
+	for i := range steps {
+		if steps[i].Status == "pending" && steps[i].Wait != "" {
+			steps[i].Status = StepWaiting
+		}
 	}
 	return steps, nil
 }

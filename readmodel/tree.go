@@ -10,6 +10,7 @@ import (
 const (
 	StateNotReached = "not-reached"
 	StatePending    = "pending"
+	StateWaiting    = "waiting"
 	StateRunning    = "running"
 	StateCompleted  = "completed"
 	StateFailed     = "failed"
@@ -21,7 +22,8 @@ const (
 type NodeState struct {
 	Node backend.ShapeNode `json:"node"`
 	// State sums up the instances: failed if any failed, else running,
-	// pending, completed (all of them), or not-reached when there is none.
+	// pending, waiting (a sleep or an await), completed (all of them), or
+	// not-reached when there is none.
 	State string `json:"state"`
 	// Counts is the number of instances per step status.
 	Counts    map[string]int `json:"counts"`
@@ -65,6 +67,8 @@ func Tree(shape *backend.Shape, steps []Step) []NodeState {
 			n.State = StateRunning
 		case n.Counts[backend.JobPending] > 0:
 			n.State = StatePending
+		case n.Counts[StepWaiting] > 0:
+			n.State = StateWaiting
 		case n.Counts[backend.JobCompleted] == len(n.Instances):
 			n.State = StateCompleted
 		default:

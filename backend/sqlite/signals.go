@@ -69,7 +69,7 @@ WHERE id = ? AND status = 'waiting'`
 	// job 0), so the sweep no longer reads them.
 	qRetireSignals = `UPDATE ductwork_signals SET consumed_job_id = 0, consumed_at = ` + nowUS + `
 WHERE consumed_job_id IS NULL
-  AND run_id IN (SELECT id FROM ductwork_runs WHERE status IN ('completed', 'cancelled'))`
+  AND EXISTS (SELECT 1 FROM ductwork_runs AS r WHERE r.id = ductwork_signals.run_id AND r.status IN ('completed', 'cancelled'))`
 
 	qReceiveSignal = `SELECT signal_id, signal_payload FROM ductwork_jobs` + fenced
 )
