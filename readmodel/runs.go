@@ -205,16 +205,16 @@ func (s *Store) Run(ctx context.Context, id int64) (*RunDetail, error) {
 
 // Step is one step instance (job) of a run.
 type Step struct {
-	ID         int64  `bun:"id" json:"id"`
-	RunID      int64  `bun:"run_id" json:"run_id"`
-	Node       string `bun:"node_id" json:"node"`
-	Scope      string `bun:"scope" json:"scope"`
+	ID    int64  `bun:"id" json:"id"`
+	RunID int64  `bun:"run_id" json:"run_id"`
+	Node  string `bun:"node_id" json:"node"`
+	Scope string `bun:"scope" json:"scope"`
 	// Status is the job's status, except that a pending step that waits (a
 	// sleep, or an await of a signal) is StepWaiting.
 	Status  string `bun:"status" json:"status"`
 	Attempt int    `bun:"attempt" json:"attempt"`
 	// Wait is the wait kind of a sleep ("sleep") or an await ("signal").
-	Wait string `bun:"wait_kind" json:"wait,omitempty"`
+	Wait       string `bun:"wait_kind" json:"wait,omitempty"`
 	Crashes    int    `bun:"crashes" json:"crashes,omitempty"`
 	Join       bool   `bun:"is_join" json:"join,omitempty"`
 	Error      string `bun:"error" json:"error,omitempty"`
