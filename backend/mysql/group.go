@@ -80,7 +80,7 @@ func (b *Backend) commitGroup(group []*completeReq) {
 		}
 		// The group's executions, in one statement rather than one per
 		// completion.
-		return recordCompleted(ctx, tx, completed)
+		return b.recordCompleted(ctx, tx, completed)
 	})
 	if err != nil {
 		for _, r := range group {

@@ -58,11 +58,13 @@ func endRunning(ctx context.Context, tx *sql.Tx, outcome backend.Outcome, crash 
 
 // recordCompleted records the completions of jobs (one group commit's, each
 // completed under its claim in this transaction) in one statement.
-func recordCompleted(ctx context.Context, tx *sql.Tx, jobs []any) error {
+func (b *Backend) recordCompleted(ctx context.Context, tx *sql.Tx, jobs []any) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, qRecordCompletedHead+placeholders("?", len(jobs))+")", jobs...)
+	// Prepared (once per group size): unprepared, database/sql would
+	// prepare, execute and close it, three round trips instead of one.
+	_, err := b.preparedTx(tx).ExecContext(ctx, qRecordCompletedHead+placeholders("?", len(jobs))+")", jobs...)
 	return err
 }
 
