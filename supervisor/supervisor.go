@@ -107,6 +107,26 @@ type Config struct {
 	// return on its own. Only a child process (Processes) can be stopped
 	// for good: its parent recycles it. Default 2s.
 	StuckGrace time.Duration
+	// Processes, when positive, runs the steps in that many child
+	// processes instead of in this one: Run re-executes this program (see
+	// Children.Command) as child workers and keeps them alive, replacing a
+	// child that dies (its claims are released at once as crash re-runs),
+	// recycling one after Children.MaxSteps steps or above Children.MaxRSS,
+	// and replacing one whose step ignored its timeout (the only way to
+	// stop such code). This process then claims no steps itself; unless
+	// Role is RoleWorker it reaps and reports stranded work. A shutdown of
+	// Run stops the children gracefully (SIGTERM, then SIGKILL after
+	// Children.StopTimeout); when this process dies, however it dies, its
+	// children notice and stop too.
+	//
+	// The program must reach Run in a child as it does in the parent, with
+	// its definitions registered: in a child process (IsChild), Run
+	// executes steps whatever its Config says about Processes. One
+	// supervisor per program. Processes needs a Unix system (MaxRSS:
+	// Linux).
+	Processes int
+	// Children configures the child processes of Processes.
+	Children Children
 	// Logger defaults to the client's logger.
 	Logger *slog.Logger
 	// Hooks observe the supervisor's lifecycle.
@@ -126,6 +146,9 @@ type Hooks struct {
 	// OnStrandedFunc runs when unfinished runs exist whose definition this
 	// process has not registered.
 	OnStrandedFunc func(defs []backend.StrandedDefinition)
+	// OnChildExitFunc runs in the parent when a child process (see
+	// Config.Processes) has ended, before it is replaced.
+	OnChildExitFunc func(ChildExit)
 }
 
 // Supervisor claims and executes steps, heartbeats, and reaps dead processes.
@@ -148,9 +171,11 @@ type Supervisor struct {
 	ledger    *ledger
 	reconcile chan struct{}
 
-	// onAbandon is told when a step is abandoned (a child process tells its
-	// parent, which recycles it); nil otherwise.
-	onAbandon func(job *backend.Job, err error)
+	// onAbandon is told when a step is abandoned, and onExecuted after each
+	// execution: a child process tells its parent (children.go); nil
+	// otherwise.
+	onAbandon  func(job *backend.Job, err error)
+	onExecuted func()
 }
 
 // New returns a Supervisor for client. It does no I/O until Run.
@@ -163,10 +188,22 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Workers < 0 || c.PollInterval < 0 || c.ReapThreshold < 0 || c.ShutdownGrace < 0 ||
-		c.HeartbeatInterval < 0 || c.ReapInterval < 0 || c.CallTimeout < 0 || c.ReleaseTimeout < 0 ||
-		c.StepTimeout < 0 || c.StuckGrace < 0 || c.PruneInterval < 0 || c.PruneBatch < 0 {
-		return nil, &ConfigError{Reason: "negative Workers or duration"}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"Workers", int64(c.Workers)}, {"PollInterval", int64(c.PollInterval)}, {"ReapThreshold", int64(c.ReapThreshold)},
+		{"ShutdownGrace", int64(c.ShutdownGrace)}, {"HeartbeatInterval", int64(c.HeartbeatInterval)},
+		{"ReapInterval", int64(c.ReapInterval)}, {"CallTimeout", int64(c.CallTimeout)}, {"ReleaseTimeout", int64(c.ReleaseTimeout)},
+		{"StepTimeout", int64(c.StepTimeout)}, {"StuckGrace", int64(c.StuckGrace)}, {"Processes", int64(c.Processes)},
+		{"Children.MaxSteps", int64(c.Children.MaxSteps)}, {"Children.MaxRSS", c.Children.MaxRSS},
+		{"Children.CheckInterval", int64(c.Children.CheckInterval)}, {"Children.RestartBackoff", int64(c.Children.RestartBackoff)},
+		{"Children.MaxRestartBackoff", int64(c.Children.MaxRestartBackoff)}, {"Children.StopTimeout", int64(c.Children.StopTimeout)},
+		{"PruneInterval", int64(c.PruneInterval)}, {"PruneBatch", int64(c.PruneBatch)},
+	} {
+		if f.v < 0 {
+			return nil, &ConfigError{Reason: f.name + " is negative"}
+		}
 	}
 	if c.Workers == 0 {
 		c.Workers = 16
@@ -219,6 +256,16 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if c.StuckGrace == 0 {
 		c.StuckGrace = engine.DefaultStuckGrace
 	}
+	if ch := childInfo(); ch != nil {
+		// This process is a child worker: it executes steps; its parent
+		// reaps and keeps it alive.
+		c.ProcessID, c.Role, c.Processes = ch.id, RoleWorker, 0
+	}
+	if c.Processes > 0 {
+		if err := c.Children.defaults(&c); err != nil {
+			return nil, err
+		}
+	}
 	if c.ProcessID == "" {
 		var buf [8]byte
 		_, _ = rand.Read(buf[:])
@@ -259,7 +306,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 	defer func() { s.mu.Lock(); s.running = false; s.mu.Unlock() }()
+	if c := childInfo(); c != nil {
+		return s.runChild(ctx, c)
+	}
+	return s.run(ctx)
+}
 
+func (s *Supervisor) run(ctx context.Context) error {
 	if err := s.register(ctx); err != nil {
 		return err
 	}
@@ -282,7 +335,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	start("heartbeat", s.heartbeatLoop)
 	var inflight sync.WaitGroup
-	if s.cfg.Role != RoleMaintenance {
+	switch {
+	case s.cfg.Processes > 0:
+		start("children", s.processes)
+	case s.cfg.Role != RoleMaintenance:
 		start("fetch", func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, finalCtx, &inflight) })
 	}
 	if s.cfg.Role != RoleWorker {
@@ -298,6 +354,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	stopFinal := time.AfterFunc(time.Until(deadline), finalCancel)
 	defer stopFinal.Stop()
 	loops.Wait()
+	if s.cfg.Processes > 0 {
+		// The children have stopped (within their StopTimeout); this
+		// process holds no claims and only deregisters.
+		deadline = time.Now().Add(s.cfg.ReleaseTimeout)
+	}
 
 	// Graceful shutdown: wait for in-flight steps, up to the grace period.
 	done := make(chan struct{})
@@ -611,6 +672,9 @@ func (s *Supervisor) work(ctx, hardCtx, finalCtx context.Context, job *backend.J
 			ClaimNext: claimNext, CommitCtx: finalCtx, Tracker: s.ledger,
 			DefaultTimeout: s.cfg.StepTimeout, StuckGrace: s.cfg.StuckGrace, OnAbandon: s.onAbandon})
 		s.ledger.drop(job)
+		if s.onExecuted != nil {
+			s.onExecuted()
+		}
 		if res.Replayed {
 			// Jobs the landed commit claimed are owned but not in res.Next.
 			s.reconcileSoon()

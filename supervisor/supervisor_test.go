@@ -218,6 +218,13 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		"HeartbeatInterval > default 20s":    {HeartbeatInterval: 21 * time.Second},
 		"HeartbeatInterval = default 20s":    {HeartbeatInterval: 20 * time.Second},
 		"HeartbeatInterval > ReapThreshold2": {HeartbeatInterval: time.Minute, ReapThreshold: 30 * time.Second, ReapInterval: time.Second},
+		"negative StepTimeout":               {StepTimeout: -time.Second},
+		"negative StuckGrace":                {StuckGrace: -time.Second},
+		"negative Processes":                 {Processes: -1},
+		"negative Children.MaxSteps":         {Processes: 1, Children: supervisor.Children{MaxSteps: -1}},
+		"negative Children.MaxRSS":           {Processes: 1, Children: supervisor.Children{MaxRSS: -1}},
+		"negative Children.StopTimeout":      {Processes: 1, Children: supervisor.Children{StopTimeout: -time.Second}},
+		"Processes with RoleMaintenance":     {Processes: 2, Role: supervisor.RoleMaintenance},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := supervisor.New(c, &cfg)
@@ -235,6 +242,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		"zero":                        {},
 		"HeartbeatInterval < default": {HeartbeatInterval: 19 * time.Second},
 		"short intervals":             {HeartbeatInterval: time.Millisecond, ReapThreshold: 2 * time.Millisecond},
+		"Processes":                   {Processes: 2, StepTimeout: time.Minute},
 	} {
 		t.Run("valid "+name, func(t *testing.T) {
 			s, err := supervisor.New(c, cfg)
