@@ -21,6 +21,9 @@ const (
 	qMarkWait = `UPDATE ductwork_jobs SET wait_kind = ?, signal_name = ?, signal_key = ?, due_at = COALESCE(?, due_at)
 WHERE run_id = ? AND node_id = ? AND scope = ?`
 
+	// qLockRunSettle serializes the settling of one run's status.
+	qLockRunSettle = `SELECT id FROM ductwork_runs WHERE id = ? FOR UPDATE`
+
 	// qRunActive is 1 when the run has work that does not wait.
 	qRunActive = `SELECT EXISTS (SELECT 1 FROM ductwork_jobs WHERE run_id = ?
   AND (status = 'running' OR (status = 'pending' AND wait_kind = '')))`
@@ -89,8 +92,16 @@ func markWaits(ctx context.Context, tx querier, runID int64, jobs []backend.NewJ
 	return nil
 }
 
-// settleRun applies backend.Plan.Settle.
+// settleRun applies backend.Plan.Settle. It locks the run row first: two
+// branches settling at once would otherwise each read the other's step as
+// still running (READ COMMITTED does not see an uncommitted completion) and
+// both leave the run running, although every branch then waits. Locked,
+// the second waits for the first to commit, and its read sees it.
 func settleRun(ctx context.Context, tx querier, runID int64) error {
+	var locked int64
+	if err := tx.QueryRowContext(ctx, qLockRunSettle, runID).Scan(&locked); err != nil {
+		return err
+	}
 	var active bool
 	if err := tx.QueryRowContext(ctx, qRunActive, runID).Scan(&active); err != nil {
 		return err

@@ -32,6 +32,16 @@ WHERE j.run_id = src.run_id AND j.node_id = u.node_id AND j.scope = u.scope`
 const sqlActive = `EXISTS (SELECT 1 FROM {schema}.ductwork_jobs AS a WHERE a.run_id = r.id
 	AND (a.status = 'running' OR (a.status = 'pending' AND a.wait_kind = '')))`
 
+// sqlLockRunSettle serializes the settling of one run's status ($1 is the
+// completing job): two branches settling at once would otherwise each read
+// the other's step as still running (READ COMMITTED does not see an
+// uncommitted completion) and both leave the run running, although every
+// branch then waits. Locked, the second waits for the first to commit, and
+// its next statement sees it. NO KEY UPDATE does not conflict with the KEY
+// SHARE lock every completion takes on its run.
+const sqlLockRunSettle = `SELECT 1 FROM {schema}.ductwork_runs
+WHERE id = (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) FOR NO KEY UPDATE`
+
 // sqlSettleRun sets a running or waiting run's status from its jobs (see
 // backend.Plan.Settle); $1 is the completing job.
 const sqlSettleRun = `
@@ -105,13 +115,13 @@ WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
 
 // signalQueries are the statements of this file, rendered for one schema.
 type signalQueries struct {
-	markWait, settleRun, signalRun, insertSignal string
+	markWait, lockSettle, settleRun, signalRun, insertSignal string
 	candidates, deliverPair, retire, receive     string
 }
 
 func renderSignalQueries(r *strings.Replacer) signalQueries {
 	return signalQueries{
-		markWait: r.Replace(sqlMarkWait), settleRun: r.Replace(sqlSettleRun), signalRun: r.Replace(sqlSignalRun),
+		markWait: r.Replace(sqlMarkWait), lockSettle: r.Replace(sqlLockRunSettle), settleRun: r.Replace(sqlSettleRun), signalRun: r.Replace(sqlSignalRun),
 		insertSignal: r.Replace(sqlInsertSignal),
 		candidates:   r.Replace(sqlSignalCandidates), deliverPair: r.Replace(sqlDeliverPair),
 		retire: r.Replace(sqlRetireSignals), receive: r.Replace(sqlReceiveSignal),
@@ -146,6 +156,7 @@ func (b *Backend) queueWaits(batch *pgx.Batch, params *backend.CompleteParams) {
 // queueSettle queues backend.Plan.Settle on a completion's batch.
 func (b *Backend) queueSettle(batch *pgx.Batch, params *backend.CompleteParams) {
 	if params.Plan.Settle {
+		batch.Queue(b.q.sig.lockSettle, params.JobID)
 		batch.Queue(b.q.sig.settleRun, params.JobID)
 	}
 }
