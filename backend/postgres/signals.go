@@ -116,7 +116,7 @@ WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'`
 // signalQueries are the statements of this file, rendered for one schema.
 type signalQueries struct {
 	markWait, lockSettle, settleRun, signalRun, insertSignal string
-	candidates, deliverPair, retire, receive     string
+	candidates, deliverPair, retire, receive                 string
 }
 
 func renderSignalQueries(r *strings.Replacer) signalQueries {
