@@ -314,6 +314,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 func (s *Supervisor) run(ctx context.Context) error {
 	if err := s.register(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Shut down before the registration went through: a shutdown,
+			// not a failure (the process owned nothing yet).
+			return nil
+		}
 		return err
 	}
 	defer s.eng.AddWaker(s.Wake)()

@@ -684,3 +684,34 @@ func TestPrefetchDisabled(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownDuringRegistrationIsNotAnError: a supervisor cancelled while
+// its registration is still being retried (the database unreachable)
+// returns nil, as after any shutdown.
+func TestShutdownDuringRegistrationIsNotAnError(t *testing.T) {
+	hb := &blockingRegister{Backend: newBackend(t), entered: make(chan struct{})}
+	c := newClient(t, hb, oneStep("reg-cancel", func(_ step.Context, n int) (int, error) { return n, nil }))
+	s := newSupervisor(t, c, supervisor.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitChan(t, "the registration to start", hb.entered)
+	cancel()
+	if err := waitChan(t, "Run to return", done); err != nil {
+		t.Fatalf("Run cancelled during registration = %v; want nil", err)
+	}
+}
+
+// blockingRegister is a backend whose RegisterProcess waits for its
+// context, as over a link that does not answer.
+type blockingRegister struct {
+	backend.Backend
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingRegister) RegisterProcess(ctx context.Context, _ *backend.RegisterProcessParams) (*backend.RegisterProcessResult, error) {
+	b.once.Do(func() { close(b.entered) })
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
