@@ -121,7 +121,7 @@ func runHelper() {
 			os.Exit(2)
 		}
 	} else {
-		_ = c.Register(crashDef, doomedDef, crashDetachedDef)
+		_ = c.Register(crashDef, doomedDef, crashDetachedDef, crashAwaitDef, crashSleepDef)
 	}
 	cfg := &supervisor.Config{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: time.Hour}
 	if os.Getenv("DW_TXKIND") != "" {
