@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ func testSignals(t *testing.T, h Harness) {
 		"SleepAcrossRestart": sleepAcrossRestart,
 		"ExpansionTargets":   signalExpansionTargets,
 		"InCallersTx":        signalInCallersTx,
+		"ConcurrentSends":    signalConcurrentSends,
 	})
 }
 
@@ -516,5 +518,66 @@ func signalInCallersTx(t *testing.T, h Harness) {
 	}
 	if out := waitOutput(t, run); out != "o8:committed" {
 		t.Fatalf("output %q; want o8:committed", out)
+	}
+}
+
+// signalConcurrentSends: 24 signals sent at once, from as many goroutines,
+// to a run whose expansion has 24 branches awaiting them (some sent before
+// the branches arrive, some after): every branch receives exactly one, and
+// every signal is consumed exactly once.
+func signalConcurrentSends(t *testing.T, h Harness) {
+	const n = 24
+	split := step.New("split", func(_ step.Context, k int) ([]int, error) {
+		return make([]int, k), nil
+	})
+	item := step.New("item", func(_ step.Context, i int) (int, error) { return i, nil })
+	note := step.New("note", func(_ step.Context, a flow.Awaited[int, sigDecision]) (string, error) { return a.Payload.Note, nil })
+	gather := step.New("gather", func(_ step.Context, s []string) ([]string, error) { return s, nil })
+	def, err := flow.Define(randomID(t, "conformance-sig-concurrent"), func(p *flow.Pipeline[int]) flow.End[[]string] {
+		x := flow.Expand(flow.Start(p, split), item)
+		return flow.Collapse(flow.Chain(flow.Await(x, sigApproval, 0), note), gather)
+	})
+	if err != nil {
+		t.Fatalf("Define: %v", err)
+	}
+	e := newSigEnv(t, h, def)
+	run, err := ductwork.Trigger(testCtx(t), e.client, def, n)
+	if err != nil {
+		t.Fatalf("Trigger: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sendAll := func(from, to int) {
+		for i := from; i < to; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- ductwork.Send(testCtx(t), e.client, run.ID, sigApproval, sigDecision{Note: fmt.Sprintf("s%02d", i)})
+			}()
+		}
+	}
+	sendAll(0, n/3) // before any branch exists
+	startStoppable(t, e.client)
+	startStoppable(t, sigClient(t, e.b, def)) // a second process delivering too
+	sendAll(n/3, n)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	got := waitOutput(t, run)
+	seen := map[string]int{}
+	for _, s := range got {
+		seen[s]++
+	}
+	for i := range n {
+		if c := seen[fmt.Sprintf("s%02d", i)]; c != 1 {
+			t.Errorf("signal s%02d received by %d branches; want exactly 1 (output %v)", i, c, got)
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%d branches; want %d", len(got), n)
 	}
 }
