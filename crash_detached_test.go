@@ -55,7 +55,7 @@ func TestCrashBetweenEndAndDetachedBranch(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = helper.Wait()
-	if st, err := r.Status(waitCtx(t)); err != nil || st != ductwork.StatusRunning {
+	if st, err := r.Status(waitCtx(t)); err != nil || st != ductwork.RunRunning {
 		t.Fatalf("status with the end node done and a detached branch in a dead process = %q, %v; want running", st, err)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
@@ -98,11 +99,29 @@ func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 // Backend returns the client's backend.
 func (c *Client) Backend() backend.Backend { return c.b }
 
-// Definition is implemented by *flow.Definition of any type.
+// Definition is implemented by *flow.Definition of any type (and by no
+// other type: Register refuses others with *ArgumentError).
 type Definition interface {
 	Name() string
 	Fingerprint() string
-	Graph() *graph.Graph
+}
+
+// erasedDefinition is what *flow.Definition implements besides Definition.
+type erasedDefinition interface {
+	Erased() *graph.Graph
+}
+
+// graphOf returns the erased graph of d, nil when d is nil or not a
+// *flow.Definition.
+func graphOf(d Definition) *graph.Graph {
+	e, ok := d.(erasedDefinition)
+	if !ok {
+		return nil
+	}
+	if v := reflect.ValueOf(d); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	return e.Erased()
 }
 
 // Register makes definitions known to this client, so its supervisors claim
@@ -116,18 +135,18 @@ func (c *Client) Register(defs ...Definition) error {
 		return &ArgumentError{Func: "Register", Arg: "client", Reason: "is nil"}
 	}
 	for i, d := range defs {
-		if d == nil || d.Graph() == nil {
-			return &ArgumentError{Func: "Register", Arg: fmt.Sprintf("definition %d", i), Reason: "is nil"}
+		if graphOf(d) == nil {
+			return &ArgumentError{Func: "Register", Arg: fmt.Sprintf("definition %d", i), Reason: "is nil or not a *flow.Definition"}
 		}
-		if err := checkLimits(c.b.Capabilities(), d.Graph()); err != nil {
+		if err := checkLimits(c.b.Capabilities(), graphOf(d)); err != nil {
 			return err
 		}
-		if err := checkTxKind(c.b.Capabilities(), d.Graph()); err != nil {
+		if err := checkTxKind(c.b.Capabilities(), graphOf(d)); err != nil {
 			return err
 		}
 	}
 	for _, d := range defs {
-		c.eng.Register(d.Graph())
+		c.eng.Register(graphOf(d))
 	}
 	return nil
 }
@@ -185,20 +204,34 @@ func checkLimits(caps backend.Capabilities, g *graph.Graph) error {
 	return nil
 }
 
-// TriggerOption modifies a trigger.
-type TriggerOption func(*backend.TriggerParams)
+// TriggerOption modifies a trigger: WithMetadata, WithKey. Its
+// implementations are this package's own.
+type TriggerOption interface {
+	applyTrigger(*triggerOptions)
+}
+
+// triggerOptions is what the options of one trigger set.
+type triggerOptions struct {
+	metadata map[string]string
+	key      string
+}
+
+type triggerOptionFunc func(*triggerOptions)
+
+func (f triggerOptionFunc) applyTrigger(o *triggerOptions) { f(o) }
 
 // WithMetadata attaches string metadata to the run (for example a trace
-// context); it travels with the run through the database.
+// context); it travels with the run through the database. Several
+// WithMetadata options merge, later ones winning on a key.
 func WithMetadata(md map[string]string) TriggerOption {
-	return func(p *backend.TriggerParams) {
-		if p.Metadata == nil {
-			p.Metadata = map[string]string{}
+	return triggerOptionFunc(func(o *triggerOptions) {
+		if o.metadata == nil {
+			o.metadata = map[string]string{}
 		}
 		for k, v := range md {
-			p.Metadata[k] = v
+			o.metadata[k] = v
 		}
-	}
+	})
 }
 
 // WithKey makes the trigger idempotent: key is stored with the run, unique
@@ -209,7 +242,7 @@ func WithMetadata(md map[string]string) TriggerOption {
 // can be retried with the same key: it never starts a duplicate. The key
 // stays bound to its run as long as the run's row exists.
 func WithKey(key string) TriggerOption {
-	return func(p *backend.TriggerParams) { p.Key = key }
+	return triggerOptionFunc(func(o *triggerOptions) { o.key = key })
 }
 
 // Trigger starts a run of d with input in: the run and its first step are
@@ -237,7 +270,7 @@ func checkClientDef[In, Out any](fn string, c *Client, d *flow.Definition[In, Ou
 	switch {
 	case c == nil:
 		return &ArgumentError{Func: fn, Arg: "client", Reason: "is nil"}
-	case d.Graph() == nil:
+	case d == nil || d.Erased() == nil:
 		return &ArgumentError{Func: fn, Arg: "definition", Reason: "is nil"}
 	}
 	return nil
@@ -254,7 +287,7 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	if err := checkClientDef("Trigger", c, d); err != nil {
 		return nil, err
 	}
-	g := d.Graph()
+	g := d.Erased()
 	input, err := engine.Contain(func() ([]byte, error) { return g.Codec.Marshal(in) })
 	if err != nil {
 		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
@@ -266,9 +299,13 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx, Identity: newIdentity(),
 		First: backend.NewJob{NodeID: g.Start.ID, Input: input, Delay: g.Start.Options.Delay, Priority: g.Start.Options.Priority},
 	}
-	for _, o := range opts {
-		o(p)
+	var o triggerOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyTrigger(&o)
+		}
 	}
+	p.Metadata, p.Key = o.metadata, o.key
 	info := &engine.TriggerInfo{Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Metadata: p.Metadata}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
@@ -305,9 +342,9 @@ func Open[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In, Ou
 	}
 	ref := backend.DefinitionRef{Pipeline: r.Pipeline, Fingerprint: r.Fingerprint}
 	if r.Pipeline != d.Name() {
-		return nil, &UnknownDefinitionError{RunID: runID, Pipeline: r.Pipeline, Fingerprint: r.Fingerprint, Expected: d.Graph().Ref()}
+		return nil, &UnknownDefinitionError{RunID: runID, Pipeline: r.Pipeline, Fingerprint: r.Fingerprint, Expected: d.Erased().Ref()}
 	}
-	g := d.Graph()
+	g := d.Erased()
 	if r.Fingerprint != d.Fingerprint() {
 		known, ok := c.eng.Lookup(ref)
 		if !ok {
@@ -362,47 +399,6 @@ func (c *Client) Revive(ctx context.Context, runID int64) error {
 	return nil
 }
 
-// Inspect returns a run's stored record, whatever its pipeline. It reports
-// Known false when this client has not registered the run's definition.
-func (c *Client) Inspect(ctx context.Context, runID int64) (*RunInfo, error) {
-	if c == nil {
-		return nil, &ArgumentError{Func: "Inspect", Arg: "client", Reason: "is nil"}
-	}
-	r, err := c.b.GetRun(ctx, &backend.GetRunParams{RunID: runID})
-	if err != nil {
-		return nil, err
-	}
-	_, known := c.eng.Lookup(backend.DefinitionRef{Pipeline: r.Pipeline, Fingerprint: r.Fingerprint})
-	return &RunInfo{Run: *r, Known: known}, nil
-}
-
-// RunInfo is a stored run as Inspect returns it.
-type RunInfo struct {
-	backend.Run
-	// Known is true when this client registered the run's definition.
-	Known bool
-}
-
-// Status is a run's state.
-type Status string
-
-// Run statuses.
-const (
-	StatusRunning   Status = backend.RunRunning
-	StatusWaiting   Status = backend.RunWaiting
-	StatusCompleted Status = backend.RunCompleted
-	StatusHalted    Status = backend.RunHalted
-	StatusCancelled Status = backend.RunCancelled
-)
-
-// Terminal reports whether a run in status s has stopped progressing on its
-// own: true for StatusCompleted, StatusCancelled and StatusHalted (a halted
-// run stays halted unless Revive is called), false for StatusRunning and
-// StatusWaiting (and for any other value).
-func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusCancelled || s == StatusHalted
-}
-
 // Run is a handle on one run whose output type is Out.
 type Run[Out any] struct {
 	ID int64
@@ -424,7 +420,7 @@ func (r *Run[Out]) check(fn string) error {
 }
 
 // Status reads the run's status from the database.
-func (r *Run[Out]) Status(ctx context.Context) (Status, error) {
+func (r *Run[Out]) Status(ctx context.Context) (RunStatus, error) {
 	if err := r.check("Run.Status"); err != nil {
 		return "", err
 	}
@@ -432,7 +428,7 @@ func (r *Run[Out]) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return "", err
 	}
-	return Status(run.Status), nil
+	return RunStatus(run.Status), nil
 }
 
 // Wait blocks until the run finishes and returns its output. A halted run
@@ -473,65 +469,5 @@ func (r *Run[Out]) Wait(ctx context.Context) (Out, error) {
 		case <-time.After(delay):
 			delay = min(delay*2, 250*time.Millisecond)
 		}
-	}
-}
-
-// StepInfo is one step instance of a run, as Steps lists it.
-type StepInfo struct {
-	ID     int64
-	Node   string
-	Scope  string
-	Status string
-	Input  []byte
-	Output []byte
-	Error  string
-	// Stack is the goroutine stack of the last failure, when it was a panic.
-	Stack string
-	// Attempt counts executions spent on errors (1 = first try);
-	// CrashReruns counts executions lost to dead processes, which do not
-	// spend the retry budget but spend the crash budget (step.MaxCrashes).
-	// Claims given back at shutdown count as neither. RetryBase is the
-	// attempt a revive started a fresh retry budget from (0 if never
-	// revived).
-	Attempt     int
-	RetryBase   int
-	CrashReruns int
-	CreatedAt   time.Time
-	StartedAt   *time.Time
-	FinishedAt  *time.Time
-}
-
-// Steps lists the run's step instances in creation order.
-func (r *Run[Out]) Steps(ctx context.Context) ([]StepInfo, error) {
-	if err := r.check("Run.Steps"); err != nil {
-		return nil, err
-	}
-	return r.c.Steps(ctx, r.ID)
-}
-
-// Steps lists a run's step instances in creation order. Status is one of
-// pending, running, completed, failed and cancelled.
-func (c *Client) Steps(ctx context.Context, runID int64) ([]StepInfo, error) {
-	if c == nil {
-		return nil, &ArgumentError{Func: "Steps", Arg: "client", Reason: "is nil"}
-	}
-	var out []StepInfo
-	var after int64
-	for {
-		res, err := c.b.ListJobs(ctx, &backend.ListJobsParams{RunID: runID, AfterID: after, Limit: 1000})
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range res.Jobs {
-			out = append(out, StepInfo{
-				ID: j.ID, Node: j.NodeID, Scope: j.Scope, Status: j.Status, Input: j.Input, Output: j.Output,
-				Error: j.Error, Stack: j.Stack, Attempt: j.Attempt, RetryBase: j.RetryBase, CrashReruns: j.Crashes, CreatedAt: j.CreatedAt,
-				StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
-			})
-		}
-		if res.Next == 0 {
-			return out, nil
-		}
-		after = res.Next
 	}
 }

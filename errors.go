@@ -6,9 +6,8 @@ import (
 	"strings"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/flow"
-	"github.com/ductwork-go/ductwork/internal/engine"
-	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/step"
 )
 
@@ -33,7 +32,7 @@ var (
 	// ErrCancelled is returned by Run.Wait for a cancelled run. It is also
 	// the context.Cause of a step's context when its run is cancelled while
 	// the step runs.
-	ErrCancelled = engine.ErrRunCancelled
+	ErrCancelled = ductworktype.ErrCancelled
 )
 
 // ArgumentError reports a nil or invalid argument to a call of this package
@@ -65,24 +64,24 @@ type PanicError = step.PanicError
 type TimeoutError = step.TimeoutError
 
 // FanOutError halts a run whose Expand exceeds the pipeline's max fan-out.
-type FanOutError = graph.FanOutError
+type FanOutError = ductworktype.FanOutError
 
 // EncodeError reports a value the pipeline's codec cannot encode: a trigger
 // input (returned by Trigger, nothing is written) or a step output (the run
 // halts with it as the reason; nothing of the output is written).
-type EncodeError = graph.EncodeError
+type EncodeError = ductworktype.EncodeError
 
 // PayloadTooLargeError reports an encoded input or output above
 // Config.MaxPayloadBytes.
-type PayloadTooLargeError = graph.PayloadTooLargeError
+type PayloadTooLargeError = ductworktype.PayloadTooLargeError
 
 // CrashBudgetError halts a run whose step instance kept killing its process
 // (see step.MaxCrashes and flow.MaxCrashes).
-type CrashBudgetError = graph.CrashBudgetError
+type CrashBudgetError = ductworktype.CrashBudgetError
 
 // DecodeError reports a stored step input the pipeline's codec cannot
 // decode.
-type DecodeError = graph.DecodeError
+type DecodeError = ductworktype.DecodeError
 
 // HaltCause says why a run halted; see the Halt* constants.
 type HaltCause = backend.HaltCause

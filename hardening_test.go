@@ -164,9 +164,9 @@ func TestVersionKeepsOldRunsFromNewCode(t *testing.T) {
 }
 
 func TestStatusTerminal(t *testing.T) {
-	for s, want := range map[ductwork.Status]bool{
-		ductwork.StatusRunning: false, ductwork.StatusWaiting: false,
-		ductwork.StatusCompleted: true, ductwork.StatusCancelled: true, ductwork.StatusHalted: true,
+	for s, want := range map[ductwork.RunStatus]bool{
+		ductwork.RunRunning: false, ductwork.RunWaiting: false,
+		ductwork.RunCompleted: true, ductwork.RunCancelled: true, ductwork.RunHalted: true,
 	} {
 		if s.Terminal() != want {
 			t.Errorf("%s.Terminal() = %t; want %t", s, s.Terminal(), want)

@@ -93,7 +93,7 @@ func TestRetryExhaustedHaltsOnHaltOnceThenRevive(t *testing.T) {
 	if he.Cause != ductwork.HaltRetriesExhausted || he.Node != "fails-3" || he.Attempt != 2 || he.Err == nil {
 		t.Fatalf("halt = %+v; want retries exhausted at fails-3 on attempt 2, with the step's error", he)
 	}
-	if st, _ := r.Status(waitCtx(t)); st != ductwork.StatusHalted {
+	if st, _ := r.Status(waitCtx(t)); st != ductwork.RunHalted {
 		t.Fatalf("status = %s", st)
 	}
 	if fl.total() != 2 {

@@ -22,8 +22,11 @@ const (
 
 // Job statuses.
 const (
-	JobPending   = "pending"
-	JobRunning   = "running"
+	JobPending = "pending"
+	JobRunning = "running"
+	// JobWaiting: the job waits on something outside the run (a signal, a
+	// sleep, a limit) and holds no claim.
+	JobWaiting   = "waiting"
 	JobCompleted = "completed"
 	JobFailed    = "failed"
 	// JobCancelled is terminal: CancelRun sets it on the run's pending and
@@ -478,6 +481,10 @@ type ListRunsParams struct {
 	// Pipeline and Status filter when non-empty.
 	Pipeline string
 	Status   string
+	// CreatedFrom (inclusive) and CreatedTo (exclusive) bound the runs'
+	// created_at when not zero.
+	CreatedFrom time.Time
+	CreatedTo   time.Time
 	// Limit caps the page (default 100).
 	Limit int
 	// BeforeID continues a listing: only runs with a smaller ID.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -15,7 +16,7 @@ import (
 // executionsPage is how many executions the panel of a node shows at once.
 const executionsPage = 50
 
-var statusOptions = []string{backend.RunRunning, backend.RunWaiting, backend.RunHalted, backend.RunCompleted, backend.RunCancelled}
+var statusOptions = []ductwork.RunStatus{ductwork.RunRunning, ductwork.RunWaiting, ductwork.RunHalted, ductwork.RunCompleted, ductwork.RunCancelled}
 
 func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	c, cancel := ctx(r)
@@ -38,9 +39,9 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range counts {
 		data.Total += sc.Runs
 		switch sc.Status {
-		case backend.RunHalted:
+		case ductwork.RunHalted:
 			data.Halted += sc.Runs
-		case backend.RunRunning, backend.RunWaiting:
+		case ductwork.RunRunning, ductwork.RunWaiting:
 			data.Running += sc.Runs
 		}
 	}
@@ -64,7 +65,7 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 			data.Stranded++
 		}
 	}
-	halts, err := st.Runs(c, &readmodel.RunFilter{Statuses: []string{backend.RunHalted}, Limit: 10})
+	halts, err := st.Runs(c, &readmodel.RunFilter{Statuses: []ductwork.RunStatus{ductwork.RunHalted}, Limit: 10})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -89,7 +90,7 @@ func (h *handler) runs(w http.ResponseWriter, r *http.Request) {
 	f := readmodel.RunFilter{Pipeline: q.Get("pipeline"), ErrorContains: q.Get("error")}
 	status := q.Get("status")
 	if status != "" {
-		f.Statuses = []string{status}
+		f.Statuses = []ductwork.RunStatus{ductwork.RunStatus(status)}
 	}
 	f.Before, _ = strconv.ParseInt(q.Get("before"), 10, 64)
 	f.Limit, _ = strconv.Atoi(q.Get("limit"))

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
 
@@ -86,7 +87,7 @@ func drawDAG(nodes []readmodel.NodeState, run *readmodel.RunDetail) string {
 	for i, n := range nodes {
 		x, y := at[i].x, at[i].y
 		c := stateColours[n.State]
-		halted := run.Status == "halted" && run.HaltNode == n.Node.ID
+		halted := run.Status == ductwork.RunHalted && run.HaltNode == n.Node.ID
 		width, dash := "1.5", ""
 		class := "node kind-" + n.Node.Kind + " state-" + n.State
 		if halted {
@@ -114,8 +115,12 @@ func countsLabel(n readmodel.NodeState, halted bool) string {
 	multi := len(n.Instances) > 1 || (len(n.Instances) == 1 && n.Instances[0].Scope != "")
 	var parts []string
 	if multi {
-		for _, s := range []struct{ status, label string }{
-			{"completed", "done"}, {"running", "running"}, {"pending", "pending"}, {"waiting", "waiting"}, {"failed", "failed"}, {"cancelled", "cancelled"},
+		for _, s := range []struct {
+			status ductwork.StepStatus
+			label  string
+		}{
+			{ductwork.StepCompleted, "done"}, {ductwork.StepRunning, "running"}, {ductwork.StepWaiting, "waiting"}, {ductwork.StepPending, "pending"},
+			{ductwork.StepFailed, "failed"}, {ductwork.StepCancelled, "cancelled"},
 		} {
 			if c := n.Counts[s.status]; c > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", c, s.label))

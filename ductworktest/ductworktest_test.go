@@ -49,7 +49,7 @@ func TestRunReturnsOutputAndEveryStep(t *testing.T) {
 	if out != 12 {
 		t.Fatalf("output = %d, want 12", out)
 	}
-	if report.Status != ductwork.StatusCompleted {
+	if report.Status != ductwork.RunCompleted {
 		t.Fatalf("status = %s, want completed", report.Status)
 	}
 	if n := len(report.Instances("double")); n != 3 {
@@ -97,7 +97,7 @@ func TestFailAlwaysHalts(t *testing.T) {
 	if !ok || s.Status != "failed" || s.Attempt != 2 {
 		t.Fatalf("double[0] = %+v; want failed after 2 attempts\n%s", s, report)
 	}
-	if report.Status != ductwork.StatusHalted {
+	if report.Status != ductwork.RunHalted {
 		t.Fatalf("status = %s, want halted", report.Status)
 	}
 }

@@ -194,7 +194,7 @@ func Halt[In, Out any](t testing.TB, def *flow.Definition[In, Out], in In, opts 
 // Report describes a run and each of its step instances, in creation order.
 type Report struct {
 	RunID  int64
-	Status ductwork.Status
+	Status ductwork.RunStatus
 	Steps  []ductwork.StepInfo
 	codec  step.Codec
 }
@@ -212,7 +212,7 @@ func (env *Env) Report(runID int64) *Report {
 	if err != nil {
 		env.t.Fatalf("ductworktest: steps of run %d: %v", runID, err)
 	}
-	return &Report{RunID: runID, Status: ductwork.Status(info.Status), Steps: steps, codec: step.JSON}
+	return &Report{RunID: runID, Status: ductwork.RunStatus(info.Status), Steps: steps, codec: step.JSON}
 }
 
 // Step returns the step instance of the named step at scope (the expansion

@@ -104,7 +104,7 @@ var detachedShapes = []struct {
 			src := flow.Start(p, count("src"))
 			flow.Detach(flow.Chain(flow.Expand(src, id("email")), id("log")))
 			return src
-		}).Graph()
+		}).Erased()
 	}, []int{0, 1, 7}},
 	{"divide with detached branches of different lengths, detached before the combine", func() *graph.Graph {
 		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
@@ -112,7 +112,7 @@ var detachedShapes = []struct {
 			flow.Detach(flow.Chain(flow.Chain(x[0], id("x1b")), id("x1c")))
 			flow.Detach(x[1])
 			return flow.Chain(flow.Combine(sum("c"), x[2]), id("end"))
-		}).Graph()
+		}).Erased()
 	}, []int{3}},
 	{"detach after the combine", func() *graph.Graph {
 		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
@@ -120,7 +120,7 @@ var detachedShapes = []struct {
 			c := flow.Combine(sum("c"), x[1])
 			flow.Detach(x[0])
 			return c
-		}).Graph()
+		}).Erased()
 	}, []int{3}},
 	{"nested: a divide branch that ends in a detached expansion, inside a collapsed expansion", func() *graph.Graph {
 		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
@@ -128,14 +128,14 @@ var detachedShapes = []struct {
 			fan, keep := flow.Divide2(groups, ids("fan"), total("keep"))
 			flow.Detach(flow.Chain(flow.Expand(fan, id("item")), id("item-log")))
 			return flow.Collapse(flow.Combine(sum("kept"), keep), sum("end"))
-		}).Graph()
+		}).Erased()
 	}, []int{0, 1, 4}},
 	{"a join on a detached branch", func() *graph.Graph {
 		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
 			side, main := flow.Divide2(flow.Start(p, id("a")), count("side"), id("main"))
 			flow.Detach(flow.Collapse(flow.Expand(side, id("e")), sum("gather")))
 			return flow.Combine(sum("end"), main)
-		}).Graph()
+		}).Erased()
 	}, []int{0, 2, 5}},
 	{"every branch detached, at two depths", func() *graph.Graph {
 		return flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[[]int] {
@@ -145,7 +145,7 @@ var detachedShapes = []struct {
 			flow.Detach(flow.Expand(a, id("a-item")))
 			flow.Detach(b)
 			return src
-		}).Graph()
+		}).Erased()
 	}, []int{0, 3}},
 }
 
@@ -170,7 +170,7 @@ func TestPlanWithoutDetachCountsNothing(t *testing.T) {
 	g := flow.MustDefine("p", func(p *flow.Pipeline[int]) flow.End[int] {
 		x := flow.Divide(flow.Expand(flow.Start(p, count("src")), id("e")), id("y"), id("z"))
 		return flow.Collapse(flow.Combine(sum("c"), x...), sum("d"))
-	}).Graph()
+	}).Erased()
 	if g.Detaches {
 		t.Fatal("a definition without Detach has Detaches set")
 	}
@@ -195,7 +195,7 @@ func TestFingerprintDetached(t *testing.T) {
 	if joined.Fingerprint() == detached.Fingerprint() {
 		t.Fatalf("a detached branch and a joined one share the fingerprint %s", joined.Fingerprint())
 	}
-	if !strings.Contains(graphText(detached.Graph()), "x1:detached") {
+	if !strings.Contains(graphText(detached.Erased()), "x1:detached") {
 		t.Error("the detached node is not marked in the definition")
 	}
 	// Definitions without Detach keep the fingerprints they always had, so

@@ -118,15 +118,19 @@ func OnHalt(fn func(ctx context.Context, h Halt)) Option {
 // output Out. Register it with a ductwork.Client; trigger it with
 // ductwork.Trigger.
 type Definition[In, Out any] struct {
-	g *graph.Graph
+	erased // the erased graph, for package ductwork
 }
+
+// erased is embedded under an unexported name: its method is promoted for the
+// module's own packages and stays out of this package's documentation.
+type erased = graph.Carrier
 
 // Name returns the pipeline's name ("" for a nil Definition).
 func (d *Definition[In, Out]) Name() string {
-	if d == nil || d.g == nil {
+	if d == nil || d.G == nil {
 		return ""
 	}
-	return d.g.Pipeline
+	return d.G.Pipeline
 }
 
 // Fingerprint identifies this version of the definition. It changes when a
@@ -136,25 +140,16 @@ func (d *Definition[In, Out]) Name() string {
 // fingerprint, and runs started by the old code are run by the new. Mark such
 // a change with Version. "" for a nil Definition.
 func (d *Definition[In, Out]) Fingerprint() string {
-	if d == nil || d.g == nil {
+	if d == nil || d.G == nil {
 		return ""
 	}
-	return d.g.Fingerprint
-}
-
-// Graph returns the erased definition, for use by package ductwork (nil for
-// a nil Definition).
-func (d *Definition[In, Out]) Graph() *graph.Graph {
-	if d == nil {
-		return nil
-	}
-	return d.g
+	return d.G.Fingerprint
 }
 
 // NodeIDs lists the node IDs in definition order.
 func (d *Definition[In, Out]) NodeIDs() []string {
-	ids := make([]string, len(d.g.Nodes))
-	for i, n := range d.g.Nodes {
+	ids := make([]string, len(d.G.Nodes))
+	for i, n := range d.G.Nodes {
 		ids[i] = n.ID
 	}
 	return ids
@@ -199,7 +194,7 @@ func Define[In, Out any](name string, fn func(p *Pipeline[In]) End[Out], opts ..
 				Attempt: gh.Attempt, Reason: gh.Reason, Err: gh.Err})
 		}
 	}
-	return &Definition[In, Out]{g: g}, nil
+	return &Definition[In, Out]{erased{G: g}}, nil
 }
 
 // MustDefine is Define that panics on error, for package-level variables.

@@ -20,7 +20,7 @@ func TestShapeOfDefinition(t *testing.T) {
 		one := flow.Expand(ids, load)
 		return flow.Collapse(one, st[[]string, int]("count"))
 	})
-	sd, err := d.Graph().StoredShape()
+	sd, err := d.Erased().StoredShape()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -50,7 +51,7 @@ func BenchmarkRunsPage(b *testing.B) {
 			filters := map[string]readmodel.RunFilter{
 				"newest":          {Limit: 50},
 				"deep-keyset":     {Limit: 50, Before: 20_000},
-				"pipeline-status": {Limit: 50, Pipeline: "p0", Statuses: []string{"halted"}},
+				"pipeline-status": {Limit: 50, Pipeline: "p0", Statuses: []ductworktype.RunStatus{ductworktype.RunHalted}},
 				"time-range":      {Limit: 50, From: base.Add(40_000 * time.Second), To: base.Add(41_000 * time.Second)},
 			}
 			for name, f := range filters {

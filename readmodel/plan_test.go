@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -42,12 +43,12 @@ func TestListingPlans(t *testing.T) {
 			for name, f := range map[string]readmodel.RunFilter{
 				"newest":          {},
 				"before":          {Before: 20_000},
-				"status":          {Statuses: []string{"halted"}},
-				"statuses":        {Statuses: []string{"halted", "running"}},
+				"status":          {Statuses: []ductworktype.RunStatus{ductworktype.RunHalted}},
+				"statuses":        {Statuses: []ductworktype.RunStatus{ductworktype.RunHalted, ductworktype.RunRunning}},
 				"pipeline":        {Pipeline: "p1"},
-				"pipeline-status": {Pipeline: "p0", Statuses: []string{"halted"}},
+				"pipeline-status": {Pipeline: "p0", Statuses: []ductworktype.RunStatus{ductworktype.RunHalted}},
 				"time-range":      {From: base.Add(40_000 * time.Second), To: base.Add(41_000 * time.Second)},
-				"error":           {Statuses: []string{"halted"}, ErrorContains: "order 5"},
+				"error":           {Statuses: []ductworktype.RunStatus{ductworktype.RunHalted}, ErrorContains: "order 5"},
 				"key":             {Key: "order-5000"},
 				"pipeline-key":    {Pipeline: "p0", Key: "order-5000"},
 			} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 )
 
 // Process is one supervisor process row.
@@ -109,7 +110,7 @@ func (s *Store) Definitions(ctx context.Context) ([]Definition, error) {
 	rt, rargs := s.table("ductwork_runs", "r")
 	var open []unfinished
 	err := s.db.NewSelect().TableExpr(rt, rargs...).ColumnExpr("r.pipeline, r.fingerprint, COUNT(*) AS runs").
-		Where("r.status IN (?, ?)", backend.RunRunning, backend.RunWaiting).
+		Where("r.status IN (?, ?)", ductworktype.RunRunning, ductworktype.RunWaiting).
 		GroupExpr("r.pipeline, r.fingerprint").Scan(ctx, &open)
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: definitions: unfinished runs: %w", err)

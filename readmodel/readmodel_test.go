@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
@@ -60,7 +61,7 @@ func TestRunsFilters(t *testing.T) {
 		if len(all.Runs) != 5 || all.Runs[0].ID != halted || all.Next != 0 {
 			t.Fatalf("all runs: %v (next %d); want 5, newest first", ids(all), all.Next)
 		}
-		h, err := e.Store.Runs(ctx, &readmodel.RunFilter{Statuses: []string{backend.RunHalted}})
+		h, err := e.Store.Runs(ctx, &readmodel.RunFilter{Statuses: []ductworktype.RunStatus{ductworktype.RunHalted}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestRunsFilters(t *testing.T) {
 		if err != nil || len(p.Runs) != 0 {
 			t.Fatalf("other pipeline: %v, %v", p, err)
 		}
-		p, err = e.Store.Runs(ctx, &readmodel.RunFilter{Pipeline: "orders", Statuses: []string{backend.RunCompleted, backend.RunHalted}})
+		p, err = e.Store.Runs(ctx, &readmodel.RunFilter{Pipeline: "orders", Statuses: []ductworktype.RunStatus{ductworktype.RunCompleted, ductworktype.RunHalted}})
 		if err != nil || len(p.Runs) != 5 {
 			t.Fatalf("two statuses: %v, %v", p, err)
 		}
@@ -161,7 +162,7 @@ func TestRunDetailAndSteps(t *testing.T) {
 		})
 		status := map[string]string{}
 		for _, s := range steps {
-			status[s.Node+"/"+s.Scope] = s.Status
+			status[s.Node+"/"+s.Scope] = string(s.Status)
 			if s.Node == "charge" && s.Scope == "1" {
 				if s.Error != "card declined for "+bad || s.Attempt != 1 || s.StartedAt.IsZero() || s.FinishedAt.IsZero() || s.Duration(time.Now()) < 0 {
 					t.Fatalf("failed step %+v", s)

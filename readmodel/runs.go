@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/uptrace/bun"
 )
 
@@ -22,7 +24,7 @@ const (
 type RunFilter struct {
 	Pipeline string
 	// Statuses keeps runs in any of these statuses.
-	Statuses []string
+	Statuses []ductworktype.RunStatus
 	// From and To bound the creation time: From <= created_at < To.
 	From, To time.Time
 	// ErrorContains keeps runs whose stored error contains this text (case
@@ -40,16 +42,16 @@ type RunFilter struct {
 
 // Run is one run as listings show it.
 type Run struct {
-	ID          int64  `bun:"id" json:"id"`
-	Pipeline    string `bun:"pipeline" json:"pipeline"`
-	Fingerprint string `bun:"fingerprint" json:"fingerprint"`
-	Status      string `bun:"status" json:"status"`
-	Error       string `bun:"error" json:"error,omitempty"`
-	HaltNode    string `bun:"halt_node" json:"halt_node,omitempty"`
-	HaltScope   string `bun:"halt_scope" json:"halt_scope,omitempty"`
-	HaltCause   string `bun:"halt_cause" json:"halt_cause,omitempty"`
-	CreatedAt   Time   `bun:"created_at" json:"created_at"`
-	UpdatedAt   Time   `bun:"updated_at" json:"updated_at"`
+	ID          int64                  `bun:"id" json:"id"`
+	Pipeline    string                 `bun:"pipeline" json:"pipeline"`
+	Fingerprint string                 `bun:"fingerprint" json:"fingerprint"`
+	Status      ductworktype.RunStatus `bun:"status" json:"status"`
+	Error       string                 `bun:"error" json:"error,omitempty"`
+	HaltNode    string                 `bun:"halt_node" json:"halt_node,omitempty"`
+	HaltScope   string                 `bun:"halt_scope" json:"halt_scope,omitempty"`
+	HaltCause   backend.HaltCause      `bun:"halt_cause" json:"halt_cause,omitempty"`
+	CreatedAt   Time                   `bun:"created_at" json:"created_at"`
+	UpdatedAt   Time                   `bun:"updated_at" json:"updated_at"`
 }
 
 // RunPage is one page of runs, newest first. Next is the cursor of the next
@@ -211,8 +213,8 @@ type Step struct {
 	Scope string `bun:"scope" json:"scope"`
 	// Status is the job's status, except that a pending step that waits (a
 	// sleep, or an await of a signal) is StepWaiting.
-	Status  string `bun:"status" json:"status"`
-	Attempt int    `bun:"attempt" json:"attempt"`
+	Status  ductworktype.StepStatus `bun:"status" json:"status"`
+	Attempt int                     `bun:"attempt" json:"attempt"`
 	// Wait is the wait kind of a sleep ("sleep") or an await ("signal").
 	Wait       string `bun:"wait_kind" json:"wait,omitempty"`
 	Crashes    int    `bun:"crashes" json:"crashes,omitempty"`
@@ -242,7 +244,7 @@ func (st *Step) Duration(now time.Time) time.Duration {
 
 // StepWaiting is the Status of a step that waits: a sleep, or an await of a
 // signal, not due yet. It holds no worker and no claim.
-const StepWaiting = "waiting"
+const StepWaiting = ductworktype.StepWaiting
 
 // Steps lists the step instances of a run in creation order (at most
 // limit, all when limit is 0), from the (run_id, id) index.
@@ -259,7 +261,7 @@ func (s *Store) Steps(ctx context.Context, runID int64, limit int) ([]Step, erro
 		return nil, fmt.Errorf("readmodel: steps of run %d: %w", runID, err)
 	}
 	for i := range steps {
-		if steps[i].Status == "pending" && steps[i].Wait != "" {
+		if steps[i].Status == ductworktype.StepPending && steps[i].Wait != "" {
 			steps[i].Status = StepWaiting
 		}
 	}
@@ -268,9 +270,9 @@ func (s *Store) Steps(ctx context.Context, runID int64, limit int) ([]Step, erro
 
 // StatusCount is the number of runs of one pipeline in one status.
 type StatusCount struct {
-	Pipeline string `bun:"pipeline" json:"pipeline"`
-	Status   string `bun:"status" json:"status"`
-	Runs     int64  `bun:"runs" json:"runs"`
+	Pipeline string                 `bun:"pipeline" json:"pipeline"`
+	Status   ductworktype.RunStatus `bun:"status" json:"status"`
+	Runs     int64                  `bun:"runs" json:"runs"`
 }
 
 // Counts returns the number of runs per pipeline and status (an index-only

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 )
 
 // Node states of a run's graph, as NodeState.State reports them.
@@ -26,8 +27,8 @@ type NodeState struct {
 	// not-reached when there is none.
 	State string `json:"state"`
 	// Counts is the number of instances per step status.
-	Counts    map[string]int `json:"counts"`
-	Instances []Step         `json:"instances"`
+	Counts    map[ductworktype.StepStatus]int `json:"counts"`
+	Instances []Step                          `json:"instances"`
 }
 
 // Total is the number of instances.
@@ -42,7 +43,7 @@ func Tree(shape *backend.Shape, steps []Step) []NodeState {
 	if shape != nil {
 		for _, n := range shape.Nodes {
 			at[n.ID] = len(nodes)
-			nodes = append(nodes, NodeState{Node: n, Counts: map[string]int{}})
+			nodes = append(nodes, NodeState{Node: n, Counts: map[ductworktype.StepStatus]int{}})
 		}
 	}
 	for _, s := range steps {
@@ -50,7 +51,7 @@ func Tree(shape *backend.Shape, steps []Step) []NodeState {
 		if !ok {
 			at[s.Node] = len(nodes)
 			i = len(nodes)
-			nodes = append(nodes, NodeState{Node: backend.ShapeNode{ID: s.Node, Pos: i, Kind: "unknown"}, Counts: map[string]int{}})
+			nodes = append(nodes, NodeState{Node: backend.ShapeNode{ID: s.Node, Pos: i, Kind: "unknown"}, Counts: map[ductworktype.StepStatus]int{}})
 		}
 		nodes[i].Instances = append(nodes[i].Instances, s)
 		nodes[i].Counts[s.Status]++
@@ -61,15 +62,15 @@ func Tree(shape *backend.Shape, steps []Step) []NodeState {
 		switch {
 		case len(n.Instances) == 0:
 			n.State = StateNotReached
-		case n.Counts[backend.JobFailed] > 0:
+		case n.Counts[ductworktype.StepFailed] > 0:
 			n.State = StateFailed
-		case n.Counts[backend.JobRunning] > 0:
+		case n.Counts[ductworktype.StepRunning] > 0:
 			n.State = StateRunning
-		case n.Counts[backend.JobPending] > 0:
+		case n.Counts[ductworktype.StepPending] > 0:
 			n.State = StatePending
 		case n.Counts[StepWaiting] > 0:
 			n.State = StateWaiting
-		case n.Counts[backend.JobCompleted] == len(n.Instances):
+		case n.Counts[ductworktype.StepCompleted] == len(n.Instances):
 			n.State = StateCompleted
 		default:
 			n.State = StateCancelled

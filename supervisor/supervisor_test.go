@@ -317,7 +317,7 @@ func TestGracefulShutdownLetsStepFinish(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	// Run waited for the step: the run is complete when it returns.
-	if st, err := run.Status(ctxFor(t)); err != nil || st != ductwork.StatusCompleted {
+	if st, err := run.Status(ctxFor(t)); err != nil || st != ductwork.RunCompleted {
 		t.Fatalf("run status after Run returned = %q, %v; want completed", st, err)
 	}
 	if got := ctxErrAtGate.Load(); got != "<nil>" {
@@ -390,7 +390,7 @@ func TestShutdownGraceExpiryReleasesClaim(t *testing.T) {
 	if st := ss[0]; st.Status != backend.JobPending || st.CrashReruns != 0 || st.Attempt != 1 {
 		t.Errorf("step after grace expiry = {status %q, crash re-runs %d, attempt %d}; want {pending, 0, 1}", st.Status, st.CrashReruns, st.Attempt)
 	}
-	if st, err := run.Status(ctxFor(t)); err != nil || st != ductwork.StatusRunning {
+	if st, err := run.Status(ctxFor(t)); err != nil || st != ductwork.RunRunning {
 		t.Errorf("run status = %q, %v; want running", st, err)
 	}
 	if processExists(t, b, s.ProcessID()) {

@@ -78,7 +78,7 @@ func stepStatus(t *testing.T, client *ductwork.Client, runID int64, node string)
 	}
 	for _, s := range steps {
 		if s.Node == node {
-			return s.Status
+			return string(s.Status)
 		}
 	}
 	return ""
@@ -123,7 +123,7 @@ func (d *detachedDivide) check(t *testing.T, client *ductwork.Client) {
 	waitFor(t, time.Minute, "the end node to complete", func() bool {
 		return stepStatus(t, client, run.ID, "end") == backend.JobCompleted
 	})
-	if st, err := run.Status(testCtx(t)); err != nil || st != ductwork.StatusRunning {
+	if st, err := run.Status(testCtx(t)); err != nil || st != ductwork.RunRunning {
 		t.Fatalf("run status with a detached branch outstanding = %q, %v; want running", st, err)
 	}
 	close(d.release)

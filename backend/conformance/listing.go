@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
 )
@@ -9,6 +10,7 @@ import (
 func testListing(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
 		"ListRuns":            listingRuns,
+		"ListRunsTimeRange":   listingRunsTimeRange,
 		"ListJobs":            listingJobs,
 		"StrandedDefinitions": listingStranded,
 	})
@@ -98,6 +100,68 @@ func listingRuns(t *testing.T, h Harness) {
 	if len(older) != len(a) {
 		t.Errorf("ListRuns(BeforeID %d) = %d runs; want the %d runs created before it", bb[0], len(older), len(a))
 	}
+}
+
+// listingRunsTimeRange: CreatedFrom is inclusive, CreatedTo exclusive, both
+// by the stored created_at, and they combine with the other filters and with
+// pagination.
+func listingRunsTimeRange(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	var batches [3][]*backend.Run
+	for i := range batches {
+		for range 4 {
+			batches[i] = append(batches[i], getRun(t, b, trigger(t, b, defA, backend.NewJob{NodeID: "root"}).RunID))
+		}
+		batches[i] = append(batches[i], getRun(t, b, trigger(t, b, defB, backend.NewJob{NodeID: "root"}).RunID))
+		latest := batches[i][0].CreatedAt
+		for _, r := range batches[i] {
+			if r.CreatedAt.After(latest) {
+				latest = r.CreatedAt
+			}
+		}
+		waitPast(t, b, latest, precision(b)) // the next batch is created strictly later
+	}
+	first := func(rs []*backend.Run) time.Time {
+		m := rs[0].CreatedAt
+		for _, r := range rs {
+			if r.CreatedAt.Before(m) {
+				m = r.CreatedAt
+			}
+		}
+		return m
+	}
+	from, to := first(batches[1]), first(batches[2])
+	ids := func(runs []*backend.Run, pipeline string) map[int64]bool {
+		m := map[int64]bool{}
+		for _, r := range runs {
+			if pipeline == "" || r.Pipeline == pipeline {
+				m[r.ID] = true
+			}
+		}
+		return m
+	}
+	check := func(name string, p backend.ListRunsParams, want map[int64]bool) {
+		t.Helper()
+		for _, limit := range []int{0, 1, 3} {
+			p.Limit = limit
+			got := listAllRuns(t, b, p)
+			if len(got) != len(want) {
+				t.Errorf("%s (limit %d): %d runs; want %d", name, limit, len(got), len(want))
+			}
+			for _, r := range got {
+				if !want[r.ID] {
+					t.Errorf("%s (limit %d): run %d (created %v) does not match [%v, %v)", name, limit, r.ID, r.CreatedAt, p.CreatedFrom, p.CreatedTo)
+				}
+			}
+		}
+	}
+	all := append(append(append([]*backend.Run{}, batches[0]...), batches[1]...), batches[2]...)
+	check("from the second batch", backend.ListRunsParams{CreatedFrom: from}, ids(append(append([]*backend.Run{}, batches[1]...), batches[2]...), ""))
+	check("before the second batch", backend.ListRunsParams{CreatedTo: from}, ids(batches[0], ""))
+	check("the second batch", backend.ListRunsParams{CreatedFrom: from, CreatedTo: to}, ids(batches[1], ""))
+	check("the second batch of pipeline b", backend.ListRunsParams{CreatedFrom: from, CreatedTo: to, Pipeline: defB.Pipeline}, ids(batches[1], defB.Pipeline))
+	check("empty range", backend.ListRunsParams{CreatedFrom: to, CreatedTo: to}, map[int64]bool{})
+	check("unbounded", backend.ListRunsParams{}, ids(all, ""))
 }
 
 // listingJobs: ListJobs lists a run's jobs in creation order, filters by

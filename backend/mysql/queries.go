@@ -197,6 +197,8 @@ const (
 	qFilterBeforeID = " AND id < ?"
 	qFilterPipeline = " AND pipeline = ?"
 	qFilterStatus   = " AND status = ?"
+	qFilterFrom     = " AND created_at >= ?"
+	qFilterTo       = " AND created_at < ?"
 	qListRunsTail   = " ORDER BY id DESC LIMIT ?"
 	qListJobsHead   = `SELECT id, run_id, node_id, scope, status, input, output, error, error_stack, is_join, attempt, retry_base, crashes,
   fence, process_id, created_at, due_at, started_at, finished_at FROM ductwork_jobs WHERE run_id = ? AND id > ?`

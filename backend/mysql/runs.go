@@ -77,6 +77,14 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 		q += qFilterStatus
 		args = append(args, params.Status)
 	}
+	if !params.CreatedFrom.IsZero() {
+		q += qFilterFrom
+		args = append(args, params.CreatedFrom.UnixMicro())
+	}
+	if !params.CreatedTo.IsZero() {
+		q += qFilterTo
+		args = append(args, params.CreatedTo.UnixMicro())
+	}
 	q += qListRunsTail
 	args = append(args, limit)
 	rows, err := b.db.QueryContext(ctx, q, args...)

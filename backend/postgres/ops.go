@@ -596,7 +596,14 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	rows, err := b.pool.Query(ctx, b.q.listRuns, params.Pipeline, params.Status, params.BeforeID, limit)
+	var from, to *time.Time
+	if !params.CreatedFrom.IsZero() {
+		from = &params.CreatedFrom
+	}
+	if !params.CreatedTo.IsZero() {
+		to = &params.CreatedTo
+	}
+	rows, err := b.pool.Query(ctx, b.q.listRuns, params.Pipeline, params.Status, params.BeforeID, limit, from, to)
 	if err != nil {
 		return nil, mapErr("list runs", err)
 	}

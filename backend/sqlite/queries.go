@@ -226,7 +226,7 @@ SET status = 'pending', process_id = NULL, crashes = crashes + 1` + reapedJobs
 	qGetRun = `SELECT ` + runColumns + ` FROM ductwork_runs WHERE id = ?`
 
 	qListRuns = `SELECT ` + runColumns + ` FROM ductwork_runs
-WHERE id < ? AND (? = '' OR pipeline = ?) AND (? = '' OR status = ?)
+WHERE id < ? AND (? = '' OR pipeline = ?) AND (? = '' OR status = ?) AND created_at >= ? AND created_at < ?
 ORDER BY id DESC
 LIMIT ?`
 

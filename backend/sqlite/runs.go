@@ -74,8 +74,15 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 	if before <= 0 {
 		before = math.MaxInt64
 	}
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !params.CreatedFrom.IsZero() {
+		from = params.CreatedFrom.UnixMicro()
+	}
+	if !params.CreatedTo.IsZero() {
+		to = params.CreatedTo.UnixMicro()
+	}
 	rows, err := b.readRows(ctx, qListRuns, before, params.Pipeline, params.Pipeline,
-		params.Status, params.Status, limit)
+		params.Status, params.Status, from, to, limit)
 	if err != nil {
 		return nil, mapErr("list runs", err)
 	}

@@ -727,7 +727,7 @@ func runCounts(ctx context.Context, b backend.Backend) (done int, counts map[str
 	counts = map[string]int{}
 	for _, r := range runs {
 		counts[r.Status]++
-		if ductwork.Status(r.Status).Terminal() {
+		if ductwork.RunStatus(r.Status).Terminal() {
 			done++
 		}
 	}

@@ -321,7 +321,7 @@ func (c *controller) openRuns(ctx context.Context, b backend.Backend, target int
 	defer c.stuckMu.Unlock()
 	var open []*backend.Run
 	for _, r := range runs {
-		if r.ID <= target && !ductwork.Status(r.Status).Terminal() && !c.stuck[r.ID] {
+		if r.ID <= target && !ductwork.RunStatus(r.Status).Terminal() && !c.stuck[r.ID] {
 			open = append(open, r)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork"
-	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
 
@@ -89,12 +88,10 @@ func cmdRuns(ctx context.Context, g *globals, args []string) error {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		switch s {
-		case backend.RunRunning, backend.RunWaiting, backend.RunCompleted, backend.RunHalted, backend.RunCancelled:
-		default:
+		if !ductwork.RunStatus(s).Valid() {
 			return fmt.Errorf("unknown status %q (want running, waiting, completed, halted or cancelled)", s)
 		}
-		f.Statuses = append(f.Statuses, s)
+		f.Statuses = append(f.Statuses, ductwork.RunStatus(s))
 	}
 	c, err := g.connect(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/readmodel"
 )
@@ -51,8 +52,8 @@ func (v *runView) progress() (done, total int) {
 
 func (v *runView) print(w io.Writer) error {
 	r := v.Run
-	fmt.Fprintf(w, "run %d  %s@%s  %s  created %s  updated %s\n", r.ID, r.Pipeline, r.Fingerprint, strings.ToUpper(r.Status), r.CreatedAt.Format(time.DateTime), r.UpdatedAt.Format(time.DateTime))
-	if r.Status == backend.RunHalted {
+	fmt.Fprintf(w, "run %d  %s@%s  %s  created %s  updated %s\n", r.ID, r.Pipeline, r.Fingerprint, strings.ToUpper(string(r.Status)), r.CreatedAt.Format(time.DateTime), r.UpdatedAt.Format(time.DateTime))
+	if r.Status == ductwork.RunHalted {
 		at := r.HaltNode
 		if r.HaltScope != "" {
 			at += "[" + r.HaltScope + "]"
@@ -70,7 +71,7 @@ func (v *runView) print(w io.Writer) error {
 			continue
 		}
 		var parts []string
-		for _, st := range []string{"completed", "running", "pending", "failed", "cancelled"} {
+		for _, st := range []ductwork.StepStatus{ductwork.StepCompleted, ductwork.StepRunning, ductwork.StepWaiting, ductwork.StepPending, ductwork.StepFailed, ductwork.StepCancelled} {
 			if c := n.Counts[st]; c > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", c, st))
 			}
@@ -127,7 +128,7 @@ func cmdRun(ctx context.Context, g *globals, args []string) error {
 				return err
 			}
 		}
-		if !*watch || (v.Run.Status != backend.RunRunning && v.Run.Status != backend.RunWaiting) {
+		if !*watch || (v.Run.Status != ductwork.RunRunning && v.Run.Status != ductwork.RunWaiting) {
 			return nil
 		}
 		select {

@@ -45,7 +45,7 @@ func TestEnrichHaltsWhenASourceIsDown(t *testing.T) {
 	if !errors.Is(herr, ductworktest.ErrInjected) || herr.Node != "fetch-source-b" || herr.Cause != ductwork.HaltRetriesExhausted {
 		t.Fatalf("halt = %v (node %s, cause %s)", herr, herr.Node, herr.Cause)
 	}
-	if report.Status != ductwork.StatusHalted {
+	if report.Status != ductwork.RunHalted {
 		t.Fatalf("status = %s, want halted", report.Status)
 	}
 }

@@ -2,16 +2,16 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 )
 
 // ErrRunCancelled is the context.Cause of a step's context when its run was
 // cancelled while the step ran (re-exported as ductwork.ErrCancelled).
-var ErrRunCancelled = errors.New("ductwork: run cancelled")
+var ErrRunCancelled = ductworktype.ErrCancelled
 
 // cancelKeep is how long a cancelled run is remembered after the last of its
 // jobs this process held is gone: long enough for a claim made just before

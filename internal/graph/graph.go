@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/step"
 )
 
@@ -227,61 +228,25 @@ func ParentScope(s string) (string, int, error) {
 	return parent, n, nil
 }
 
-// FanOutError is returned by Plan when an expansion exceeds the pipeline's
-// maximum fan-out.
-type FanOutError struct {
-	Node  string
-	Count int
-	Max   int
+// Carrier holds the erased graph inside a typed definition. flow.Definition
+// embeds it under an unexported name, so that package ductwork can reach the
+// graph (Erased) while the graph stays out of the public API's documentation.
+type Carrier struct {
+	G *Graph
 }
 
-func (e *FanOutError) Error() string {
-	return fmt.Sprintf("expand into %q: %d elements exceed the pipeline's max fan-out of %d", e.Node, e.Count, e.Max)
-}
+// Erased returns the definition's erased graph.
+func (c Carrier) Erased() *Graph { return c.G }
 
-// PayloadTooLargeError reports an encoded value above the client's cap.
-type PayloadTooLargeError struct {
-	Node string // the step whose input (at trigger) or output it is
-	Size int
-	Max  int
-}
-
-func (e *PayloadTooLargeError) Error() string {
-	return fmt.Sprintf("payload of %q is %d bytes, above the limit of %d", e.Node, e.Size, e.Max)
-}
-
-// DecodeError is returned when a step's stored input cannot be decoded by
-// the codec.
-type DecodeError struct {
-	Node string
-	Err  error
-}
-
-func (e *DecodeError) Error() string { return fmt.Sprintf("decode input of %q: %v", e.Node, e.Err) }
-func (e *DecodeError) Unwrap() error { return e.Err }
-
-// CrashBudgetError halts a step instance whose executions were lost to dead
-// processes more often than its crash budget allows.
-type CrashBudgetError struct {
-	Node    string
-	Scope   string
-	Crashes int
-	Max     int
-}
-
-func (e *CrashBudgetError) Error() string {
-	return fmt.Sprintf("step %q (scope %q) was claimed again after %d crash re-runs; its crash budget is %d: its executions keep killing their process (os.Exit, a fatal runtime error, a cgo fault, out of memory)",
-		e.Node, e.Scope, e.Crashes, e.Max)
-}
-
-// EncodeError is returned when a value cannot be encoded by the codec.
-type EncodeError struct {
-	Node string
-	Err  error
-}
-
-func (e *EncodeError) Error() string { return fmt.Sprintf("encode output of %q: %v", e.Node, e.Err) }
-func (e *EncodeError) Unwrap() error { return e.Err }
+// The errors a plan or an execution returns are defined in the public package
+// ductworktype, so that a program can name them.
+type (
+	FanOutError          = ductworktype.FanOutError
+	PayloadTooLargeError = ductworktype.PayloadTooLargeError
+	DecodeError          = ductworktype.DecodeError
+	CrashBudgetError     = ductworktype.CrashBudgetError
+	EncodeError          = ductworktype.EncodeError
+)
 
 // Plan decides what follows node n, which finished at scope with the typed
 // output out (encoded as outBytes).
