@@ -1,10 +1,16 @@
 package ductwork_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/ductworktype"
+	"github.com/ductwork-go/ductwork/flow"
+	"github.com/ductwork-go/ductwork/step"
 )
 
 // TestListRunsFiltersAndPages: Client.ListRuns filters by pipeline, status
@@ -139,3 +145,93 @@ type foreign struct{}
 
 func (foreign) Name() string        { return "foreign" }
 func (foreign) Fingerprint() string { return "f" }
+
+// recordingHook records the events it observes, tagged with its name, and
+// chains a context value so the next hook (and the step) sees it.
+type recordingHook struct {
+	name string
+	mu   *sync.Mutex
+	log  *[]string
+}
+
+type hookCtxKey struct{}
+
+func (h recordingHook) add(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.log = append(*h.log, h.name+":"+s)
+}
+
+func (h recordingHook) TriggerStart(ctx context.Context, info *ductworktype.TriggerInfo) (context.Context, func(int64, error)) {
+	seen, _ := ctx.Value(hookCtxKey{}).(string)
+	h.add("trigger " + info.Pipeline + " after [" + seen + "]")
+	info.Metadata[h.name] = "1"
+	return context.WithValue(ctx, hookCtxKey{}, seen+h.name), func(int64, error) { h.add("trigger end") }
+}
+
+func (h recordingHook) StepStart(ctx context.Context, exec *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
+	seen, _ := ctx.Value(hookCtxKey{}).(string)
+	h.add(fmt.Sprintf("step %s attempt %d metadata %d after [%s]", exec.Node, exec.Attempt, len(exec.Metadata), seen))
+	return context.WithValue(ctx, hookCtxKey{}, seen+h.name), func(end ductworktype.StepEnd) {
+		h.add(fmt.Sprintf("step end completed=%t", end.RunCompleted))
+	}
+}
+
+// TestHooksCompose: several hooks in Config.Hooks each observe every event,
+// in list order at the start and in reverse order at the end, each seeing
+// the context the previous one returned; a value that implements no hook
+// interface is refused by NewClient.
+func TestHooksCompose(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var log []string
+	a, b := recordingHook{"a", &mu, &log}, recordingHook{"b", &mu, &log}
+	seen := make(chan string, 1)
+	probe := step.New("probe", func(ctx step.Context, n int) (int, error) {
+		s, _ := ctx.Value(hookCtxKey{}).(string)
+		seen <- s
+		return n, nil
+	})
+	d := flow.MustDefine("hooks-compose", func(p *flow.Pipeline[int]) flow.End[int] { return flow.Start(p, probe) })
+	c, err := ductwork.NewClient(e.b, &ductwork.Config{Logger: quietLogger(), Hooks: []ductwork.Hook{a, b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(d); err != nil {
+		t.Fatal(err)
+	}
+	startSupervisor(t, c, nil)
+	r, err := ductwork.Trigger(waitCtx(t), c, d, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-seen; s != "ab" {
+		t.Errorf("the step's context carries %q from the hooks; want \"ab\"", s)
+	}
+	want := []string{
+		"a:trigger hooks-compose after []", "b:trigger hooks-compose after [a]", "b:trigger end", "a:trigger end",
+		"a:step probe attempt 1 metadata 2 after []", "b:step probe attempt 1 metadata 2 after [a]",
+		"b:step end completed=true", "a:step end completed=true",
+	}
+	waitFor(t, func() bool { // the end hooks run just after the commit Wait saw
+
+		mu.Lock()
+		defer mu.Unlock()
+		return len(log) >= len(want)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(log) != fmt.Sprint(want) {
+		t.Errorf("hook events:\n%q\nwant\n%q", log, want)
+	}
+
+	for name, h := range map[string]ductwork.Hook{"nil": nil, "not a hook": 42} {
+		var ae *ductwork.ArgumentError
+		if _, err := ductwork.NewClient(e.b, &ductwork.Config{Hooks: []ductwork.Hook{a, h}}); !errors.As(err, &ae) {
+			t.Errorf("NewClient with a %s hook: %v; want *ArgumentError", name, err)
+		}
+	}
+}

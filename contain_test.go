@@ -11,8 +11,8 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/flow"
-	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/step"
 )
 
@@ -125,11 +125,11 @@ func (c panicCodec) Marshal(v any) ([]byte, error) {
 // panicHooks panic on every call.
 type panicHooks struct{}
 
-func (panicHooks) StepStart(context.Context, *backend.Job) (context.Context, func(engine.StepEnd)) {
+func (panicHooks) StepStart(context.Context, *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
 	panic("step hook")
 }
-func (panicHooks) RunHalted(context.Context, *backend.Job, string) { panic("halt hook") }
-func (panicHooks) Claimed(context.Context, string, []*backend.Job) { panic("claim hook") }
+func (panicHooks) RunHalted(context.Context, *ductworktype.Execution, string) { panic("halt hook") }
+func (panicHooks) Claimed(context.Context, string, []*ductworktype.Execution) { panic("claim hook") }
 
 // TestCodecAndHookPanicsAreContained: a codec that panics on a step's
 // output or while decoding its input (and, at Trigger, on an input: an
@@ -143,9 +143,7 @@ func TestCodecAndHookPanicsAreContained(t *testing.T) {
 	}, flow.WithCodec(panicCodec{step.JSON}), flow.Retries(1), flow.Backoff(time.Millisecond, time.Millisecond),
 		flow.OnHalt(func(context.Context, flow.Halt) { panic("on halt") }))
 	e := newEnv(t)
-	c, err := ductwork.NewClient(e.b, &ductwork.Config{Logger: quietLogger(), Hooks: &ductwork.Hooks{
-		Step: panicHooks{}, Halt: panicHooks{}, Claim: panicHooks{},
-	}})
+	c, err := ductwork.NewClient(e.b, &ductwork.Config{Logger: quietLogger(), Hooks: []ductwork.Hook{panicHooks{}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/flow"
-	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
 	_ "github.com/mattn/go-sqlite3"
@@ -93,10 +93,10 @@ func readLines(t *testing.T, path string) []string {
 // staleRecorder is a step hook that records commits refused as stale.
 type staleRecorder struct{ path string }
 
-func (s staleRecorder) StepStart(ctx context.Context, job *backend.Job) (context.Context, func(engine.StepEnd)) {
-	return ctx, func(end engine.StepEnd) {
+func (s staleRecorder) StepStart(ctx context.Context, job *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
+	return ctx, func(end ductworktype.StepEnd) {
 		if end.Stale {
-			appendLine(s.path, fmt.Sprintf("stale %s %d", job.NodeID, job.Fence))
+			appendLine(s.path, fmt.Sprintf("stale %s %d", job.Node, job.Fence))
 		}
 	}
 }
@@ -110,11 +110,11 @@ func runHelper() {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
 	}
-	var hook engine.StepTracer = staleRecorder{os.Getenv("DW_MARKS")}
+	var hook ductworktype.StepHook = staleRecorder{os.Getenv("DW_MARKS")}
 	if rel := os.Getenv("DW_ZOMBIE"); rel != "" {
 		hook = zombieHook{marks: os.Getenv("DW_MARKS"), release: rel}
 	}
-	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: &ductwork.Hooks{Step: hook}})
+	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: []ductwork.Hook{hook}})
 	if kind := os.Getenv("DW_TXKIND"); kind != "" {
 		if err := c.Register(txDefs[kind]); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)

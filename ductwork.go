@@ -11,28 +11,23 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/flow"
-	"github.com/ductwork-go/ductwork/internal/bridge"
 	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/internal/graph"
 )
-
-func init() {
-	bridge.EngineOf = func(c any) *engine.Engine {
-		if cl, ok := c.(*Client); ok && cl != nil {
-			return cl.eng
-		}
-		return nil
-	}
-}
 
 // Config configures a Client. The zero value is valid.
 type Config struct {
 	// Logger receives the client's and its supervisors' logs. Default
 	// slog.Default().
 	Logger *slog.Logger
-	// Hooks observe step executions and halts (see package otel).
-	Hooks *Hooks
+	// Hooks observe the client's work and that of its supervisors: each
+	// implements one or more of the hook interfaces of package ductworktype
+	// (package otel provides one), and every event calls, in list order,
+	// the hooks that implement its interface. NewClient refuses a nil hook,
+	// or one that implements none, with *ArgumentError.
+	Hooks []Hook
 	// MaxPayloadBytes caps the encoded size of a run's input and of every
 	// step's output. A trigger above it fails with *PayloadTooLargeError and
 	// writes nothing; a step output above it halts the run with that error
@@ -51,17 +46,27 @@ type Config struct {
 // DefaultMaxPayloadBytes is the payload cap of a zero Config.
 const DefaultMaxPayloadBytes = 16 << 20
 
-// Hooks are observers of the client's work. Nil fields are skipped.
-type Hooks = engine.Hooks
+// Hook is a value implementing one or more of the hook interfaces of
+// package ductworktype (TriggerHook, StepHook, HaltHook, ReviveHook,
+// ClaimHook, ReapHook).
+type Hook = ductworktype.Hook
 
 // Client is the entry point: it registers definitions, triggers runs and
 // inspects them. A supervisor (package supervisor) executes the work. A
 // Client is safe for concurrent use.
 type Client struct {
+	// clientEngine gives package supervisor the engine; it is not part of
+	// the API.
+	clientEngine
 	b      backend.Backend
 	eng    *engine.Engine
 	logger *slog.Logger
 }
+
+// clientEngine is embedded under an unexported name: its method is promoted
+// for the module's own packages and stays out of this package's
+// documentation.
+type clientEngine = engine.Carrier
 
 // NewClient returns a Client on b. It does no I/O; run the backend's Migrate
 // first.
@@ -90,10 +95,14 @@ func NewClient(b backend.Backend, cfg *Config) (*Client, error) {
 	if c.CallTimeout < 0 {
 		return nil, &ArgumentError{Func: "NewClient", Arg: "Config.CallTimeout", Reason: "is negative"}
 	}
-	eng := engine.New(b, c.Logger, c.Hooks)
+	hooks, err := engine.NewHooks(c.Hooks)
+	if err != nil {
+		return nil, &ArgumentError{Func: "NewClient", Arg: "Config.Hooks", Reason: err.Error()}
+	}
+	eng := engine.New(b, c.Logger, hooks)
 	eng.MaxPayload = c.MaxPayloadBytes
 	eng.CallTimeout = c.CallTimeout
-	return &Client{b: b, eng: eng, logger: c.Logger}, nil
+	return &Client{clientEngine: clientEngine{E: eng}, b: b, eng: eng, logger: c.Logger}, nil
 }
 
 // Backend returns the client's backend.

@@ -52,6 +52,20 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 	})
+	t.Run("ductworktype imports only the standard library", func(t *testing.T) {
+		for _, dep := range nonStd(module + "/ductworktype") {
+			if dep != module+"/ductworktype" {
+				t.Errorf("ductworktype depends on %s", dep)
+			}
+		}
+	})
+	t.Run("otel uses only the public API", func(t *testing.T) {
+		for _, imp := range goList(t, "-f", "{{join .Imports \" \"}}", module+"/otel") {
+			if strings.HasPrefix(imp, module+"/internal/") {
+				t.Errorf("otel imports %s; a hook needs only public packages (ductworktype)", imp)
+			}
+		}
+	})
 	t.Run("the core never reaches a driver or OpenTelemetry", func(t *testing.T) {
 		for _, pkg := range []string{"", "/flow", "/step", "/supervisor", "/internal/engine", "/internal/graph", "/readmodel", "/dashboard"} {
 			for _, dep := range nonStd(module + pkg) {

@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork"
-	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/mysql"
 	"github.com/ductwork-go/ductwork/backend/postgres"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
-	"github.com/ductwork-go/ductwork/internal/engine"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
 	"github.com/jackc/pgx/v5"
@@ -74,8 +73,8 @@ var txDefs = map[string]*flow.Definition[int, int]{
 // records commits refused as stale.
 type zombieHook struct{ marks, release string }
 
-func (z zombieHook) StepStart(ctx context.Context, job *backend.Job) (context.Context, func(engine.StepEnd)) {
-	appendLine(z.marks, fmt.Sprintf("held %s %d", job.NodeID, job.ID))
+func (z zombieHook) StepStart(ctx context.Context, job *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
+	appendLine(z.marks, fmt.Sprintf("held %s %d", job.Node, job.StepID))
 	for {
 		if _, err := os.Stat(z.release); err == nil {
 			break

@@ -13,7 +13,6 @@ import (
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
 	"github.com/ductwork-go/ductwork/flow"
-	"github.com/ductwork-go/ductwork/internal/bridge"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
 )
@@ -77,7 +76,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		t.Fatalf("ductworktest: client: %v", err)
 	}
 	if len(cfg.faults) > 0 {
-		bridge.EngineOf(client).Intercept = newInjector(cfg.faults).intercept
+		client.Engine().Intercept = newInjector(cfg.faults).intercept
 	}
 	sup, err := supervisor.New(client, &supervisor.Config{
 		Workers:       cfg.workers,

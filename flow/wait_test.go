@@ -27,7 +27,7 @@ func TestAwaitAndSleepShape(t *testing.T) {
 		a := flow.AwaitWith(u, approval, flow.AwaitOptions[int]{Timeout: time.Hour, Key: func(int) string { return "k" }})
 		return flow.Chain(a, st[flow.Awaited[int, decision], int]("b"))
 	})
-	sd, err := d.Graph().StoredShape()
+	sd, err := d.Erased().StoredShape()
 	if err != nil {
 		t.Fatal(err)
 	}

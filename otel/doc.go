@@ -1,10 +1,11 @@
 // Package otel traces and measures Ductwork with OpenTelemetry. It is the
 // only Ductwork package that imports OpenTelemetry; the core exposes hooks
-// (ductwork.Hooks) and this package implements them.
+// (the interfaces of package ductworktype) and this package implements them
+// with nothing but that public API, as any third-party hook would.
 //
-//	hooks, err := otel.New(otel.Config{TracerProvider: tp, MeterProvider: mp})
+//	obs, err := otel.New(otel.Config{TracerProvider: tp, MeterProvider: mp})
 //	if err != nil { ... }
-//	client, err := ductwork.NewClient(b, &ductwork.Config{Hooks: hooks})
+//	client, err := ductwork.NewClient(b, &ductwork.Config{Hooks: []ductwork.Hook{obs}})
 //
 // The zero Config uses the global tracer and meter providers and the global
 // propagator; while no global propagator is set, W3C Trace Context is used,

@@ -35,7 +35,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	client, _ := ductwork.NewClient(b, &ductwork.Config{Hooks: hooks, Logger: quietLogger()})
+	client, _ := ductwork.NewClient(b, &ductwork.Config{Hooks: []ductwork.Hook{hooks}, Logger: quietLogger()})
 	_ = client.Register(greetDef)
 	sup, _ := supervisor.New(client, nil)
 	supCtx, stop := context.WithCancel(ctx)

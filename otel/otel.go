@@ -7,9 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ductwork-go/ductwork"
-	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/internal/engine"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/step"
 	gotel "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -65,18 +63,17 @@ const (
 	outcomeCancelled = "cancelled"
 )
 
-// New returns hooks that trace and measure a client's work; pass them as
-// ductwork.Config.Hooks. It returns an error when an instrument cannot be
-// created.
-func New(cfg Config) (*ductwork.Hooks, error) {
-	o, err := newObserver(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &ductwork.Hooks{Trigger: o, Step: o, Halt: o, Revive: o, Reap: o, Stuck: o}, nil
+// New returns an Observer, a hook that traces and measures a client's work;
+// pass it in ductwork.Config.Hooks. It returns an error when an instrument
+// cannot be created.
+func New(cfg Config) (*Observer, error) {
+	return newObserver(cfg)
 }
 
-type observer struct {
+// Observer traces and measures a client's work. It implements the trigger,
+// step, halt, revive, reap and stuck hooks of package ductworktype, and uses
+// nothing else of the library. It is safe for concurrent use.
+type Observer struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 
@@ -91,13 +88,13 @@ type observer struct {
 
 	// open maps a claimed job to its step span while the step executes, so
 	// the halt hook (called with the commit's context) finds the span.
-	open sync.Map // *backend.Job -> trace.Span
+	open sync.Map // *ductworktype.Execution -> trace.Span
 }
 
 // secondsBuckets suit steps and waits from milliseconds to an hour.
 var secondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
 
-func newObserver(cfg Config) (*observer, error) {
+func newObserver(cfg Config) (*Observer, error) {
 	tp, mp, prop := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator
 	if tp == nil {
 		tp = gotel.GetTracerProvider()
@@ -108,7 +105,7 @@ func newObserver(cfg Config) (*observer, error) {
 	if prop == nil {
 		prop = globalPropagator{}
 	}
-	o := &observer{tracer: tp.Tracer(ScopeName), prop: prop}
+	o := &Observer{tracer: tp.Tracer(ScopeName), prop: prop}
 	m := mp.Meter(ScopeName)
 
 	var errs []error
@@ -156,7 +153,7 @@ func newObserver(cfg Config) (*observer, error) {
 
 // TriggerStart starts the producer span of a trigger and injects its
 // context into the run's metadata.
-func (o *observer) TriggerStart(ctx context.Context, info *engine.TriggerInfo) (context.Context, func(int64, error)) {
+func (o *Observer) TriggerStart(ctx context.Context, info *ductworktype.TriggerInfo) (context.Context, func(int64, error)) {
 	ctx, span := o.tracer.Start(ctx, "ductwork.trigger "+info.Pipeline,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(keyPipeline.String(info.Pipeline), keyFingerprint.String(info.Fingerprint)))
@@ -178,16 +175,16 @@ func (o *observer) TriggerStart(ctx context.Context, info *engine.TriggerInfo) (
 
 // StepStart starts the consumer span of a step execution, as a child of the
 // trigger's span carried in the job's metadata.
-func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Context, func(engine.StepEnd)) {
+func (o *Observer) StepStart(ctx context.Context, job *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
 	ctx = o.prop.Extract(ctx, propagation.MapCarrier(job.Metadata))
-	ctx, span := o.tracer.Start(ctx, "ductwork.step "+job.NodeID,
+	ctx, span := o.tracer.Start(ctx, "ductwork.step "+job.Node,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			keyPipeline.String(job.Pipeline),
-			keyNode.String(job.NodeID),
+			keyNode.String(job.Node),
 			keyScope.String(job.Scope),
 			keyRunID.Int64(job.RunID),
-			keyStepID.Int64(job.ID),
+			keyStepID.Int64(job.StepID),
 			keyAttempt.Int(job.Attempt),
 			keyCrashes.Int(job.Crashes),
 			keyCrashRerun.Bool(job.Crashes > 0),
@@ -195,7 +192,7 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 	o.open.Store(job, span)
 	start := time.Now()
 
-	pn := metric.WithAttributeSet(attribute.NewSet(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID)))
+	pn := metric.WithAttributeSet(attribute.NewSet(keyPipeline.String(job.Pipeline), keyNode.String(job.Node)))
 	o.stepStarted.Add(ctx, 1, pn)
 	o.stepInflight.Add(ctx, 1, pn)
 	if job.Crashes > 0 {
@@ -205,7 +202,7 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 		o.stepQueueWait.Record(ctx, max(job.ClaimedAt.Sub(job.DueAt), 0).Seconds(), pn)
 	}
 
-	return ctx, func(end engine.StepEnd) {
+	return ctx, func(end ductworktype.StepEnd) {
 		o.open.Delete(job)
 		outcome := outcomeOf(end)
 		span.SetAttributes(keyOutcome.String(outcome))
@@ -216,7 +213,7 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 			}
 		}
 		if te := (*step.TimeoutError)(nil); errors.As(end.Err, &te) {
-			o.stepTimedOut.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyAbandoned.Bool(te.Abandoned)))
+			o.stepTimedOut.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.Node), keyAbandoned.Bool(te.Abandoned)))
 		}
 		if end.RunCompleted {
 			span.SetAttributes(keyRunDone.Bool(true))
@@ -232,16 +229,16 @@ func (o *observer) StepStart(ctx context.Context, job *backend.Job) (context.Con
 		case outcomeCancelled:
 			// Neither a success nor a failure: the run was cancelled.
 		default:
-			o.stepFailed.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyOutcome.String(outcome)))
+			o.stepFailed.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.Node), keyOutcome.String(outcome)))
 		}
 		o.stepDuration.Record(ctx, time.Since(start).Seconds(),
-			metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyOutcome.String(outcome)))
+			metric.WithAttributes(keyPipeline.String(job.Pipeline), keyNode.String(job.Node), keyOutcome.String(outcome)))
 		o.stepInflight.Add(ctx, -1, pn) // last: once it is back to zero, everything above is recorded
 		span.End()
 	}
 }
 
-func outcomeOf(end engine.StepEnd) string {
+func outcomeOf(end ductworktype.StepEnd) string {
 	switch {
 	case end.Cancelled:
 		return outcomeCancelled
@@ -264,16 +261,16 @@ func outcomeOf(end engine.StepEnd) string {
 // the run. When there is none (the step's input could not be decoded), it
 // records the event on a short "ductwork.halt <pipeline>" span in the run's
 // trace.
-func (o *observer) RunHalted(ctx context.Context, job *backend.Job, reason string) {
+func (o *Observer) RunHalted(ctx context.Context, job *ductworktype.Execution, reason string) {
 	o.runHalted.Add(ctx, 1, metric.WithAttributes(keyPipeline.String(job.Pipeline)))
-	event := trace.WithAttributes(keyRunID.Int64(job.RunID), keyNode.String(job.NodeID), keyReason.String(reason))
+	event := trace.WithAttributes(keyRunID.Int64(job.RunID), keyNode.String(job.Node), keyReason.String(reason))
 	if v, ok := o.open.Load(job); ok {
 		v.(trace.Span).AddEvent("ductwork.halt", event)
 		return
 	}
 	ctx = o.prop.Extract(ctx, propagation.MapCarrier(job.Metadata))
 	_, span := o.tracer.Start(ctx, "ductwork.halt "+job.Pipeline, trace.WithAttributes(
-		keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID), keyRunID.Int64(job.RunID), keyStepID.Int64(job.ID)))
+		keyPipeline.String(job.Pipeline), keyNode.String(job.Node), keyRunID.Int64(job.RunID), keyStepID.Int64(job.StepID)))
 	span.AddEvent("ductwork.halt", event)
 	span.SetStatus(codes.Error, reason)
 	span.End()
@@ -281,27 +278,27 @@ func (o *observer) RunHalted(ctx context.Context, job *backend.Job, reason strin
 
 // StepStuck counts an abandoned step, and its goroutine as stuck until it
 // returns.
-func (o *observer) StepStuck(ctx context.Context, job *backend.Job, _ error) func() {
-	pn := metric.WithAttributeSet(attribute.NewSet(keyPipeline.String(job.Pipeline), keyNode.String(job.NodeID)))
+func (o *Observer) StepStuck(ctx context.Context, job *ductworktype.Execution, _ error) func() {
+	pn := metric.WithAttributeSet(attribute.NewSet(keyPipeline.String(job.Pipeline), keyNode.String(job.Node)))
 	o.stepAbandoned.Add(ctx, 1, pn)
 	o.stepStuck.Add(ctx, 1, pn)
 	return func() { o.stepStuck.Add(context.WithoutCancel(ctx), -1, pn) }
 }
 
 // RunRevived records a short "ductwork.revive" span in the caller's trace.
-func (o *observer) RunRevived(ctx context.Context, runID int64, jobs int) {
+func (o *Observer) RunRevived(ctx context.Context, runID int64, jobs int) {
 	o.runRevived.Add(ctx, 1)
 	_, span := o.tracer.Start(ctx, "ductwork.revive", trace.WithAttributes(keyRunID.Int64(runID), keySteps.Int(jobs)))
 	span.End()
 }
 
 // Reaped counts the processes and steps a reaper recovered.
-func (o *observer) Reaped(ctx context.Context, _ string, res *backend.ReapResult) {
+func (o *Observer) Reaped(ctx context.Context, _ string, res *ductworktype.Reap) {
 	if n := len(res.Processes); n > 0 {
 		o.processReaped.Add(ctx, int64(n))
 	}
-	if res.Jobs > 0 {
-		o.stepReaped.Add(ctx, int64(res.Jobs))
+	if res.Steps > 0 {
+		o.stepReaped.Add(ctx, int64(res.Steps))
 	}
 }
 

@@ -95,7 +95,7 @@ func newEnv(t *testing.T, defs ...ductwork.Definition) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: hooks})
+	c, err := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: []ductwork.Hook{hooks}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +499,7 @@ func runHelper() {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
 	}
-	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: hooks})
+	c, _ := ductwork.NewClient(b, &ductwork.Config{Logger: quietLogger(), Hooks: []ductwork.Hook{hooks}})
 	_ = c.Register(chainDef)
 	s, _ := supervisor.New(c, &supervisor.Config{PollInterval: 5 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond, ReapThreshold: time.Hour})
 	ctx, stop := supervisor.SignalContext(context.Background())

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/internal/bridge"
 	"github.com/ductwork-go/ductwork/internal/engine"
 )
 
@@ -183,7 +182,10 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if client == nil {
 		return nil, &ductwork.ArgumentError{Func: "supervisor.New", Arg: "client", Reason: "is nil"}
 	}
-	eng := bridge.EngineOf(client)
+	eng := client.Engine()
+	if eng == nil {
+		return nil, &ductwork.ArgumentError{Func: "supervisor.New", Arg: "client", Reason: "was not made by ductwork.NewClient"}
+	}
 	var c Config
 	if cfg != nil {
 		c = *cfg

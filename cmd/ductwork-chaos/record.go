@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/internal/engine"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/step"
 )
 
@@ -103,7 +102,7 @@ func (x *execDB) all(ctx context.Context) ([]*execution, error) {
 // claimed job (whose fence the step context does not expose).
 type execTag struct {
 	tag string
-	job *backend.Job
+	job *ductworktype.Execution
 }
 
 // execRecorder writes the executions table from a worker process. Writes are
@@ -145,7 +144,7 @@ func (r *execRecorder) start(ctx step.Context, tag string) error {
 		defer cancel()
 		_, err := r.x.db.ExecContext(c, r.x.q(`INSERT INTO $T (tag, run_id, node, scope, job_id, fence, idempotency_key, attempt, crashes, pid, started_ns)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			tag, ctx.RunID(), ctx.Node(), t.job.Scope, t.job.ID, t.job.Fence, ctx.IdempotencyKey(), ctx.Attempt(), ctx.Crashes(), r.pid, now)
+			tag, ctx.RunID(), ctx.Node(), t.job.Scope, t.job.StepID, t.job.Fence, ctx.IdempotencyKey(), ctx.Attempt(), ctx.Crashes(), r.pid, now)
 		if err != nil {
 			// The insert may have landed before the connection broke.
 			var n int
@@ -184,9 +183,9 @@ func (r *execRecorder) outcome(tag, outcome string) {
 // with (pid, job, fence, time) and records how the engine ended it.
 type tagHook struct{ r *execRecorder }
 
-func (h tagHook) StepStart(ctx context.Context, job *backend.Job) (context.Context, func(engine.StepEnd)) {
-	t := &execTag{tag: fmt.Sprintf("%d-%d-%d-%d", os.Getpid(), job.ID, job.Fence, time.Now().UnixNano()), job: job}
-	return context.WithValue(ctx, tagKey{}, t), func(end engine.StepEnd) {
+func (h tagHook) StepStart(ctx context.Context, job *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
+	t := &execTag{tag: fmt.Sprintf("%d-%d-%d-%d", os.Getpid(), job.StepID, job.Fence, time.Now().UnixNano()), job: job}
+	return context.WithValue(ctx, tagKey{}, t), func(end ductworktype.StepEnd) {
 		outcome := "committed"
 		switch {
 		case end.Stale:

@@ -116,7 +116,7 @@ func noLeak(baseline int) bool {
 func superviseLoop(ctx context.Context, wc workerConfig, b backend.Backend, x *execDB, logger *slog.Logger) int {
 	recorder = &execRecorder{x: x, pid: os.Getpid()}
 
-	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger, Hooks: &ductwork.Hooks{Step: tagHook{recorder}}})
+	client, err := ductwork.NewClient(b, &ductwork.Config{Logger: logger, Hooks: []ductwork.Hook{tagHook{recorder}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 1

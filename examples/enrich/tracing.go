@@ -14,7 +14,7 @@ import (
 // setupTracing returns the client hooks for the -trace flag and a function
 // that flushes and stops the tracer provider. "" disables tracing; "stdout"
 // writes every span to w as one JSON object per line.
-func setupTracing(to string, w io.Writer) (*ductwork.Hooks, func(context.Context) error, error) {
+func setupTracing(to string, w io.Writer) ([]ductwork.Hook, func(context.Context) error, error) {
 	switch to {
 	case "":
 		return nil, func(context.Context) error { return nil }, nil
@@ -27,10 +27,10 @@ func setupTracing(to string, w io.Writer) (*ductwork.Hooks, func(context.Context
 		return nil, nil, err
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
-	hooks, err := otel.New(otel.Config{TracerProvider: tp})
+	obs, err := otel.New(otel.Config{TracerProvider: tp})
 	if err != nil {
 		_ = tp.Shutdown(context.Background())
 		return nil, nil, err
 	}
-	return hooks, tp.Shutdown, nil
+	return []ductwork.Hook{obs}, tp.Shutdown, nil
 }

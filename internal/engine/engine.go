@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
 	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/internal/txstep"
@@ -150,6 +151,17 @@ func (e *Engine) WakeAll() {
 		(*p)()
 	}
 }
+
+// Carrier holds a client's engine. ductwork.Client embeds it under an
+// unexported name, so package supervisor (and ductworktest) reach the engine
+// through the promoted Engine method, with no package-level variable, while
+// the engine stays out of the client's documentation.
+type Carrier struct {
+	E *Engine
+}
+
+// Engine returns the carried engine.
+func (c Carrier) Engine() *Engine { return c.E }
 
 // New returns an Engine on b.
 func New(b backend.Backend, logger *slog.Logger, hooks *Hooks) *Engine {
@@ -389,7 +401,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 	}
 	defer cancel()
 	sc := &stepContext{Context: ctx, e: e, job: job, logger: logger, codec: g.Codec, processID: processID}
-	hctx, end := e.Hooks.stepStart(ctx, job, logger)
+	hctx, end := e.Hooks.stepStart(ctx, logger)
 	sc.Context = hctx
 
 	// produce runs the step and encodes its output and plan. Every call into
@@ -743,7 +755,7 @@ func (e *Engine) fail(ctx context.Context, g *graph.Graph, processID string, job
 		e.forgetHalt(job) // another failure halted the run first
 	} else {
 		defer e.runFinished(job.RunID)
-		e.Hooks.halt(ctx, job, params.Error, logger)
+		e.Hooks.runHalted(ctx, params.Error, logger)
 		if g.OnHalt != nil {
 			h := graph.Halt{RunID: job.RunID, Node: job.NodeID, Scope: job.Scope, Cause: params.Cause,
 				Attempt: job.Attempt, Reason: params.Error, Err: stepErr}
@@ -924,6 +936,16 @@ type jobLogger struct {
 	job  *backend.Job
 	once sync.Once
 	l    *slog.Logger
+	// exec is the hooks' view of job, made once.
+	execOnce sync.Once
+	exec     *ductworktype.Execution
+}
+
+// execution returns the hooks' view of the job, the same pointer for every
+// hook of one execution.
+func (j *jobLogger) execution() *ductworktype.Execution {
+	j.execOnce.Do(func() { j.exec = Execution(j.job) })
+	return j.exec
 }
 
 func (j *jobLogger) get() *slog.Logger {

@@ -2,113 +2,98 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/ductworktype"
 )
 
-// StepEnd describes how a step execution ended, for hooks.
-type StepEnd struct {
-	// Err is the step's error (or the commit's), nil on success.
-	Err error
-	// Retried: the failure was scheduled for another attempt.
-	Retried bool
-	// Halted: the failure halted the run.
-	Halted bool
-	// Released: shutdown interrupted the step and its claim was given back.
-	Released bool
-	// Stale: the claim had been lost; nothing was committed.
-	Stale bool
-	// Cancelled: the run was cancelled while the step executed; its context
-	// was cancelled and nothing was committed.
-	Cancelled bool
-	// RunCompleted: the step's commit completed the run.
-	RunCompleted bool
-}
+// StepEnd and TriggerInfo are the public hook values.
+type (
+	StepEnd     = ductworktype.StepEnd
+	TriggerInfo = ductworktype.TriggerInfo
+)
 
-// TriggerInfo describes a run being triggered. A TriggerTracer may add
-// entries to Metadata; they are stored with the run and handed back with
-// each of its jobs (backend.Job.Metadata), which is how a trace context
-// travels between processes.
-type TriggerInfo struct {
-	Pipeline    string
-	Fingerprint string
-	Metadata    map[string]string
-}
-
-// TriggerTracer is called around Trigger. The returned function receives the
-// new run's ID (0 on error) and the error.
-type TriggerTracer interface {
-	TriggerStart(ctx context.Context, info *TriggerInfo) (context.Context, func(runID int64, err error))
-}
-
-// StepTracer is called around every step execution. StepStart returns the
-// context the step runs with and a function called once with the outcome.
-type StepTracer interface {
-	StepStart(ctx context.Context, job *backend.Job) (context.Context, func(StepEnd))
-}
-
-// HaltTracer is called after a run halts (once, in the process that halted it).
-type HaltTracer interface {
-	RunHalted(ctx context.Context, job *backend.Job, reason string)
-}
-
-// ReviveTracer is called after a run was revived.
-type ReviveTracer interface {
-	RunRevived(ctx context.Context, runID int64, jobs int)
-}
-
-// ClaimTracer is called after a supervisor claimed jobs (not for empty claims).
-type ClaimTracer interface {
-	Claimed(ctx context.Context, processID string, jobs []*backend.Job)
-}
-
-// ReapTracer is called after a supervisor reaped dead processes.
-type ReapTracer interface {
-	Reaped(ctx context.Context, processID string, res *backend.ReapResult)
-}
-
-// StuckTracer is told when a step is abandoned: its context was cancelled
-// (its timeout expired, its run was cancelled, shutdown's grace ran out) and
-// it had not returned after the grace that follows. The execution has failed
-// (or been released) without it; its goroutine runs on. StepStuck returns a
-// function called when that goroutine returns at last (never, if it never
-// does, or if its process is recycled first). err is the execution's
-// failure: a *step.TimeoutError with Abandoned set, or an error naming the
-// cancellation.
-type StuckTracer interface {
-	StepStuck(ctx context.Context, job *backend.Job, err error) (returned func())
-}
-
-// Hooks are the observers plugged into a client. Nil fields are skipped.
-// Package otel provides an implementation of all of them.
+// Hooks are the hooks plugged into a client, sorted by the events they
+// observe. The zero value (and nil) observes nothing.
 type Hooks struct {
-	Trigger TriggerTracer
-	Step    StepTracer
-	Halt    HaltTracer
-	Revive  ReviveTracer
-	Claim   ClaimTracer
-	Reap    ReapTracer
-	Stuck   StuckTracer
+	trigger []ductworktype.TriggerHook
+	step    []ductworktype.StepHook
+	halt    []ductworktype.HaltHook
+	revive  []ductworktype.ReviveHook
+	claim   []ductworktype.ClaimHook
+	reap    []ductworktype.ReapHook
+	stuck   []ductworktype.StuckHook
 }
 
-// TriggerStart calls the trigger hook, if any.
+// NewHooks sorts hooks by the interfaces they implement. It returns an
+// error naming the position of a nil hook or of one that implements none.
+func NewHooks(hooks []ductworktype.Hook) (*Hooks, error) {
+	h := &Hooks{}
+	for i, v := range hooks {
+		any := false
+		if x, ok := v.(ductworktype.TriggerHook); ok {
+			h.trigger, any = append(h.trigger, x), true
+		}
+		if x, ok := v.(ductworktype.StepHook); ok {
+			h.step, any = append(h.step, x), true
+		}
+		if x, ok := v.(ductworktype.HaltHook); ok {
+			h.halt, any = append(h.halt, x), true
+		}
+		if x, ok := v.(ductworktype.ReviveHook); ok {
+			h.revive, any = append(h.revive, x), true
+		}
+		if x, ok := v.(ductworktype.ClaimHook); ok {
+			h.claim, any = append(h.claim, x), true
+		}
+		if x, ok := v.(ductworktype.ReapHook); ok {
+			h.reap, any = append(h.reap, x), true
+		}
+		if x, ok := v.(ductworktype.StuckHook); ok {
+			h.stuck, any = append(h.stuck, x), true
+		}
+		if !any {
+			return nil, fmt.Errorf("hook %d (%T) implements none of the hook interfaces of package ductworktype", i, v)
+		}
+	}
+	return h, nil
+}
+
+// Execution returns the hooks' view of a claimed job.
+func Execution(job *backend.Job) *ductworktype.Execution {
+	return &ductworktype.Execution{
+		StepID: job.ID, RunID: job.RunID, Pipeline: job.Pipeline, Fingerprint: job.Fingerprint,
+		Node: job.NodeID, Scope: job.Scope, Join: job.Join, Attempt: job.Attempt, Crashes: job.Crashes, Fence: job.Fence,
+		Metadata: job.Metadata, DueAt: job.DueAt, ClaimedAt: job.ClaimedAt,
+	}
+}
+
+// TriggerStart calls the trigger hooks, if any.
 func (h *Hooks) TriggerStart(ctx context.Context, logger *slog.Logger, info *TriggerInfo) (context.Context, func(int64, error)) {
-	if h == nil || h.Trigger == nil {
+	if h == nil || len(h.trigger) == 0 {
 		return ctx, func(int64, error) {}
 	}
-	hctx, end := ctx, func(int64, error) {}
-	SafeCall(ctx, logger, "trigger hook", func() {
-		c, f := h.Trigger.TriggerStart(ctx, info)
-		if c != nil {
-			hctx = c
+	ends := make([]func(int64, error), 0, len(h.trigger))
+	hctx := ctx
+	for _, t := range h.trigger {
+		SafeCall(ctx, logger, "trigger hook", func() {
+			c, f := t.TriggerStart(hctx, info)
+			if c != nil {
+				hctx = c
+			}
+			if f != nil {
+				ends = append(ends, f)
+			}
+		})
+	}
+	return hctx, func(id int64, err error) {
+		for i := len(ends) - 1; i >= 0; i-- {
+			SafeCall(ctx, logger, "trigger hook end", func() { ends[i](id, err) })
 		}
-		if f != nil {
-			end = f
-		}
-	})
-	return hctx, func(id int64, err error) { SafeCall(ctx, logger, "trigger hook end", func() { end(id, err) }) }
+	}
 }
 
 // Hooks are observers: a hook that panics is logged (with its stack) and
@@ -130,59 +115,92 @@ func SafeCall(ctx context.Context, logger *slog.Logger, what string, fn func()) 
 	return true
 }
 
-func (h *Hooks) stepStart(ctx context.Context, job *backend.Job, jl *jobLogger) (context.Context, func(StepEnd)) {
-	if h == nil || h.Step == nil {
+func (h *Hooks) stepStart(ctx context.Context, jl *jobLogger) (context.Context, func(StepEnd)) {
+	if h == nil || len(h.step) == 0 {
 		return ctx, func(StepEnd) {}
 	}
-	hctx, end := ctx, func(StepEnd) {}
-	SafeCall(ctx, jl.get(), "step hook", func() {
-		c, f := h.Step.StepStart(ctx, job)
-		if c != nil {
-			hctx = c
+	exec := jl.execution()
+	ends := make([]func(StepEnd), 0, len(h.step))
+	hctx := ctx
+	for _, s := range h.step {
+		SafeCall(ctx, jl.get(), "step hook", func() {
+			c, f := s.StepStart(hctx, exec)
+			if c != nil {
+				hctx = c
+			}
+			if f != nil {
+				ends = append(ends, f)
+			}
+		})
+	}
+	return hctx, func(se StepEnd) {
+		for i := len(ends) - 1; i >= 0; i-- {
+			SafeCall(ctx, jl.get(), "step hook end", func() { ends[i](se) })
 		}
-		if f != nil {
-			end = f
-		}
-	})
-	return hctx, func(se StepEnd) { SafeCall(ctx, jl.get(), "step hook end", func() { end(se) }) }
-}
-
-func (h *Hooks) halt(ctx context.Context, job *backend.Job, reason string, jl *jobLogger) {
-	if h != nil && h.Halt != nil {
-		SafeCall(ctx, jl.get(), "halt hook", func() { h.Halt.RunHalted(ctx, job, reason) })
 	}
 }
 
-// Revived calls the revive hook, if any.
+func (h *Hooks) runHalted(ctx context.Context, reason string, jl *jobLogger) {
+	if h == nil {
+		return
+	}
+	for _, x := range h.halt {
+		SafeCall(ctx, jl.get(), "halt hook", func() { x.RunHalted(ctx, jl.execution(), reason) })
+	}
+}
+
+// Revived calls the revive hooks, if any.
 func (h *Hooks) Revived(ctx context.Context, logger *slog.Logger, runID int64, jobs int) {
-	if h != nil && h.Revive != nil {
-		SafeCall(ctx, logger, "revive hook", func() { h.Revive.RunRevived(ctx, runID, jobs) })
+	if h == nil {
+		return
+	}
+	for _, x := range h.revive {
+		SafeCall(ctx, logger, "revive hook", func() { x.RunRevived(ctx, runID, jobs) })
 	}
 }
 
-// Claimed calls the claim hook, if any.
+// Claimed calls the claim hooks, if any.
 func (h *Hooks) Claimed(ctx context.Context, logger *slog.Logger, processID string, jobs []*backend.Job) {
-	if h != nil && h.Claim != nil && len(jobs) > 0 {
-		SafeCall(ctx, logger, "claim hook", func() { h.Claim.Claimed(ctx, processID, jobs) })
+	if h == nil || len(h.claim) == 0 || len(jobs) == 0 {
+		return
+	}
+	execs := make([]*ductworktype.Execution, len(jobs))
+	for i, j := range jobs {
+		execs[i] = Execution(j)
+	}
+	for _, x := range h.claim {
+		SafeCall(ctx, logger, "claim hook", func() { x.Claimed(ctx, processID, execs) })
 	}
 }
 
-// Reaped calls the reap hook, if any.
+// Reaped calls the reap hooks, if any.
 func (h *Hooks) Reaped(ctx context.Context, logger *slog.Logger, processID string, res *backend.ReapResult) {
-	if h != nil && h.Reap != nil {
-		SafeCall(ctx, logger, "reap hook", func() { h.Reap.Reaped(ctx, processID, res) })
+	if h == nil || len(h.reap) == 0 {
+		return
+	}
+	r := &ductworktype.Reap{Processes: res.Processes, Steps: res.Jobs}
+	for _, x := range h.reap {
+		SafeCall(ctx, logger, "reap hook", func() { x.Reaped(ctx, processID, r) })
 	}
 }
 
-func (h *Hooks) stepStuck(ctx context.Context, job *backend.Job, err error, jl *jobLogger) func() {
-	if h == nil || h.Stuck == nil {
+// stepStuck calls the stuck hooks, if any, and returns the function to call
+// when the abandoned step's goroutine returns at last.
+func (h *Hooks) stepStuck(ctx context.Context, err error, jl *jobLogger) func() {
+	if h == nil || len(h.stuck) == 0 {
 		return func() {}
 	}
-	returned := func() {}
-	SafeCall(ctx, jl.get(), "stuck hook", func() {
-		if f := h.Stuck.StepStuck(ctx, job, err); f != nil {
-			returned = f
+	var returned []func()
+	for _, x := range h.stuck {
+		SafeCall(ctx, jl.get(), "stuck hook", func() {
+			if f := x.StepStuck(ctx, jl.execution(), err); f != nil {
+				returned = append(returned, f)
+			}
+		})
+	}
+	return func() {
+		for i := len(returned) - 1; i >= 0; i-- {
+			SafeCall(context.WithoutCancel(ctx), jl.get(), "stuck hook end", returned[i])
 		}
-	})
-	return func() { SafeCall(context.WithoutCancel(ctx), jl.get(), "stuck hook end", returned) }
+	}
 }

@@ -75,7 +75,7 @@ func (e *Engine) watch(ctx context.Context, grace time.Duration, job *backend.Jo
 	e.stuck.Add(1)
 	logger.get().ErrorContext(ctx, "ductwork: step ignored the cancellation of its context; abandoning its goroutine",
 		slog.Any("error", err), slog.Duration("grace", grace))
-	returned := e.Hooks.stepStuck(ctx, job, err, logger)
+	returned := e.Hooks.stepStuck(ctx, err, logger)
 	if onAbandon != nil {
 		SafeCall(ctx, logger.get(), "abandon callback", func() { onAbandon(job, err) })
 	}
