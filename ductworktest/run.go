@@ -211,7 +211,7 @@ func (env *Env) Report(runID int64) *Report {
 	if err != nil {
 		env.t.Fatalf("ductworktest: steps of run %d: %v", runID, err)
 	}
-	return &Report{RunID: runID, Status: ductwork.RunStatus(info.Status), Steps: steps, codec: step.JSON}
+	return &Report{RunID: runID, Status: info.Status, Steps: steps, codec: step.JSON}
 }
 
 // Step returns the step instance of the named step at scope (the expansion

@@ -137,7 +137,7 @@ func TestDivertedAwaitWaits(t *testing.T) {
 			flow.Case(dv, flow.Received, st[flow.Awaited[int, decision], int]("ok")),
 			flow.Otherwise(dv, st[flow.Awaited[int, decision], int]("late")))
 	})
-	if !d.Graph().Waits {
+	if !d.Erased().Waits {
 		t.Fatal("Graph.Waits is false for a definition with a diverted await")
 	}
 }

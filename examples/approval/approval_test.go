@@ -114,7 +114,7 @@ func TestApproveHandler(t *testing.T) {
 	}
 	waitUntil(t, "the run to wait", func() bool {
 		st, err := r.Status(t.Context())
-		return err == nil && st == ductwork.StatusWaiting
+		return err == nil && st == ductwork.RunWaiting
 	})
 	post := func(run int64, body string) int {
 		t.Helper()

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if st != ductwork.StatusCompleted {
+		if st != ductwork.RunCompleted {
 			fmt.Fprintf(w, "run %d: %s\n", *runID, st)
 			return nil
 		}
