@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ductwork-go/ductwork"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
@@ -110,7 +111,7 @@ func TestRunsByKey(t *testing.T) {
 		if _, err := ductwork.Trigger(ctx, c, windowtest.Orders, []string{"c"}); err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []readmodel.RunFilter{{Key: "order-77"}, {Key: "order-77", Pipeline: "orders"}, {Key: "order-77", Statuses: []string{"running"}}} {
+		for _, f := range []readmodel.RunFilter{{Key: "order-77"}, {Key: "order-77", Pipeline: "orders"}, {Key: "order-77", Statuses: []ductworktype.RunStatus{ductworktype.RunRunning}}} {
 			p, err := e.Store.Runs(ctx, &f)
 			if err != nil {
 				t.Fatal(err)
