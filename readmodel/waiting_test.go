@@ -9,6 +9,7 @@ import (
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/flow"
+	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
@@ -52,7 +53,7 @@ func TestWaitingRunAndSteps(t *testing.T) {
 			d, err := e.Store.Run(ctxFor(t), run.ID)
 			return err == nil && d.Status == backend.RunWaiting
 		})
-		page, err := e.Store.Runs(ctxFor(t), &readmodel.RunFilter{Statuses: []string{backend.RunWaiting}})
+		page, err := e.Store.Runs(ctxFor(t), &readmodel.RunFilter{Statuses: []ductworktype.RunStatus{ductworktype.RunWaiting}})
 		if err != nil {
 			t.Fatal(err)
 		}
