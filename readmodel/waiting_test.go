@@ -8,8 +8,8 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
-	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/ductworktype"
+	"github.com/ductwork-go/ductwork/flow"
 	"github.com/ductwork-go/ductwork/internal/testdb"
 	"github.com/ductwork-go/ductwork/internal/windowtest"
 	"github.com/ductwork-go/ductwork/readmodel"
