@@ -115,7 +115,10 @@ type OpenJoin struct {
 }
 
 // Arrival marks the completing job as arriving at slot Slot of the join
-// (NodeID, Scope), opened earlier by an OpenJoin in the same run.
+// (NodeID, Scope), opened earlier by an OpenJoin in the same run. An arrival
+// at a join that was never opened, or that already received its Expected
+// arrivals and fired, makes Complete return a permanent error (see
+// Permanent) and change nothing.
 type Arrival struct {
 	NodeID string
 	Scope  string

@@ -17,6 +17,7 @@ func testJoins(t *testing.T, h Harness) {
 		"Combine3":      joinCombine3,
 		"Delay":         joinDelay,
 		"MissingJoin":   joinMissing,
+		"FiredJoin":     joinArrivalAfterFired,
 		"NestedScopes":  joinNestedScopes,
 		"JoinJobFields": joinJobFields,
 	})
@@ -243,6 +244,48 @@ func joinMissing(t *testing.T, h Harness) {
 		t.Fatalf("after the failed Complete the run has %d jobs; want 1", n)
 	}
 	complete(t, b, root, proc, enc(t, 1), backend.Plan{CompleteRun: true})
+}
+
+// joinArrivalAfterFired pins what the contract left open (SQLite refused it,
+// the others ignored it): an arrival at a join that already received its
+// Expected arrivals and fired is refused with a permanent error, and the
+// completion is rolled back (the job stays running with no output, no second
+// join job appears, the fired join's inputs are unchanged).
+func joinArrivalAfterFired(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, root := startRoot(t, b, defA)
+	complete(t, b, root, proc, nil, backend.Plan{
+		Jobs:      []backend.NewJob{{NodeID: "branch", Scope: "0", Input: enc(t, 0)}, {NodeID: "branch", Scope: "1", Input: enc(t, 1)}},
+		OpenJoins: []backend.OpenJoin{{NodeID: "collect", Expected: 1}},
+	})
+	branches := claim(t, b, proc, 2, defA)
+	if len(branches) != 2 {
+		t.Fatalf("claimed %d branches; want 2", len(branches))
+	}
+	first, late := branches[0], branches[1]
+	if res := complete(t, b, first, proc, enc(t, 0), backend.Plan{Arrive: &backend.Arrival{NodeID: "collect", Slot: 0}}); !res.JoinFired {
+		t.Fatalf("the only expected arrival = %+v; want the join fired", *res)
+	}
+	_, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: late.ID, ProcessID: proc, Fence: late.Fence, Output: enc(t, 1),
+		Plan: backend.Plan{Arrive: &backend.Arrival{NodeID: "collect", Slot: 0}}})
+	if err == nil || !backend.IsPermanent(err) {
+		t.Fatalf("Complete arriving at a join that already fired = %v; want a permanent error", err)
+	}
+	info := jobByID(t, b, late.RunID, late.ID)
+	if info.Status != backend.JobRunning || len(info.Output) != 0 {
+		t.Fatalf("after the refused arrival the job = {status %q, output %s}; want still running, no output", info.Status, short(info.Output))
+	}
+	joinJobs := 0
+	for _, j := range listJobs(t, b, root.RunID) {
+		if j.NodeID == "collect" {
+			joinJobs++
+		}
+	}
+	if joinJobs != 1 {
+		t.Fatalf("%d join jobs for the join; want 1", joinJobs)
+	}
+	join := claimOne(t, b, proc, defA)
+	checkJoinInputs(t, join, 1)
 }
 
 // joinNestedScopes: joins with the same node at different scopes are

@@ -15,6 +15,11 @@ import (
 // join that was never opened in the run. The transaction is rolled back.
 var errJoinNotFound = errors.New("ductwork/mysql: arrival at a join that was not opened")
 
+// errJoinFired is returned (wrapped) by Complete when Plan.Arrive names a
+// join that already received all its arrivals and fired; the completion is
+// rolled back.
+var errJoinFired = errors.New("ductwork/mysql: arrival at a join that already fired")
+
 // Complete records the job's output and applies params.Plan in one
 // transaction fenced by (JobID, Fence, ProcessID, status running): if the
 // fence or owner no longer match it returns backend.ErrStaleClaim and changes
@@ -148,6 +153,9 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		if err := tx.QueryRowContext(ctx, qJoinRow, runID, a.NodeID, a.Scope).
 			Scan(&joinID, &expected, &arrived, &priority, &delay); err != nil {
 			return err
+		}
+		if arrived > expected {
+			return fmt.Errorf("%w (node %q, scope %q, %d expected)", errJoinFired, a.NodeID, a.Scope, expected)
 		}
 		if _, err := tx.ExecContext(ctx, qMarkArrival, joinID, a.Slot, p.JobID); err != nil {
 			return err

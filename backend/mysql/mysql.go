@@ -346,7 +346,7 @@ func classify(err error) error {
 	var tl *TooLongError
 	var netErr net.Error
 	switch {
-	case errors.As(err, &tl), errors.Is(err, errJoinNotFound):
+	case errors.As(err, &tl), errors.Is(err, errJoinNotFound), errors.Is(err, errJoinFired):
 		return backend.Permanent(err)
 	case errors.As(err, &me):
 		if permanentCodes[me.Number] {

@@ -230,8 +230,8 @@ const (
 	codeJoinNotFound = "DW002"
 )
 
-// errJoinNotFound: a plan's arrival names a join the run never opened. The
-// completion is rolled back.
+// errJoinNotFound: a plan's arrival names a join the run never opened, or
+// one that already fired. The completion is rolled back.
 var errJoinNotFound = errors.New("ductwork/postgres: join not found")
 
 // mapErr is the one place driver errors become backend errors. op names the

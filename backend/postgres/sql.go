@@ -198,13 +198,14 @@ SELECT count(*) FROM fired`
 // sqlArrive counts the completing job $1 (whose arrival_join_id was set by
 // sqlCompleteJobArrive) at its join; the arrival that reaches the expected
 // count inserts the join job (Complete notifies after commit). A missing
-// join raises DW002.
+// join, or one that already received its expected arrivals and fired,
+// raises DW002.
 const sqlArrive = `
 WITH jn AS (
 	UPDATE {schema}.ductwork_joins AS jn
 	SET arrived = jn.arrived + 1
 	FROM {schema}.ductwork_jobs AS j
-	WHERE j.id = $1 AND jn.id = j.arrival_join_id
+	WHERE j.id = $1 AND jn.id = j.arrival_join_id AND jn.arrived < jn.expected
 	RETURNING jn.id, jn.run_id, jn.node_id, jn.scope, jn.expected, jn.arrived, jn.priority, jn.delay_us
 ), fired AS (
 	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at)
@@ -214,7 +215,7 @@ WITH jn AS (
 	RETURNING due_at
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM jn) THEN 1
-		ELSE {schema}.ductwork_raise('DW002', 'ductwork: arrival at a join that does not exist') END,
+		ELSE {schema}.ductwork_raise('DW002', 'ductwork: arrival at a join that does not exist or already fired') END,
 	(SELECT count(*) FROM fired)`
 
 // sqlCompleteRun applies a completion's change to its run's outstanding work
