@@ -304,9 +304,13 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 	if max := c.eng.MaxPayload; max > 0 && len(input) > max {
 		return nil, &PayloadTooLargeError{Node: g.Start.ID, Size: len(input), Max: max}
 	}
+	first, err := engine.Contain(func() (backend.NewJob, error) { return g.FirstJob(input, in) })
+	if err != nil {
+		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
+	}
 	p := &backend.TriggerParams{
 		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx, Identity: newIdentity(),
-		First: backend.NewJob{NodeID: g.Start.ID, Input: input, Delay: g.Start.Options.Delay, Priority: g.Start.Options.Priority},
+		First: first,
 	}
 	var o triggerOptions
 	for _, opt := range opts {

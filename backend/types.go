@@ -101,6 +101,10 @@ type NewJob struct {
 	// SignalKey (WaitSignal) is the key a signal with a TargetKey target
 	// must name to be delivered to this job.
 	SignalKey string
+	// Queue is the queue the job is claimed from ("" is the default queue).
+	Queue string
+	// Gate holds the job back until its limits let it start.
+	Gate Gate
 }
 
 // OpenJoin opens a join that waits for Expected arrivals. When the last one
@@ -112,6 +116,9 @@ type OpenJoin struct {
 	Expected int
 	Delay    time.Duration
 	Priority int
+	// Queue and Gate are those of the join's job (see NewJob).
+	Queue string
+	Gate  Gate
 }
 
 // Arrival marks the completing job as arriving at slot Slot of the join
@@ -123,6 +130,9 @@ type Arrival struct {
 	NodeID string
 	Scope  string
 	Slot   int
+	// Queue and Gated describe the join's job (see NewJob), for NextDue.
+	Queue string
+	Gated bool
 }
 
 // Plan is what follows a completed job, decided by the engine. The backend
@@ -170,17 +180,24 @@ type Plan struct {
 // arrival's, or an empty expansion's). The join's job exists only if the join
 // fired (and is due only if the join has no delay), so a backend claims the
 // named job only when it finds it pending and due.
-func (p *Plan) NextDue() (nodeID, scope string, ok bool) {
+//
+// Only ungated jobs of queue are named: a gated job (see Gate) starts only
+// through a gated Claim, which applies its limits, and a job of another
+// queue belongs to the processes serving that queue.
+func (p *Plan) NextDue(queue string) (nodeID, scope string, ok bool) {
 	for _, j := range p.Jobs {
-		if j.Delay <= 0 {
+		if j.Delay <= 0 && j.Queue == queue && !j.Gate.Gated() {
 			return j.NodeID, j.Scope, true
 		}
 	}
 	if a := p.Arrive; a != nil {
+		if a.Queue != queue || a.Gated {
+			return "", "", false
+		}
 		return a.NodeID, a.Scope, true
 	}
 	for _, o := range p.OpenJoins {
-		if o.Expected == 0 && o.Delay <= 0 {
+		if o.Expected == 0 && o.Delay <= 0 && o.Queue == queue && !o.Gate.Gated() {
 			return o.NodeID, o.Scope, true
 		}
 	}
@@ -225,11 +242,28 @@ type ClaimParams struct {
 	ProcessID   string
 	Limit       int
 	Definitions []DefinitionRef
+	// Queue is the queue to claim from ("" is the default queue).
+	Queue string
+	// Gated claims only gated jobs (NewJob.Gate), and only as many as their
+	// limits allow: in one transaction, each concurrency key's running jobs
+	// are counted and each rate limit's state advanced, under a lock on the
+	// limit's row, so that limits hold exactly across concurrent claimers.
+	// Gated jobs start in claim order within each limit (a job held back
+	// holds back the later jobs of its limits). Without Gated only ungated
+	// jobs are claimed, and no limit is read.
+	Gated bool
+	// RateLimits describes the rate limits gated jobs name. A job naming a
+	// limit missing here is not claimed.
+	RateLimits []RateLimit
 }
 
 // ClaimResult is the result of Backend.Claim.
 type ClaimResult struct {
 	Jobs []*Job
+	// RetryIn, after a gated claim held a job back for a rate limit, is how
+	// long until that limit has a token again (by the database's clock):
+	// the caller may claim again then. Zero otherwise.
+	RetryIn time.Duration
 }
 
 // Job is a claimed job, with what the executor needs to run it.
@@ -282,6 +316,9 @@ type CompleteParams struct {
 	// claim fewer (or none); every returned job is claimed exactly as Claim
 	// would have claimed it (status running, new fence, owner ProcessID).
 	ClaimNext int
+	// Queue is the queue ClaimNext claims from: only an ungated job of this
+	// queue is claimed (see Plan.NextDue).
+	Queue string
 	// InTx, when set, makes this a transactional completion (a backend whose
 	// Capabilities.TxKind is empty returns ErrUnsupportedTx). The backend
 	// begins a transaction and first locks the job and checks its fence and
@@ -702,6 +739,13 @@ type ShapeOptions struct {
 	Delay      time.Duration `json:"delay,omitempty"`
 	Priority   int           `json:"priority,omitempty"`
 	MaxCrashes *int          `json:"max_crashes,omitempty"`
+	// Queue, Concurrency (a step-wide limit), KeyConcurrency (the limit per
+	// key of a keyed limit) and RateLimit (the limit's name) are the step's
+	// flow control.
+	Queue          string `json:"queue,omitempty"`
+	Concurrency    int    `json:"concurrency,omitempty"`
+	KeyConcurrency int    `json:"key_concurrency,omitempty"`
+	RateLimit      string `json:"rate_limit,omitempty"`
 }
 
 // Outcome says how one execution of a step instance ended, as the execution

@@ -5,7 +5,10 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
+	"unicode/utf8"
 
+	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/graph"
 	"github.com/ductwork-go/ductwork/step"
 )
@@ -141,6 +144,9 @@ func (b *builder) add(si stepInfo, kind graph.Kind, frames []frame, preds ...*bn
 		Options: si.opts, TxKind: si.txKind, Call: si.call, Decode: si.decode,
 	}
 	n := &bnode{b: b, g: g, frames: frames}
+	if reason := b.checkFlowControl(g); reason != "" {
+		b.fail(&DefinitionError{Pipeline: b.name, Node: si.name, Rule: RuleFlowControl, Detail: reason})
+	}
 	for _, p := range preds {
 		g.Preds = append(g.Preds, p.g)
 		p.g.Succs = append(p.g.Succs, g)
@@ -266,4 +272,50 @@ func keysOf(m map[string]*graph.Node) string {
 	}
 	sort.Strings(ks)
 	return strings.Join(ks, ", ")
+}
+
+// checkFlowControl returns why the flow-control options of node g are
+// invalid, or "". Steps of the pipeline naming the same rate limit must
+// state the same rate.
+func (b *builder) checkFlowControl(g *graph.Node) string {
+	o := &g.Options
+	if len(o.Queue) > backend.MaxQueueBytes {
+		return fmt.Sprintf("queue name of %d bytes, longer than %d", len(o.Queue), backend.MaxQueueBytes)
+	}
+	if !utf8.ValidString(o.Queue) || strings.ContainsRune(o.Queue, 0) {
+		return "queue name is not valid UTF-8 text"
+	}
+	if o.Concurrency < 0 {
+		return fmt.Sprintf("Concurrency(%d): the limit must be at least 1", o.Concurrency)
+	}
+	if k := o.ConcurrencyKey; k != nil {
+		switch {
+		case k.Key == nil:
+			return "ConcurrencyKey: the key function is nil"
+		case k.Limit < 1:
+			return fmt.Sprintf("ConcurrencyKey: the limit %d must be at least 1", k.Limit)
+		case o.Concurrency > 0:
+			return "ConcurrencyKey and Concurrency on one step: choose one"
+		case g.Kind == graph.KindCollapse || g.Kind == graph.KindCombine:
+			return "ConcurrencyKey on a join step: its input is not known until it starts; use Concurrency"
+		case k.InType != g.InType:
+			return fmt.Sprintf("ConcurrencyKey: the key function takes %v, the step's input is %v", k.InType, g.InType)
+		}
+	}
+	if r := o.RateLimit; r != nil {
+		switch {
+		case r.Name == "" || len(r.Name) > backend.MaxLimitKeyBytes-2 || !utf8.ValidString(r.Name) || strings.ContainsRune(r.Name, 0):
+			return fmt.Sprintf("RateLimit: the name must be 1 to %d bytes of text", backend.MaxLimitKeyBytes-2)
+		case r.N < 1 || r.Per <= 0 || r.Per/time.Duration(r.N) <= 0:
+			return fmt.Sprintf("RateLimit(%q, %d, %s): the count must be at least 1 and the period long enough to hold it", r.Name, r.N, r.Per)
+		case r.Burst < 1:
+			return fmt.Sprintf("RateLimit(%q): the burst %d must be at least 1", r.Name, r.Burst)
+		}
+		for _, other := range b.nodes {
+			if q := other.g.Options.RateLimit; q != nil && q.Name == r.Name && *q != *r {
+				return fmt.Sprintf("RateLimit(%q): step %q states another rate for the same limit", r.Name, other.g.ID)
+			}
+		}
+	}
+	return ""
 }

@@ -33,6 +33,7 @@ const (
 	RuleNilDefine         = "the definition function is nil or returned no node"
 	RuleSignalName        = "the signal's name is empty"
 	RuleNegativeWait      = "a sleep or an await timeout is negative"
+	RuleFlowControl       = "a flow-control option (Queue, Concurrency, ConcurrencyKey, RateLimit) is invalid"
 )
 
 // DefinitionError reports a pipeline definition that breaks a rule the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
@@ -130,7 +131,42 @@ type Options struct {
 	// releases (shutdown) do not count. Nil means the pipeline default;
 	// negative means no budget.
 	MaxCrashes *int
+	// Queue is the queue the step's jobs are claimed from; only supervisors
+	// serving it run them. "" is the default queue.
+	Queue string
+	// Concurrency, when above 0, is the most executions of this step that
+	// run at once across every process (see Concurrency).
+	Concurrency int
+	// ConcurrencyKey, when set, limits executions per key instead (see
+	// ConcurrencyKey).
+	ConcurrencyKey *KeyLimit
+	// RateLimit, when set, paces the step's starts (see RateLimit).
+	RateLimit *Rate
 }
+
+// KeyLimit is a concurrency limit per key: at most Limit executions whose
+// input has the same Key run at once.
+type KeyLimit struct {
+	// Key computes the key from the step's input (boxed). It must be quick
+	// and deterministic; a panic is a step failure.
+	Key   func(in any) string
+	Limit int
+	// InType is the input type Key was written for; it must be the step's.
+	InType reflect.Type
+}
+
+// Rate is a named rate limit: at most N starts per Per, Burst of them at
+// once after an idle period. Steps naming the same limit share it, across
+// every process and pipeline.
+type Rate struct {
+	Name  string
+	N     int
+	Per   time.Duration
+	Burst int
+}
+
+// Interval is the time one start costs (Per / N).
+func (r *Rate) Interval() time.Duration { return r.Per / time.Duration(r.N) }
 
 // Option sets one of Options.
 type Option func(*Options)
@@ -155,6 +191,54 @@ func Priority(p int) Option { return func(o *Options) { o.Priority = p } }
 
 // MaxCrashes sets the step's crash budget (see Options.MaxCrashes).
 func MaxCrashes(n int) Option { return func(o *Options) { o.MaxCrashes = &n } }
+
+// Queue puts the step on the named queue: its jobs are claimed only by
+// supervisors that serve the queue (supervisor.Config.Queues), so heavy work
+// can run on processes or hosts of its own. Priorities order the jobs
+// within a queue.
+func Queue(name string) Option { return func(o *Options) { o.Queue = name } }
+
+// Concurrency limits the step to n executions running at once, counted
+// across every process and every pipeline that uses a step of this name.
+// The limit is decided in the database when a step is claimed: an
+// execution over it waits (pending, holding no worker) until one finishes,
+// fails, is released or is reaped. n must be at least 1.
+func Concurrency(n int) Option { return func(o *Options) { o.Concurrency = n } }
+
+// ConcurrencyKey limits the step to n executions running at once per key,
+// the key being computed from the step's input by key (for example a tenant
+// ID). Like Concurrency it holds across every process and pipeline using a
+// step of this name; executions over the limit wait, and one key's backlog
+// does not hold back the other keys. The input type In must be the step's.
+// It cannot be combined with Concurrency, nor set on a join step (Collapse,
+// Combine), whose input is not known until it starts.
+func ConcurrencyKey[In any](key func(In) string, n int) Option {
+	var kl KeyLimit
+	kl.Limit = n
+	kl.InType = reflect.TypeOf((*In)(nil)).Elem()
+	if key != nil {
+		kl.Key = func(in any) string { return key(in.(In)) }
+	}
+	return func(o *Options) { o.ConcurrencyKey = &kl }
+}
+
+// RateLimit paces the step with the rate limit called name: at most n starts
+// per period per, across every process, shared by every step (of any
+// pipeline) naming the same limit. Starts are spaced by per/n, so no window
+// of length per holds more than n starts (a burst of 1; RateLimitBurst lets
+// more start at once). Work over the limit waits, pending, and starts in
+// claim order (priority, then due time); the database's clock decides.
+// Steps sharing a name must state the same rate.
+func RateLimit(name string, n int, per time.Duration) Option {
+	return RateLimitBurst(name, n, per, 1)
+}
+
+// RateLimitBurst is RateLimit letting up to burst starts happen at once after
+// the limit has been idle; after that starts are spaced by per/n again. A
+// window of length per then holds at most burst+n-1 starts.
+func RateLimitBurst(name string, n int, per time.Duration, burst int) Option {
+	return func(o *Options) { o.RateLimit = &Rate{Name: name, N: n, Per: per, Burst: burst} }
+}
 
 // Context is the context a step executes with. It is a context.Context
 // (cancelled on timeout, shutdown or when the claim is lost) that also

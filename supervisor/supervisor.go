@@ -130,6 +130,23 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks observe the supervisor's lifecycle.
 	Hooks Hooks
+	// Queues are the queues this supervisor serves (step.Queue), each with
+	// its own workers. Empty means the default queue ("") alone, with
+	// Workers and Prefetch. A process that lists queues serves only those:
+	// list "" too for the steps without a queue.
+	Queues []Queue
+}
+
+// Queue configures one served queue.
+type Queue struct {
+	// Name is the queue ("" is the default queue).
+	Name string
+	// Workers is the number of the queue's steps executed at once. Default
+	// Config.Workers.
+	Workers int
+	// Prefetch is as Config.Prefetch, for this queue. Default Workers; a
+	// negative value disables prefetching.
+	Prefetch int
 }
 
 // Hooks are lifecycle callbacks. Nil fields are skipped.
@@ -156,7 +173,8 @@ type Supervisor struct {
 	eng    *engine.Engine
 	b      backend.Backend
 	logger *slog.Logger
-	wake   chan struct{}
+	// wake holds one channel per served queue's fetch loop.
+	wake map[string]chan struct{}
 
 	mu      sync.Mutex
 	running bool
@@ -277,8 +295,44 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	if c.Logger == nil {
 		c.Logger = eng.Logger
 	}
+	if len(c.Queues) == 0 {
+		c.Queues = []Queue{{Name: "", Workers: c.Workers, Prefetch: c.Prefetch}}
+	} else {
+		c.Queues = append([]Queue(nil), c.Queues...)
+		seen := map[string]bool{}
+		for i := range c.Queues {
+			q := &c.Queues[i]
+			if seen[q.Name] {
+				return nil, &ConfigError{Reason: fmt.Sprintf("queue %q listed twice", q.Name)}
+			}
+			seen[q.Name] = true
+			if q.Workers < 0 {
+				return nil, &ConfigError{Reason: fmt.Sprintf("queue %q: negative Workers", q.Name)}
+			}
+			if len(q.Name) > backend.MaxQueueBytes {
+				return nil, &ConfigError{Reason: fmt.Sprintf("queue name of %d bytes, longer than %d", len(q.Name), backend.MaxQueueBytes)}
+			}
+			if q.Workers == 0 {
+				q.Workers = c.Workers
+			}
+			switch {
+			case q.Prefetch == 0:
+				q.Prefetch = q.Workers
+			case q.Prefetch < 0:
+				q.Prefetch = 0
+			}
+		}
+	}
 	return &Supervisor{cfg: c, eng: eng, b: eng.Backend, logger: c.Logger.With(slog.String(engine.AttrProcess, c.ProcessID)),
-		wake: make(chan struct{}, 1), ledger: newLedger(), reconcile: make(chan struct{}, 1)}, nil
+		wake: wakes(c.Queues), ledger: newLedger(), reconcile: make(chan struct{}, 1)}, nil
+}
+
+func wakes(qs []Queue) map[string]chan struct{} {
+	m := make(map[string]chan struct{}, len(qs))
+	for _, q := range qs {
+		m[q.Name] = make(chan struct{}, 1)
+	}
+	return m
 }
 
 // ConfigError reports an invalid Config.
@@ -346,7 +400,13 @@ func (s *Supervisor) run(ctx context.Context) error {
 	case s.cfg.Processes > 0:
 		start("children", s.processes)
 	case s.cfg.Role != RoleMaintenance:
-		start("fetch", func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, finalCtx, &inflight) })
+		for _, q := range s.cfg.Queues {
+			name := "fetch"
+			if q.Name != "" {
+				name = "fetch:" + q.Name
+			}
+			start(name, func(ctx context.Context) { s.fetchLoop(ctx, hardCtx, finalCtx, &inflight, q) })
+		}
 	}
 	if s.cfg.Role != RoleWorker {
 		start("reaper", s.reapLoop)
@@ -660,9 +720,11 @@ func (s *Supervisor) strandedLoop(ctx context.Context) {
 
 // Wake makes an idle worker pool look for work at once.
 func (s *Supervisor) Wake() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	for _, w := range s.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -725,6 +787,25 @@ func (s *Supervisor) workSafely(ctx, hardCtx, finalCtx context.Context, job *bac
 	s.work(ctx, hardCtx, finalCtx, job)
 }
 
+// claim makes one Claim call, tracked by the ledger.
+func (s *Supervisor) claim(ctx context.Context, p *backend.ClaimParams) (*backend.ClaimResult, error) {
+	end := s.ledger.BeginClaim()
+	cctx, cancel := s.callCtx(ctx)
+	res, err := s.b.Claim(cctx, p)
+	cancel()
+	if err != nil {
+		end(nil)
+		// The claim may have landed with its reply lost: its jobs are then
+		// owned by this process, which does not know them.
+		s.reconcileSoon()
+		return nil, err
+	}
+	end(res.Jobs)
+	s.eng.Hold(res.Jobs...)
+	s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, res.Jobs)
+	return res, nil
+}
+
 // wakeAfter wakes the pool when work this process scheduled becomes due
 // (by the host's clock: only a hint, the claim still asks the database), so
 // short retries and delays do not wait for the next poll.
@@ -734,7 +815,7 @@ func (s *Supervisor) wakeAfter(d time.Duration) {
 	}
 }
 
-func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight *sync.WaitGroup) {
+func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight *sync.WaitGroup, sq Queue) {
 	// Claimed jobs wait in queue for one of Workers executors. The queue
 	// holds up to Prefetch jobs, so under load one claim transaction serves
 	// several steps instead of one per freed slot.
@@ -742,7 +823,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight 
 		job   *backend.Job
 		epoch int64
 	}
-	queue := make(chan queued, s.cfg.Workers+s.cfg.Prefetch)
+	queue := make(chan queued, sq.Workers+sq.Prefetch)
 	// changed wakes the fetcher when an executor takes a job or frees up.
 	changed := make(chan struct{}, 1)
 	signal := func() {
@@ -753,7 +834,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight 
 	}
 	var busy atomic.Int64
 	defer close(queue)
-	for range s.cfg.Workers {
+	for range sq.Workers {
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
@@ -780,6 +861,11 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight 
 				s.workSafely(ctx, hardCtx, finalCtx, q.job)
 				busy.Add(-1)
 				signal()
+				if gated, _ := s.eng.Gating(sq.Name); gated {
+					// A limit's slot may have freed: the gated claim may
+					// take more now.
+					s.Wake()
+				}
 			}
 		}()
 	}
@@ -788,39 +874,49 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight 
 		notify = n.Notifications(ctx)
 	}
 	delay := s.cfg.PollInterval
-	lowWater := s.cfg.Prefetch / 4
+	lowWater := sq.Prefetch / 4
+	gatedFirst := false
 	for ctx.Err() == nil {
 		// Claim when an executor is idle, or when the queue runs low.
-		idle := int(int64(s.cfg.Workers)-busy.Load()) - len(queue)
+		idle := int(int64(sq.Workers)-busy.Load()) - len(queue)
 		want := 0
 		if idle > 0 || len(queue) <= lowWater {
 			// Fill running + queued up to Workers + Prefetch.
-			want = s.cfg.Workers + s.cfg.Prefetch - int(busy.Load()) - len(queue)
+			want = sq.Workers + sq.Prefetch - int(busy.Load()) - len(queue)
 			want = max(min(want, cap(queue)-len(queue)), 0)
 		}
 		refs := s.eng.Refs()
 		var jobs []*backend.Job
 		epoch := s.epoch.Load()
 		if want > 0 && len(refs) > 0 {
-			end := s.ledger.BeginClaim()
-			cctx, cancel := s.callCtx(ctx)
-			res, err := s.b.Claim(cctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want, Definitions: refs})
-			cancel()
-			if err != nil {
-				end(nil)
-				// The claim may have landed with its reply lost: its jobs
-				// are then owned by this process, which does not know them.
-				s.reconcileSoon()
-				if ctx.Err() == nil {
-					s.logger.Warn("ductwork: claim failed", slog.String("error", err.Error()), slog.Duration("retry_after", delay))
+			// Steps with limits are claimed by a gated claim of their own;
+			// a queue without them never pays for it. With both kinds, the
+			// two claims take turns going first, so neither kind can keep
+			// the other from the queue's workers.
+			gated, rates := s.eng.Gating(sq.Name)
+			kinds := []bool{false}
+			if gated {
+				gatedFirst = !gatedFirst
+				kinds = []bool{!gatedFirst, gatedFirst}
+			}
+			for _, g := range kinds {
+				if want-len(jobs) <= 0 {
+					break
 				}
-				delay = min(delay*2, 5*time.Second)
-			} else {
-				end(res.Jobs)
-				jobs = res.Jobs
+				got, err := s.claim(ctx, &backend.ClaimParams{ProcessID: s.cfg.ProcessID, Limit: want - len(jobs),
+					Definitions: refs, Queue: sq.Name, Gated: g, RateLimits: rates})
+				if err != nil {
+					if ctx.Err() == nil {
+						s.logger.Warn("ductwork: claim failed", slog.String("error", err.Error()), slog.Duration("retry_after", delay))
+					}
+					delay = min(delay*2, 5*time.Second)
+					break
+				}
 				delay = s.cfg.PollInterval
-				s.eng.Hold(jobs...)
-				s.eng.Hooks.Claimed(ctx, s.logger, s.cfg.ProcessID, jobs)
+				jobs = append(jobs, got.Jobs...)
+				if got.RetryIn > 0 {
+					s.wakeAfter(got.RetryIn)
+				}
 			}
 		}
 		for _, job := range jobs {
@@ -836,7 +932,7 @@ func (s *Supervisor) fetchLoop(ctx, hardCtx, finalCtx context.Context, inflight 
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.wake:
+		case <-s.wake[sq.Name]:
 		case <-changed:
 		case <-notify:
 		case <-time.After(wait):

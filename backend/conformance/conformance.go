@@ -77,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 		{"Definitions", testDefinitions},
 		{"TxSteps", testTxSteps},
 		{"Executions", testExecutions},
+		{"Limits", testLimits},
 		{"EndToEnd", testEndToEnd},
 		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},

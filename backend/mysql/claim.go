@@ -35,7 +35,11 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 		return nil, fmt.Errorf("ductwork/mysql: %s: %d definitions, the limit is %d", op, len(defs), (maxPlaceholders-1)/2)
 	}
 	selectQ := qClaimSelectHead + placeholders("(?, ?)", len(defs)) + qClaimSelectTail
-	selectArgs := make([]any, 0, 2*len(defs)+1)
+	if params.Gated {
+		return b.claimGated(ctx, params, defs)
+	}
+	selectArgs := make([]any, 0, 2*len(defs)+2)
+	selectArgs = append(selectArgs, params.Queue)
 	for _, d := range defs {
 		selectArgs = append(selectArgs, d.Pipeline, d.Fingerprint)
 	}

@@ -22,7 +22,7 @@ WHERE id = ? AND status = 'pending'`
 // claimed. The job was inserted by this transaction, so no other claimer can
 // see, let alone hold, it.
 func (b *Backend) claimNext(ctx context.Context, tx ptx, p *backend.CompleteParams, runID, now int64) (*backend.Job, error) {
-	node, scope, ok := p.Plan.NextDue()
+	node, scope, ok := p.Plan.NextDue(p.Queue)
 	if !ok {
 		return nil, nil
 	}

@@ -111,7 +111,9 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 
 	for _, oj := range plan.OpenJoins {
-		r, err := tx.ExecContext(ctx, qInsertJoin, runID, oj.NodeID, oj.Scope, oj.Expected, oj.Priority, micros(oj.Delay))
+		ga := gateArgs(oj.Queue, oj.Gate)
+		r, err := tx.ExecContext(ctx, qInsertJoin, runID, oj.NodeID, oj.Scope, oj.Expected, oj.Priority, micros(oj.Delay),
+			oj.Queue, ga[2], ga[3], ga[4])
 		if err != nil {
 			return err
 		}
@@ -122,8 +124,8 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, qInsertJoinJob, runID, oj.NodeID, oj.Scope, oj.Priority, joinID,
-			now, now+micros(oj.Delay)); err != nil {
+		if _, err := tx.ExecContext(ctx, qInsertJoinJob, append([]any{runID, oj.NodeID, oj.Scope, oj.Priority, joinID,
+			now, now + micros(oj.Delay)}, ga...)...); err != nil {
 			return err
 		}
 		res.NewJobs++
@@ -150,8 +152,9 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		}
 		var joinID, delay int64
 		var expected, arrived, priority int
+		var jg joinGate
 		if err := tx.QueryRowContext(ctx, qJoinRow, runID, a.NodeID, a.Scope).
-			Scan(&joinID, &expected, &arrived, &priority, &delay); err != nil {
+			Scan(&joinID, &expected, &arrived, &priority, &delay, &jg.queue, &jg.key, &jg.limit, &jg.rate); err != nil {
 			return err
 		}
 		if arrived > expected {
@@ -162,8 +165,8 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		}
 		crashpoint.Hit(crashpoint.JoinUpdate)
 		if arrived == expected {
-			if _, err := tx.ExecContext(ctx, qInsertJoinJob, runID, a.NodeID, a.Scope, priority, joinID,
-				now, now+delay); err != nil {
+			if _, err := tx.ExecContext(ctx, qInsertJoinJob, append([]any{runID, a.NodeID, a.Scope, priority, joinID,
+				now, now + delay}, gateArgs(string(jg.queue), jg.gate())...)...); err != nil {
 				return err
 			}
 			res.NewJobs++
@@ -233,6 +236,7 @@ func (b *Backend) insertJobs(ctx context.Context, tx querier, runID, now int64, 
 		args := make([]any, 0, n*insertJobParams)
 		for _, j := range jobs[:n] {
 			args = append(args, runID, j.NodeID, j.Scope, j.Priority, j.Input, now, now+micros(j.Delay))
+			args = append(args, gateArgs(j.Queue, j.Gate)...)
 		}
 		if _, err := tx.ExecContext(ctx, qInsertJobsHead+placeholders(insertJobRow, n), args...); err != nil {
 			return err

@@ -33,8 +33,8 @@ VALUES (?, ?, 'running', ?, NULL, NULL, ?, ?, ` + nowUS + `, ` + nowUS + `, ?)`
 	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input
 FROM ductwork_runs r WHERE r.pipeline = ? AND r.trigger_key = ?`
 	qInsertFirstJob = `INSERT INTO ductwork_jobs
-  (run_id, node_id, scope, status, priority, input, created_at, due_at)
-VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+  (run_id, node_id, scope, status, priority, input, created_at, due_at, queue, gated, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?, ?, ?, ?, ?, ?)`
 )
 
 // Claim. FORCE INDEX (ductwork_jobs_claim) and a scalar subquery (not EXISTS
@@ -53,7 +53,7 @@ const (
   (SELECT r.metadata FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id),
   ` + nowUS + `
 FROM ductwork_jobs j FORCE INDEX (ductwork_jobs_claim)
-WHERE j.status = 'pending' AND j.due_at <= ` + nowUS + `
+WHERE j.status = 'pending' AND j.gated = 0 AND j.queue = ? AND j.due_at <= ` + nowUS + `
   AND (SELECT 1 FROM ductwork_runs r FORCE INDEX (PRIMARY) WHERE r.id = j.run_id AND r.status IN ('running', 'waiting')
        AND (r.pipeline, r.fingerprint) IN (`
 	// Then placeholders("(?, ?)", len(Definitions)) and:
@@ -75,17 +75,20 @@ const (
 	qCompleteJob     = `UPDATE ductwork_jobs SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced
 	qJobRunAndFinish = "SELECT run_id, finished_at FROM ductwork_jobs WHERE id = ?"
 
-	qInsertJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at) VALUES `
-	insertJobRow    = "(?, ?, ?, 'pending', ?, ?, ?, ?)"
-	insertJobParams = 7
+	qInsertJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+  queue, gated, gate_key, gate_limit, rate_key) VALUES `
+	insertJobRow    = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertJobParams = 12
 
-	qInsertJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us)
-VALUES (?, ?, ?, ?, 0, ?, ?)`
+	qInsertJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us,
+  queue, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`
 	qInsertJoinJob = `INSERT INTO ductwork_jobs
-  (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at)
-VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ?, ?)`
+  (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at,
+   queue, gated, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qArriveJoin = `UPDATE ductwork_joins SET arrived = arrived + 1 WHERE run_id = ? AND node_id = ? AND scope = ?`
-	qJoinRow    = `SELECT id, expected, arrived, priority, delay_us FROM ductwork_joins
+	qJoinRow    = `SELECT id, expected, arrived, priority, delay_us, queue, gate_key, gate_limit, rate_key FROM ductwork_joins
 WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 	qMarkArrival = `UPDATE ductwork_jobs SET arrival_join_id = ?, arrival_slot = ? WHERE id = ?`
 	// qRunOutstanding reads and locks the run's status and outstanding work

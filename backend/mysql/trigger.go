@@ -48,8 +48,8 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		if res.RunID, err = r.LastInsertId(); err != nil {
 			return err
 		}
-		r, err = q.ExecContext(ctx, qInsertFirstJob, res.RunID, params.First.NodeID, params.First.Scope,
-			params.First.Priority, params.First.Input, micros(params.First.Delay))
+		r, err = q.ExecContext(ctx, qInsertFirstJob, append([]any{res.RunID, params.First.NodeID, params.First.Scope,
+			params.First.Priority, params.First.Input, micros(params.First.Delay)}, gateArgs(params.First.Queue, params.First.Gate)...)...)
 		if err != nil {
 			return err
 		}

@@ -47,12 +47,13 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	res := &backend.TriggerResult{}
 	first := params.First
+	gq, gated, gkey, glimit, grate := gateArgs(first.Queue, first.Gate)
 	if params.Key != "" {
 		return b.triggerKeyed(ctx, q, params, meta)
 	}
 	if first.Delay > 0 {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).Scan(&res.RunID, &res.JobID)
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).Scan(&res.RunID, &res.JobID)
 		if err != nil {
 			return nil, mapErr("trigger", err)
 		}
@@ -60,7 +61,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	}
 	if params.Tx == nil {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).Scan(&res.RunID, &res.JobID)
+			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).Scan(&res.RunID, &res.JobID)
 		if err != nil {
 			return nil, mapErr("trigger", err)
 		}
@@ -71,7 +72,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	// delivered if and when the caller commits.
 	batch := &pgx.Batch{}
 	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity).
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunID, &res.JobID) })
 	batch.Queue(b.q.notify, b.channel)
 	if err := sendBatch(ctx, q, batch); err != nil {
@@ -85,8 +86,10 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 func (b *Backend) triggerKeyed(ctx context.Context, q queryer, params *backend.TriggerParams, meta map[string]string) (*backend.TriggerResult, error) {
 	res := &backend.TriggerResult{}
 	first := params.First
+	gq, gated, gkey, glimit, grate := gateArgs(first.Queue, first.Gate)
 	err := q.QueryRow(ctx, b.q.triggerKeyed, params.Pipeline, params.Fingerprint, params.Input, meta,
-		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Key).Scan(&res.RunID, &res.JobID)
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, params.Key,
+		gq, gated, gkey, glimit, grate).Scan(&res.RunID, &res.JobID)
 	if err == nil {
 		if first.Delay <= 0 {
 			if params.Tx == nil {
@@ -159,10 +162,20 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 	for i, d := range params.Definitions {
 		pipelines[i], fingerprints[i] = d.Pipeline, d.Fingerprint
 	}
-	rows, err := b.pool.Query(ctx, b.q.claim, params.ProcessID, pipelines, fingerprints, params.Limit)
+	if params.Gated {
+		return b.claimGated(ctx, params, pipelines, fingerprints)
+	}
+	rows, err := b.pool.Query(ctx, b.q.claim, params.ProcessID, pipelines, fingerprints, params.Limit, params.Queue)
 	if err != nil {
 		return nil, mapErr("claim", err)
 	}
+	return scanClaimed(rows)
+}
+
+// scanClaimed reads the rows of sqlClaim (or sqlGatedClaim) into a result,
+// in claim order.
+func scanClaimed(rows pgx.Rows) (*backend.ClaimResult, error) {
+	res := &backend.ClaimResult{}
 	type claimed struct {
 		job      *backend.Job
 		priority int32
@@ -318,21 +331,33 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 	if n := len(plan.Jobs); n > 0 {
 		nodes, scopes := make([]string, n), make([]string, n)
 		prios, inputs, delays := make([]int32, n), make([][]byte, n), make([]int64, n)
+		gatedPlan := false
 		for i, j := range plan.Jobs {
 			nodes[i], scopes[i], prios[i], inputs[i], delays[i] = j.NodeID, j.Scope, int32(j.Priority), j.Input, micros(j.Delay)
 			notify = notify || j.Delay <= 0
+			gatedPlan = gatedPlan || j.Queue != "" || j.Gate.Gated()
 		}
-		batch.Queue(b.q.insertJobs, params.JobID, nodes, scopes, prios, inputs, delays).
-			Exec(func(tag pgconn.CommandTag) error { res.NewJobs += int(tag.RowsAffected()); return nil })
+		count := func(tag pgconn.CommandTag) error { res.NewJobs += int(tag.RowsAffected()); return nil }
+		if !gatedPlan {
+			batch.Queue(b.q.insertJobs, params.JobID, nodes, scopes, prios, inputs, delays).Exec(count)
+		} else {
+			queues, keys, limits, rates := make([]string, n), make([]*string, n), make([]int32, n), make([]*string, n)
+			for i, j := range plan.Jobs {
+				queues[i], keys[i], limits[i], rates[i] = j.Queue, nullable(j.Gate.ConcurrencyKey), int32(j.Gate.Concurrency), nullable(j.Gate.RateLimit)
+			}
+			batch.Queue(b.q.insertJobsGated, params.JobID, nodes, scopes, prios, inputs, delays, queues, keys, limits, rates).Exec(count)
+		}
 	}
 	if n := len(plan.OpenJoins); n > 0 {
 		nodes, scopes := make([]string, n), make([]string, n)
 		expected, prios, delays := make([]int32, n), make([]int32, n), make([]int64, n)
+		queues, keys, limits, rates := make([]string, n), make([]*string, n), make([]int32, n), make([]*string, n)
 		for i, o := range plan.OpenJoins {
 			nodes[i], scopes[i], expected[i], prios[i], delays[i] = o.NodeID, o.Scope, int32(o.Expected), int32(o.Priority), micros(o.Delay)
+			queues[i], keys[i], limits[i], rates[i] = o.Queue, nullable(o.Gate.ConcurrencyKey), int32(o.Gate.Concurrency), nullable(o.Gate.RateLimit)
 			notify = notify || (o.Expected <= 0 && o.Delay <= 0)
 		}
-		batch.Queue(b.q.openJoins, params.JobID, nodes, scopes, expected, prios, delays).
+		batch.Queue(b.q.openJoins, params.JobID, nodes, scopes, expected, prios, delays, queues, keys, limits, rates).
 			QueryRow(func(row pgx.Row) error {
 				var fired int64
 				err := row.Scan(&fired)
@@ -365,7 +390,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			})
 	}
 	b.queueSettle(batch, params)
-	if node, scope, ok := plan.NextDue(); ok && params.ClaimNext > 0 {
+	if node, scope, ok := plan.NextDue(params.Queue); ok && params.ClaimNext > 0 {
 		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {
 			defer rows.Close()
 			for rows.Next() {

@@ -16,26 +16,30 @@ WITH r AS (
 	VALUES ($1, $2, 'running', $3, $4, $10)
 	RETURNING id
 ), j AS (
-	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
-	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond'
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at,
+		queue, gated, gate_key, gate_limit, rate_key)
+	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond',
+		$11, $12, $13, $14, $15
 	FROM r
 	RETURNING id
 )
 SELECT r.id, j.id FROM r, j`
 
-// sqlTriggerKeyed is sqlTrigger with an idempotency key ($10): on a key
+// sqlTriggerKeyed is sqlTrigger with an idempotency key ($11): on a key
 // already used in the pipeline it inserts nothing and returns no row (the
 // caller then reads the existing run with sqlTriggerExisting, in a new
 // statement, which sees a concurrent trigger's committed row).
 const sqlTriggerKeyed = `
 WITH r AS (
-	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata, trigger_key)
-	VALUES ($1, $2, 'running', $3, $4, $10)
+	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata, identity, trigger_key)
+	VALUES ($1, $2, 'running', $3, $4, $10, $11)
 	ON CONFLICT (pipeline, trigger_key) WHERE trigger_key IS NOT NULL DO NOTHING
 	RETURNING id
 ), j AS (
-	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at)
-	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond'
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at,
+		queue, gated, gate_key, gate_limit, rate_key)
+	SELECT r.id, $5, $6, 'pending', $7, $8, now() + $9::bigint * interval '1 microsecond',
+		$12, $13, $14, $15, $16
 	FROM r
 	RETURNING id
 )
@@ -64,7 +68,7 @@ const sqlClaim = `
 WITH c AS MATERIALIZED (
 	SELECT c.id
 	FROM {schema}.ductwork_jobs AS c
-	WHERE c.status = 'pending'
+	WHERE c.status = 'pending' AND NOT c.gated AND c.queue = $5
 	  AND c.due_at + interval '0' <= now()
 	  AND EXISTS (
 		SELECT 1 FROM {schema}.ductwork_runs AS cr
@@ -175,20 +179,34 @@ FROM (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AS src,
 		WITH ORDINALITY AS u(node_id, scope, priority, input, delay_us, ord)
 ORDER BY u.ord`
 
+// sqlInsertJobsGated is sqlInsertJobs for a plan with a job on a queue or
+// with a gate (plans without keep the shorter statement).
+const sqlInsertJobsGated = `
+INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at,
+	queue, gated, gate_key, gate_limit, rate_key)
+SELECT src.run_id, u.node_id, u.scope, 'pending', u.priority, u.input, now() + u.delay_us * interval '1 microsecond',
+	u.queue, u.gate_key IS NOT NULL OR u.rate_key IS NOT NULL, u.gate_key, u.gate_limit, u.rate_key
+FROM (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AS src,
+	unnest($2::text[], $3::text[], $4::integer[], $5::bytea[], $6::bigint[], $7::text[], $8::text[], $9::integer[], $10::text[])
+		WITH ORDINALITY AS u(node_id, scope, priority, input, delay_us, queue, gate_key, gate_limit, rate_key, ord)
+ORDER BY u.ord`
+
 // sqlOpenJoins inserts join rows and, for those expecting no arrival, their
 // join job at once. It returns the number of join jobs inserted.
 const sqlOpenJoins = `
 WITH oj AS (
-	INSERT INTO {schema}.ductwork_joins (run_id, node_id, scope, expected, priority, delay_us)
-	SELECT src.run_id, u.node_id, u.scope, u.expected, u.priority, u.delay_us
+	INSERT INTO {schema}.ductwork_joins (run_id, node_id, scope, expected, priority, delay_us, queue, gate_key, gate_limit, rate_key)
+	SELECT src.run_id, u.node_id, u.scope, u.expected, u.priority, u.delay_us, u.queue, u.gate_key, u.gate_limit, u.rate_key
 	FROM (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = $1) AS src,
-		unnest($2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[])
-			WITH ORDINALITY AS u(node_id, scope, expected, priority, delay_us, ord)
+		unnest($2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::text[], $8::text[], $9::integer[], $10::text[])
+			WITH ORDINALITY AS u(node_id, scope, expected, priority, delay_us, queue, gate_key, gate_limit, rate_key, ord)
 	ORDER BY u.ord
-	RETURNING id, run_id, node_id, scope, expected, priority, delay_us
+	RETURNING id, run_id, node_id, scope, expected, priority, delay_us, queue, gate_key, gate_limit, rate_key
 ), fired AS (
-	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at)
-	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond'
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at,
+		queue, gated, gate_key, gate_limit, rate_key)
+	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond',
+		queue, gate_key IS NOT NULL OR rate_key IS NOT NULL, gate_key, gate_limit, rate_key
 	FROM oj
 	WHERE expected = 0
 	RETURNING id
@@ -206,10 +224,13 @@ WITH jn AS (
 	SET arrived = jn.arrived + 1
 	FROM {schema}.ductwork_jobs AS j
 	WHERE j.id = $1 AND jn.id = j.arrival_join_id AND jn.arrived < jn.expected
-	RETURNING jn.id, jn.run_id, jn.node_id, jn.scope, jn.expected, jn.arrived, jn.priority, jn.delay_us
+	RETURNING jn.id, jn.run_id, jn.node_id, jn.scope, jn.expected, jn.arrived, jn.priority, jn.delay_us,
+		jn.queue, jn.gate_key, jn.gate_limit, jn.rate_key
 ), fired AS (
-	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at)
-	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond'
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, is_join, join_id, due_at,
+		queue, gated, gate_key, gate_limit, rate_key)
+	SELECT run_id, node_id, scope, 'pending', priority, true, id, now() + delay_us * interval '1 microsecond',
+		queue, gate_key IS NOT NULL OR rate_key IS NOT NULL, gate_key, gate_limit, rate_key
 	FROM jn
 	WHERE arrived = expected
 	RETURNING due_at
@@ -488,7 +509,8 @@ const (
 // queries holds the statements rendered for one schema.
 type queries struct {
 	trigger, triggerKeyed, triggerExisting, claimOutcome, owned        string
-	claim, claimNext                                                   string
+	claim, claimNext, insertJobsGated                                  string
+	gatedSelect, gatedClaim, limitRow, gateRunning, limitSetTAT        string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
 	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
@@ -514,6 +536,12 @@ func renderQueries(schema string) queries {
 		completeJob:       r.Replace(sqlCompleteJob),
 		completeJobArrive: r.Replace(sqlCompleteJobArrive),
 		insertJobs:        r.Replace(sqlInsertJobs),
+		insertJobsGated:   r.Replace(sqlInsertJobsGated),
+		gatedSelect:       r.Replace(sqlGatedSelect),
+		gatedClaim:        r.Replace(sqlGatedClaim),
+		limitRow:          r.Replace(sqlLimitRow),
+		gateRunning:       r.Replace(sqlGateRunning),
+		limitSetTAT:       r.Replace(sqlLimitSetTAT),
 		openJoins:         r.Replace(sqlOpenJoins),
 		arrive:            r.Replace(sqlArrive),
 		completeRun:       r.Replace(sqlCompleteRun),

@@ -54,7 +54,12 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 			return err
 		}
 		f := &params.First
-		r, err = t.exec(qInsertFirstJob, jobFloor, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
+		if f.Queue == "" && !f.Gate.Gated() {
+			r, err = t.exec(qInsertFirstJob, jobFloor, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
+		} else {
+			r, err = t.exec(qInsertFirstJobGated, append([]any{jobFloor, res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay)},
+				gateArgs(f.Queue, f.Gate)...)...)
+		}
 		if err != nil {
 			return err
 		}
@@ -123,7 +128,10 @@ func (b *Backend) Claim(ctx context.Context, params *backend.ClaimParams) (*back
 	}
 	err = b.inTx(ctx, func(t *txn) error {
 		res.Jobs = res.Jobs[:0]
-		rows, err := t.query(qClaimSelect, defs, params.Limit)
+		if params.Gated {
+			return b.claimGated(t, params, defs, res)
+		}
+		rows, err := t.query(qClaimSelect, params.Queue, defs, params.Limit)
 		if err != nil {
 			return err
 		}
@@ -273,7 +281,14 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 
 		for i := range plan.Jobs {
 			j := &plan.Jobs[i]
-			if _, err := t.exec(qInsertJob, runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay)); err != nil {
+			var err error
+			if j.Queue == "" && !j.Gate.Gated() {
+				_, err = t.exec(qInsertJob, runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay))
+			} else {
+				_, err = t.exec(qInsertJobGated, append([]any{runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay)},
+					gateArgs(j.Queue, j.Gate)...)...)
+			}
+			if err != nil {
 				return fmt.Errorf("insert job (%s, %q): %w", j.NodeID, j.Scope, err)
 			}
 			res.NewJobs++
@@ -287,7 +302,8 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 
 		for i := range plan.OpenJoins {
 			o := &plan.OpenJoins[i]
-			r, err := t.exec(qOpenJoin, runID, o.NodeID, o.Scope, o.Expected, o.Priority, micros(o.Delay))
+			ga := joinGateArgs(o.Gate)
+			r, err := t.exec(qOpenJoin, runID, o.NodeID, o.Scope, o.Expected, o.Priority, micros(o.Delay), o.Queue, ga[0], ga[1], ga[2])
 			if err != nil {
 				return fmt.Errorf("open join (%s, %q): %w", o.NodeID, o.Scope, err)
 			}
@@ -298,7 +314,8 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 			if err != nil {
 				return err
 			}
-			if _, err := t.exec(qInsertJoinJob, runID, o.NodeID, o.Scope, o.Priority, id, micros(o.Delay)); err != nil {
+			if _, err := t.exec(qInsertJoinJob, append([]any{runID, o.NodeID, o.Scope, o.Priority, id, micros(o.Delay)},
+				gateArgs(o.Queue, o.Gate)...)...); err != nil {
 				return fmt.Errorf("insert join job (%s, %q): %w", o.NodeID, o.Scope, err)
 			}
 			res.NewJobs++
@@ -309,11 +326,13 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 				return backend.Permanent(fmt.Errorf("arrival at join (%s, %q) of run %d: no such join is open", a.NodeID, a.Scope, runID))
 			}
 			var (
-				node, scope                 string
+				node, scope, queue          string
 				expected, arrived, priority int
 				delayUS                     int64
+				gate                        joinGate
 			)
-			if err := t.queryRow(qArrive, joinID.Int64).Scan(&node, &scope, &expected, &arrived, &priority, &delayUS); err != nil {
+			if err := t.queryRow(qArrive, joinID.Int64).Scan(&node, &scope, &expected, &arrived, &priority, &delayUS,
+				&queue, &gate.key, &gate.limit, &gate.rate); err != nil {
 				return fmt.Errorf("arrival at join (%s, %q): %w", a.NodeID, a.Scope, err)
 			}
 			crashpoint.Hit(crashpoint.JoinUpdate)
@@ -321,7 +340,8 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 			case arrived > expected:
 				return backend.Permanent(fmt.Errorf("arrival at join (%s, %q): join expects %d arrivals and already fired", a.NodeID, a.Scope, expected))
 			case arrived == expected:
-				if _, err := t.exec(qInsertJoinJob, runID, node, scope, priority, joinID.Int64, delayUS); err != nil {
+				if _, err := t.exec(qInsertJoinJob, append([]any{runID, node, scope, priority, joinID.Int64, delayUS},
+					gateArgs(queue, gate.gate())...)...); err != nil {
 					return fmt.Errorf("insert join job (%s, %q): %w", node, scope, err)
 				}
 				res.NewJobs++
@@ -372,7 +392,7 @@ func advanceRun(t *txn, plan *backend.Plan, output []byte, runID int64, res *bac
 // completing process, so it runs next without a claim transaction of its
 // own. The write lock is held, so nobody else can claim it meanwhile.
 func claimNext(t *txn, p *backend.CompleteParams, runID int64) (*backend.Job, error) {
-	node, scope, ok := p.Plan.NextDue()
+	node, scope, ok := p.Plan.NextDue(p.Queue)
 	if !ok {
 		return nil, nil
 	}

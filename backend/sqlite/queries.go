@@ -65,8 +65,20 @@ WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
 	qInsertJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
 
-	qInsertJoinJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at)
-VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
+	qInsertJoinJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at,
+    queue, gated, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?, ?, ?, ?, ?, ?)`
+
+	// qInsertJobGated and qInsertFirstJobGated insert a job with a queue or
+	// a gate (jobs without either keep the shorter statements above).
+	qInsertJobGated = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+    queue, gated, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?, ?, ?, ?, ?, ?)`
+
+	qInsertFirstJobGated = `INSERT INTO ductwork_jobs (id, run_id, node_id, scope, status, priority, input, created_at, due_at,
+    queue, gated, gate_key, gate_limit, rate_key)
+VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_jobs'), 0) + 1),
+    ?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?, ?, ?, ?, ?, ?)`
 
 	// qClaimSelect picks, in claim order, the due jobs of running runs of the
 	// given definitions (a JSON array of [pipeline, fingerprint] pairs), with
@@ -78,12 +90,40 @@ VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
 	qClaimSelect = `SELECT j.id, r.pipeline, r.fingerprint, r.metadata, r.identity
 FROM ductwork_jobs AS j
 CROSS JOIN ductwork_runs AS r ON r.id = j.run_id
-WHERE j.status = 'pending'
+WHERE j.status = 'pending' AND j.gated = 0 AND j.queue = ?
   AND j.due_at <= ` + nowUS + `
   AND r.status IN ('running', 'waiting')
   AND (r.pipeline, r.fingerprint) IN (SELECT d.value ->> 0, d.value ->> 1 FROM json_each(?) AS d)
 ORDER BY j.priority DESC, j.due_at, j.id
 LIMIT ?`
+
+	// qGatedSelect is qClaimSelect for gated jobs, with their limits. Jobs
+	// whose concurrency key is already full are left out here, so that one
+	// key's backlog does not hide the jobs of other keys behind it; the
+	// claim then counts again and decides (see internal/gate).
+	qGatedSelect = `SELECT j.id, r.pipeline, r.fingerprint, r.metadata, r.identity,
+    COALESCE(j.gate_key, ''), j.gate_limit, COALESCE(j.rate_key, '')
+FROM ductwork_jobs AS j
+CROSS JOIN ductwork_runs AS r ON r.id = j.run_id
+WHERE j.status = 'pending' AND j.gated = 1 AND j.queue = ?
+  AND j.due_at <= ` + nowUS + `
+  AND r.status IN ('running', 'waiting')
+  AND (r.pipeline, r.fingerprint) IN (SELECT d.value ->> 0, d.value ->> 1 FROM json_each(?) AS d)
+  AND (j.gate_key IS NULL OR (SELECT COUNT(*) FROM ductwork_jobs AS g
+                              WHERE g.gate_key = j.gate_key AND g.status = 'running') < j.gate_limit)
+ORDER BY j.priority DESC, j.due_at, j.id
+LIMIT ?`
+
+	// qGateRunning counts the running jobs of a concurrency key.
+	qGateRunning = `SELECT COUNT(*) FROM ductwork_jobs WHERE gate_key = ? AND status = 'running'`
+
+	// qLimitRow creates a limit's row if needed and returns its state with
+	// the database's now (the write lock is held: nobody else claims).
+	qLimitRow = `INSERT INTO ductwork_limits (name, tat) VALUES (?, 0)
+ON CONFLICT (name) DO UPDATE SET name = excluded.name
+RETURNING tat, ` + nowUS
+
+	qLimitSetTAT = `UPDATE ductwork_limits SET tat = ? WHERE name = ?`
 
 	// qClaimJob claims one job picked by qClaimSelect. The status guard
 	// keeps it correct even outside an immediate transaction.
@@ -114,11 +154,12 @@ SET status = 'completed', output = ?, finished_at = ` + nowUS + `,
     arrival_slot = ?` + fenced + `
 RETURNING run_id, arrival_join_id`
 
-	qOpenJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us)
-VALUES (?, ?, ?, ?, 0, ?, ?)`
+	qOpenJoin = `INSERT INTO ductwork_joins (run_id, node_id, scope, expected, arrived, priority, delay_us,
+    queue, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`
 
 	qArrive = `UPDATE ductwork_joins SET arrived = arrived + 1 WHERE id = ?
-RETURNING node_id, scope, expected, arrived, priority, delay_us`
+RETURNING node_id, scope, expected, arrived, priority, delay_us, queue, gate_key, gate_limit, rate_key`
 
 	// qAdvanceRun applies a completion's change to the run's outstanding work
 	// (Plan.CompleteRun and Plan.Detached): ?1 is the change, ?2 whether the
@@ -280,7 +321,7 @@ ORDER BY pipeline, fingerprint`
 
 // hotWrites are prepared on the writer once and reused by every transaction.
 var hotWrites = []string{
-	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qClaimSelect, qClaimJob, qJoinInputs, qClaimNextPick,
+	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qInsertJobGated, qClaimSelect, qGatedSelect, qClaimJob, qJoinInputs, qClaimNextPick,
 	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qAdvanceRun, qCompleteRun,
 	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat, qRecordExecution,
 }

@@ -11,6 +11,9 @@
 //	chain    W2: -n runs (default 1000) of a 10-step chain triggered at once
 //	         into an idle supervisor. Reports steps/s and the p50/p99 of each
 //	         run's trigger → last step's end.
+//	chain-limited
+//	         W2 with step.Concurrency(16) on every step (named only, not
+//	         part of all): what the gated claim costs.
 //	fanout   W3: one run: a step returns -n ints (default 10000), Expand to a
 //	         no-op step, Collapse to one. Reports seconds and peak RSS.
 //	latency  W4: -n sequential samples (default 1000) on an idle supervisor
@@ -57,17 +60,22 @@ func main() {
 
 var workloadNames = []string{"jobs", "chain", "fanout", "latency"}
 
-var defaultN = map[string]int{"jobs": 20000, "chain": 1000, "fanout": 10000, "latency": 1000}
+// extraWorkloads run only when named: chain-limited is W2 with a
+// concurrency limit of 16 on every step.
+var extraWorkloads = []string{"chain-limited"}
+
+var defaultN = map[string]int{"jobs": 20000, "chain": 1000, "chain-limited": 1000, "fanout": 10000, "latency": 1000}
 
 // workloads maps a workload to the one definition it registers and its runner.
 var workloads = map[string]struct {
 	def ductwork.Definition
 	run func(ctx context.Context, c *ductwork.Client, s *store, workers, n int, analyze bool) ([]measured, error)
 }{
-	"jobs":    {JobsPipeline, runJobs},
-	"chain":   {ChainPipeline, runChain},
-	"fanout":  {FanoutPipeline, runFanout},
-	"latency": {LatencyPipeline, runLatency},
+	"jobs":          {JobsPipeline, runJobs},
+	"chain":         {ChainPipeline, runChain},
+	"chain-limited": {LimitedChainPipeline, runLimitedChain},
+	"fanout":        {FanoutPipeline, runFanout},
+	"latency":       {LatencyPipeline, runLatency},
 }
 
 type options struct {
@@ -122,8 +130,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	} else {
 		for w := range strings.SplitSeq(*workload, ",") {
 			w = strings.TrimSpace(w)
-			if !slices.Contains(workloadNames, w) {
-				return nil, fmt.Errorf("-workload %q: want jobs, chain, fanout, latency or all", w)
+			if !slices.Contains(workloadNames, w) && !slices.Contains(extraWorkloads, w) {
+				return nil, fmt.Errorf("-workload %q: want jobs, chain, chain-limited, fanout, latency or all", w)
 			}
 			o.workloads = append(o.workloads, w)
 		}

@@ -104,6 +104,7 @@ func printTable(w io.Writer, rs []result) {
 var benchName = map[string]string{
 	"jobs":            "BenchmarkW1Jobs",
 	"chain":           "BenchmarkW2Chain",
+	"chain-limited":   "BenchmarkW2ChainLimited16",
 	"fanout":          "BenchmarkW3Fanout",
 	"latency":         "BenchmarkW4TriggerToStart",
 	"latency-handoff": "BenchmarkW4Handoff",
@@ -124,7 +125,7 @@ func printBenchfmt(w io.Writer, rs []result) {
 		switch r.Workload {
 		case "latency", "latency-handoff":
 			fmt.Fprintf(w, "%s\t%d\t%d ns/op\t%.4g p50-ms\t%.4g p99-ms\n", name, r.N, r.meanLat.Nanoseconds(), r.P50Ms, r.P99Ms)
-		case "chain":
+		case "chain", "chain-limited":
 			fmt.Fprintf(w, "%s\t1\t%d ns/op\t%.1f steps/s\t%.4g p50-ms\t%.4g p99-ms\t%s\n", name, secNs(r.Seconds), r.StepsPerSec, r.P50Ms, r.P99Ms, cpu)
 		case "fanout":
 			fmt.Fprintf(w, "%s\t1\t%d ns/op\t%.1f steps/s\t%.1f peak-RSS-MB\t%s\n", name, secNs(r.Seconds), r.StepsPerSec, r.PeakRSSMB, cpu)

@@ -83,19 +83,29 @@ var (
 // records the run's latency when it finishes.
 const chainLen = 10
 
-var ChainPipeline = flow.MustDefine("bench-w2-chain", func(p *flow.Pipeline[int64]) flow.End[int64] {
-	pass := func(_ step.Context, t int64) (int64, error) { return t, nil }
-	n := flow.Start(p, step.New("w2-step-01", pass))
-	for i := 2; i < chainLen; i++ {
-		n = flow.Chain(n, step.New(fmt.Sprintf("w2-step-%02d", i), pass))
-	}
-	return flow.Chain(n, step.New(fmt.Sprintf("w2-step-%02d", chainLen), func(_ step.Context, t int64) (int64, error) {
-		pr := cur.Load()
-		pr.record(time.Duration(mono()-t), false)
-		pr.hit()
-		return t, nil
-	}))
-})
+var ChainPipeline = chainPipeline("bench-w2-chain", "w2")
+
+// LimitedChainPipeline is W2 with a concurrency limit of limitedChainLimit
+// on every step (each step its own limit): what the gated claim costs.
+var LimitedChainPipeline = chainPipeline("bench-w2-chain-limited", "w2l", step.Concurrency(limitedChainLimit))
+
+const limitedChainLimit = 16
+
+func chainPipeline(name, prefix string, opts ...step.Option) *flow.Definition[int64, int64] {
+	return flow.MustDefine(name, func(p *flow.Pipeline[int64]) flow.End[int64] {
+		pass := func(_ step.Context, t int64) (int64, error) { return t, nil }
+		n := flow.Start(p, step.New(prefix+"-step-01", pass, opts...))
+		for i := 2; i < chainLen; i++ {
+			n = flow.Chain(n, step.New(fmt.Sprintf("%s-step-%02d", prefix, i), pass, opts...))
+		}
+		return flow.Chain(n, step.New(fmt.Sprintf("%s-step-%02d", prefix, chainLen), func(_ step.Context, t int64) (int64, error) {
+			pr := cur.Load()
+			pr.record(time.Duration(mono()-t), false)
+			pr.hit()
+			return t, nil
+		}, opts...))
+	})
+}
 
 // W3: one step returns n ints, each gets a no-op step, one step collapses them.
 var FanoutPipeline = flow.MustDefine("bench-w3-fanout", func(p *flow.Pipeline[int]) flow.End[int] {
@@ -290,6 +300,15 @@ func runJobs(ctx context.Context, c *ductwork.Client, s *store, workers, n int, 
 // runChain is W2: n runs of a chainLen-step chain triggered at once into an
 // idle supervisor.
 func runChain(ctx context.Context, c *ductwork.Client, s *store, workers, n int, analyze bool) ([]measured, error) {
+	return runChainOf(ctx, c, s, workers, n, analyze, ChainPipeline, "chain")
+}
+
+// runLimitedChain is W2 with a concurrency limit on every step.
+func runLimitedChain(ctx context.Context, c *ductwork.Client, s *store, workers, n int, analyze bool) ([]measured, error) {
+	return runChainOf(ctx, c, s, workers, n, analyze, LimitedChainPipeline, "chain-limited")
+}
+
+func runChainOf(ctx context.Context, c *ductwork.Client, s *store, workers, n int, analyze bool, def *flow.Definition[int64, int64], workload string) ([]measured, error) {
 	stop, err := startSupervisor(ctx, c, workers)
 	if err != nil {
 		return nil, err
@@ -297,23 +316,23 @@ func runChain(ctx context.Context, c *ductwork.Client, s *store, workers, n int,
 	settle(ctx)
 	p := newProbe(n)
 	t0 := time.Now()
-	terr := triggerMany(ctx, c, ChainPipeline, n, func(int) int64 { return mono() })
+	terr := triggerMany(ctx, c, def, n, func(int) int64 { return mono() })
 	trig := time.Since(t0)
 	if terr == nil && analyze && s.analyze != nil {
 		terr = s.analyze(ctx)
 	}
 	var werr error
 	if terr == nil {
-		werr = waitDone(ctx, c.Backend(), ChainPipeline.Name(), p)
+		werr = waitDone(ctx, c.Backend(), def.Name(), p)
 	}
 	elapsed := time.Since(t0)
 	if err := errors.Join(terr, werr, stop()); err != nil {
 		return nil, err
 	}
-	if err := verifyCompleted(ctx, c.Backend(), ChainPipeline.Name(), n); err != nil {
+	if err := verifyCompleted(ctx, c.Backend(), def.Name(), n); err != nil {
 		return nil, err
 	}
-	return []measured{{workload: "chain", n: n, steps: n * chainLen, elapsed: elapsed, lat: p.lat, triggerDur: trig}}, nil
+	return []measured{{workload: workload, n: n, steps: n * chainLen, elapsed: elapsed, lat: p.lat, triggerDur: trig}}, nil
 }
 
 // runFanout is W3: one run expanding to n branches and collapsing them.

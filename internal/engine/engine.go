@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,10 @@ type Engine struct {
 	defs   map[backend.DefinitionRef]*graph.Graph
 	refs   []backend.DefinitionRef
 	byName map[string]*graph.Graph
+	// gatedQueues and rates summarise the registered definitions' limits
+	// (see Gating).
+	gatedQueues map[string]bool
+	rates       []backend.RateLimit
 
 	wmu     sync.Mutex
 	waiters map[int64][]chan struct{}
@@ -187,6 +192,19 @@ func (e *Engine) Register(g *graph.Graph) {
 	e.defs[ref] = g
 	e.refs = append(e.refs, ref)
 	e.byName[g.Pipeline] = g
+	if e.gatedQueues == nil {
+		e.gatedQueues = map[string]bool{}
+	}
+	for _, n := range g.Nodes {
+		if o := &n.Options; o.Concurrency > 0 || o.ConcurrencyKey != nil || o.RateLimit != nil {
+			e.gatedQueues[o.Queue] = true
+		}
+	}
+	for _, r := range g.RateLimits() {
+		if !slices.ContainsFunc(e.rates, func(x backend.RateLimit) bool { return x.Name == r.Name }) {
+			e.rates = append(e.rates, r)
+		}
+	}
 }
 
 // Lookup returns the registered definition for ref.
@@ -195,6 +213,15 @@ func (e *Engine) Lookup(ref backend.DefinitionRef) (*graph.Graph, bool) {
 	defer e.mu.RUnlock()
 	g, ok := e.defs[ref]
 	return g, ok
+}
+
+// Gating reports whether a registered definition has a step with limits
+// on queue, and the rate limits the registered definitions name (both kept
+// up to date by Register, so asking costs a map lookup).
+func (e *Engine) Gating(queue string) (gated bool, rates []backend.RateLimit) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.gatedQueues[queue], e.rates
 }
 
 // Refs lists the registered definition versions.
@@ -512,7 +539,7 @@ func (e *Engine) Execute(runCtx context.Context, processID string, job *backend.
 		fl = nil
 		cr, err = e.Backend.Complete(ctx, &backend.CompleteParams{
 			JobID: job.ID, ProcessID: processID, Fence: job.Fence, Output: outBytes, Plan: plan, ClaimNext: claimNext,
-			InTx: inTx, TxTimeout: timeout,
+			InTx: inTx, TxTimeout: timeout, Queue: node.Options.Queue,
 		})
 		if end != nil {
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/ductworktype"
@@ -329,7 +330,11 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 		if !ok {
 			next = n.Divert.Otherwise
 		}
-		p.Jobs = append(p.Jobs, newJob(next, scope, outBytes))
+		j, err := g.newJob(next, scope, outBytes, out)
+		if err != nil {
+			return p, err
+		}
+		p.Jobs = append(p.Jobs, j)
 		return p, nil
 	}
 	if len(n.Succs) == 0 {
@@ -338,7 +343,11 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 	first := n.Succs[0]
 	switch first.Kind {
 	case KindChain, KindConverge:
-		p.Jobs = append(p.Jobs, newJob(first, scope, outBytes))
+		j, err := g.newJob(first, scope, outBytes, out)
+		if err != nil {
+			return p, err
+		}
+		p.Jobs = append(p.Jobs, j)
 	case KindSleep, KindAwait:
 		j, err := waitJob(first, scope, out, outBytes)
 		if err != nil {
@@ -358,7 +367,11 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 		}
 		p.Jobs = make([]backend.NewJob, 0, len(parts))
 		for i, part := range parts {
-			p.Jobs = append(p.Jobs, newJob(first, ChildScope(scope, i), part))
+			j, err := g.newJob(first, ChildScope(scope, i), part, nil)
+			if err != nil {
+				return p, err
+			}
+			p.Jobs = append(p.Jobs, j)
 		}
 	case KindDivide:
 		if j := first.Join; j != nil {
@@ -367,14 +380,18 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 			p.OpenJoins = append(p.OpenJoins, openJoin(j, scope, len(j.Preds)))
 		}
 		for _, s := range n.Succs {
-			p.Jobs = append(p.Jobs, newJob(s, scope, outBytes))
+			j, err := g.newJob(s, scope, outBytes, out)
+			if err != nil {
+				return p, err
+			}
+			p.Jobs = append(p.Jobs, j)
 		}
 	case KindCollapse:
 		parent, slot, err := ParentScope(scope)
 		if err != nil {
 			return p, err
 		}
-		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: parent, Slot: slot}
+		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: parent, Slot: slot, Queue: first.Options.Queue, Gated: JoinGate(first).Gated()}
 	case KindCombine:
 		slot := -1
 		for i, pred := range first.Preds {
@@ -382,20 +399,45 @@ func (g *Graph) next(n *Node, scope string, out any, outBytes []byte) (backend.P
 				slot = i
 			}
 		}
-		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: scope, Slot: slot}
+		p.Arrive = &backend.Arrival{NodeID: first.ID, Scope: scope, Slot: slot, Queue: first.Options.Queue, Gated: JoinGate(first).Gated()}
 	default:
 		return p, fmt.Errorf("node %q: unexpected successor kind %s", n.ID, first.Kind)
 	}
 	return p, nil
 }
 
-func newJob(n *Node, scope string, input []byte) backend.NewJob {
-	return backend.NewJob{NodeID: n.ID, Scope: scope, Input: input, Delay: n.Options.Delay, Priority: n.Options.Priority}
+// newJob is the job of node n at scope with the encoded input; typed is
+// the decoded input when the caller has it (nil: decoded here, and only for
+// a step whose concurrency key needs it).
+func (g *Graph) newJob(n *Node, scope string, input []byte, typed any) (backend.NewJob, error) {
+	j := backend.NewJob{NodeID: n.ID, Scope: scope, Input: input, Delay: n.Options.Delay, Priority: n.Options.Priority,
+		Queue: n.Options.Queue}
+	if n.Options.Concurrency > 0 || n.Options.ConcurrencyKey != nil || n.Options.RateLimit != nil {
+		if n.Options.ConcurrencyKey != nil && typed == nil {
+			v, err := n.Decode(g.Codec, input, nil)
+			if err != nil {
+				return j, fmt.Errorf("decode the input of %q for its concurrency key: %w", n.ID, err)
+			}
+			typed = v
+		}
+		gate, err := Gate(n, typed)
+		if err != nil {
+			return j, err
+		}
+		j.Gate = gate
+	}
+	return j, nil
+}
+
+// FirstJob is the job of the start node for the pipeline input in (typed)
+// encoded as input.
+func (g *Graph) FirstJob(input []byte, in any) (backend.NewJob, error) {
+	return g.newJob(g.Start, "", input, in)
 }
 
 // waitJob is the job of a sleep or await node n, whose input is out.
 func waitJob(n *Node, scope string, out any, outBytes []byte) (backend.NewJob, error) {
-	j := newJob(n, scope, outBytes)
+	j := backend.NewJob{NodeID: n.ID, Scope: scope, Input: outBytes, Delay: n.Options.Delay, Priority: n.Options.Priority}
 	w := n.Wait
 	if n.Kind == KindSleep {
 		j.Wait = backend.WaitSleep
@@ -421,5 +463,64 @@ func waitJob(n *Node, scope string, out any, outBytes []byte) (backend.NewJob, e
 }
 
 func openJoin(n *Node, scope string, expected int) backend.OpenJoin {
-	return backend.OpenJoin{NodeID: n.ID, Scope: scope, Expected: expected, Delay: n.Options.Delay, Priority: n.Options.Priority}
+	return backend.OpenJoin{NodeID: n.ID, Scope: scope, Expected: expected, Delay: n.Options.Delay, Priority: n.Options.Priority,
+		Queue: n.Options.Queue, Gate: JoinGate(n)}
+}
+
+// JoinGate is the gate of a join node's job: its step-wide concurrency limit
+// and rate limit (a join has no concurrency key: its input is not known
+// when the join opens).
+func JoinGate(n *Node) backend.Gate {
+	g, _ := Gate(n, nil)
+	return g
+}
+
+// Gate is the gate of a job of node n whose input is in (used only by a
+// concurrency key). Keys of a step-wide limit are "step:" and the step name;
+// keys of a keyed limit are "key:", the step name, a unit separator (0x1f)
+// and the key, or a digest of the key when that would be longer than the
+// backends store, or is not text every backend stores (invalid UTF-8, NUL).
+func Gate(n *Node, in any) (backend.Gate, error) {
+	var g backend.Gate
+	o := &n.Options
+	switch {
+	case o.ConcurrencyKey != nil && in != nil:
+		k := o.ConcurrencyKey.Key(in)
+		key := "key:" + n.ID + "\x1f" + k
+		if len(key) > backend.MaxLimitKeyBytes || !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
+			sum := sha256.Sum256([]byte(k))
+			key = "key:" + n.ID + "\x1f#" + hex.EncodeToString(sum[:])
+		}
+		g.ConcurrencyKey, g.Concurrency = key, o.ConcurrencyKey.Limit
+	case o.Concurrency > 0:
+		g.ConcurrencyKey, g.Concurrency = "step:"+n.ID, o.Concurrency
+	}
+	if o.RateLimit != nil {
+		g.RateLimit = o.RateLimit.Name
+	}
+	return g, nil
+}
+
+// RateLimits lists the rate limits the definition's steps name.
+func (g *Graph) RateLimits() []backend.RateLimit {
+	var rs []backend.RateLimit
+	seen := map[string]bool{}
+	for _, n := range g.Nodes {
+		if r := n.Options.RateLimit; r != nil && !seen[r.Name] {
+			seen[r.Name] = true
+			rs = append(rs, backend.RateLimit{Name: r.Name, Interval: r.Interval(), Burst: r.Burst})
+		}
+	}
+	return rs
+}
+
+// Gated reports whether any step of the definition on queue has limits.
+func (g *Graph) Gated(queue string) bool {
+	for _, n := range g.Nodes {
+		o := &n.Options
+		if o.Queue == queue && (o.Concurrency > 0 || o.ConcurrencyKey != nil || o.RateLimit != nil) {
+			return true
+		}
+	}
+	return false
 }

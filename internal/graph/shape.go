@@ -27,7 +27,14 @@ func (g *Graph) Shape() backend.Shape {
 				Retries: n.Options.Retries, Backoff: n.Options.Backoff, MaxBackoff: n.Options.MaxBackoff,
 				Timeout: n.Options.Timeout, Delay: n.Options.Delay, Priority: n.Options.Priority,
 				MaxCrashes: n.Options.MaxCrashes,
+				Queue:      n.Options.Queue, Concurrency: n.Options.Concurrency,
 			},
+		}
+		if k := n.Options.ConcurrencyKey; k != nil {
+			sn.Options.KeyConcurrency = k.Limit
+		}
+		if r := n.Options.RateLimit; r != nil {
+			sn.Options.RateLimit = r.Name
 		}
 		for _, p := range n.Preds {
 			sn.Preds = append(sn.Preds, p.ID)
