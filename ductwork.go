@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -223,6 +224,8 @@ type TriggerOption interface {
 type triggerOptions struct {
 	metadata map[string]string
 	key      string
+	// keyWhileActive and errorIfExists are WithKey's KeyOptions.
+	keyWhileActive, errorIfExists bool
 }
 
 type triggerOptionFunc func(*triggerOptions)
@@ -243,16 +246,63 @@ func WithMetadata(md map[string]string) TriggerOption {
 	})
 }
 
-// WithKey makes the trigger idempotent: key is stored with the run, unique
-// per pipeline, and a trigger with a key already used in the pipeline starts
-// nothing and returns the existing run with Run.Existing set (or
-// ErrKeyConflict if that run's input differs). A trigger that failed without
-// telling whether the run was written (a connection lost before the reply)
-// can be retried with the same key: it never starts a duplicate. The key
-// stays bound to its run as long as the run's row exists.
-func WithKey(key string) TriggerOption {
-	return triggerOptionFunc(func(o *triggerOptions) { o.key = key })
+// WithKey deduplicates triggers: key is stored with the run, unique per
+// pipeline, and a trigger with a key already bound to a run of the pipeline
+// starts nothing. By default it returns that run's handle with Run.Existing
+// set (or ErrKeyConflict if that run's input differs), so a retried HTTP
+// handler, or a trigger that failed without telling whether the run was
+// written (a connection lost before the reply), never starts a duplicate.
+// Options choose how long the key binds (KeyWhileActive) and what a
+// duplicate returns (KeyErrorIfExists). It works the same inside TriggerTx,
+// where a duplicate leaves the caller's transaction usable.
+//
+// By default the key stays bound to its run as long as the run's row
+// exists ("ever").
+func WithKey(key string, opts ...KeyOption) TriggerOption {
+	var ko KeyOption
+	for _, x := range opts {
+		ko |= x
+	}
+	return triggerOptionFunc(func(o *triggerOptions) {
+		o.key = key
+		o.keyWhileActive = ko&KeyWhileActive != 0
+		o.errorIfExists = ko&KeyErrorIfExists != 0
+	})
 }
+
+// KeyOption modifies WithKey.
+type KeyOption int
+
+const (
+	// KeyWhileActive binds the key to its run only while the run is active
+	// (running, waiting or halted, which Revive can resume): once it has
+	// completed or been cancelled, a trigger with the key starts a new run
+	// (the finished run gives up the key), whatever its input.
+	KeyWhileActive KeyOption = 1 << iota
+	// KeyErrorIfExists makes a duplicate trigger return a *DuplicateRunError
+	// (matching ErrDuplicateRun, naming the existing run) instead of the
+	// existing run's handle.
+	KeyErrorIfExists
+)
+
+// ErrDuplicateRun matches a *DuplicateRunError.
+var ErrDuplicateRun = errors.New("ductwork: a run with this trigger key exists")
+
+// DuplicateRunError is returned by a trigger with WithKey(key,
+// KeyErrorIfExists) whose key is bound to an existing run: nothing was
+// written. RunID is that run (Open it for a handle).
+type DuplicateRunError struct {
+	Pipeline string
+	Key      string
+	RunID    int64
+}
+
+func (e *DuplicateRunError) Error() string {
+	return fmt.Sprintf("ductwork: trigger %s: key %q is bound to run %d", e.Pipeline, e.Key, e.RunID)
+}
+
+// Is makes errors.Is(err, ErrDuplicateRun) true.
+func (e *DuplicateRunError) Is(target error) bool { return target == ErrDuplicateRun }
 
 // Trigger starts a run of d with input in: the run and its first step are
 // written in one transaction. The definition need not be registered with c to
@@ -318,7 +368,7 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 			opt.applyTrigger(&o)
 		}
 	}
-	p.Metadata, p.Key = o.metadata, o.key
+	p.Metadata, p.Key, p.KeyWhileActive = o.metadata, o.key, o.keyWhileActive
 	info := &engine.TriggerInfo{Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Metadata: p.Metadata}
 	if info.Metadata == nil {
 		info.Metadata = map[string]string{}
@@ -336,6 +386,9 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
 	}
 	end(res.RunID, nil)
+	if res.Existing && o.errorIfExists {
+		return nil, &DuplicateRunError{Pipeline: g.Pipeline, Key: p.Key, RunID: res.RunID}
+	}
 	if tx == nil && !res.Existing {
 		c.eng.WakeAll()
 	}

@@ -256,3 +256,46 @@ func TestFairnessDueOrder(t *testing.T) {
 		t.Fatalf("pipeline B's step started %dth; the %d flood steps due before it should be all that delays it", pos, before)
 	}
 }
+
+// TestTriggerKeyOptions: WithKey with KeyErrorIfExists returns a
+// *DuplicateRunError naming the run that holds the key (also inside
+// TriggerTx, whose transaction stays usable), and KeyWhileActive lets a key
+// start a new run once its run has completed.
+func TestTriggerKeyOptions(t *testing.T) {
+	s := step.New("once", func(_ step.Context, n int) (int, error) { return n, nil })
+	def := flow.MustDefine("keyed", func(p *flow.Pipeline[int]) flow.End[int] { return flow.Start(p, s) })
+	e := newEnv(t, def)
+	ctx := waitCtx(t)
+	first, err := ductwork.Trigger(ctx, e.client, def, 1, ductwork.WithKey("order-1", ductwork.KeyWhileActive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ductwork.Trigger(ctx, e.client, def, 1, ductwork.WithKey("order-1", ductwork.KeyErrorIfExists))
+	var dup *ductwork.DuplicateRunError
+	if !errors.As(err, &dup) || !errors.Is(err, ductwork.ErrDuplicateRun) || dup.RunID != first.ID || dup.Key != "order-1" {
+		t.Fatalf("duplicate trigger = %v; want *DuplicateRunError naming run %d", err, first.ID)
+	}
+	tx, err := e.b.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ductwork.TriggerTx(ctx, e.client, tx, def, 1, ductwork.WithKey("order-1", ductwork.KeyErrorIfExists))
+	if !errors.Is(err, ductwork.ErrDuplicateRun) {
+		t.Fatalf("duplicate TriggerTx = %v; want ErrDuplicateRun", err)
+	}
+	other, err := ductwork.TriggerTx(ctx, e.client, tx, def, 2, ductwork.WithKey("order-2"))
+	if err != nil || other.Existing {
+		t.Fatalf("TriggerTx after a duplicate in the same transaction = %v; want a new run", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	startSupervisor(t, e.client, nil)
+	if _, err := first.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ductwork.Trigger(ctx, e.client, def, 3, ductwork.WithKey("order-1", ductwork.KeyWhileActive))
+	if err != nil || again.Existing || again.ID == first.ID {
+		t.Fatalf("trigger while active after the run completed = %+v, %v; want a new run", again, err)
+	}
+}

@@ -226,6 +226,12 @@ type TriggerParams struct {
 	// trigger failed ambiguously (the reply was lost) retries with the same
 	// Key and gets the run the first attempt started, never a duplicate.
 	Key string
+	// KeyWhileActive binds Key to its run only while the run is active
+	// (running, waiting or halted): a trigger whose Key names a completed or
+	// cancelled run takes the key from it (that run keeps no key) and
+	// starts a new run, whatever its input. Without it a key is bound to its
+	// run for as long as the run's row exists.
+	KeyWhileActive bool
 }
 
 // TriggerResult is the result of Backend.Trigger.

@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"TxSteps", testTxSteps},
 		{"Executions", testExecutions},
 		{"Limits", testLimits},
+		{"Dedup", testDedup},
 		{"EndToEnd", testEndToEnd},
 		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/ductwork-go/ductwork/backend"
@@ -61,33 +62,72 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		if !ok || tx == nil {
 			return nil, fmt.Errorf("ductwork/mysql: %s: got %T, want *sql.Tx: %w", op, params.Tx, backend.ErrUnsupportedTx)
 		}
-		if err := insert(tx); err != nil {
-			if params.Key != "" && isDuplicate(err) {
-				// A duplicate key rolls back the statement, not the
-				// caller's transaction.
-				return b.triggerExisting(ctx, tx, params)
+		for attempt := 0; ; attempt++ {
+			err := insert(tx)
+			if err == nil {
+				return &res, nil
 			}
-			return nil, mapErr(op, err)
+			if params.Key == "" || !isDuplicate(err) {
+				return nil, mapErr(op, err)
+			}
+			// A duplicate key rolls back the statement, not the caller's
+			// transaction.
+			existing, err := b.triggerExisting(ctx, tx, params)
+			if !errors.Is(err, errKeyReleased) {
+				return existing, err
+			}
+			if attempt == 10 {
+				return nil, fmt.Errorf("ductwork/mysql: trigger %s key %q: the key kept moving between runs", params.Pipeline, params.Key)
+			}
 		}
-		return &res, nil
 	}
-	if err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(tx) }); err != nil {
-		if params.Key != "" && isDuplicate(err) {
-			return b.triggerExisting(ctx, b.db, params)
+	for attempt := 0; ; attempt++ {
+		err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(tx) })
+		if err == nil {
+			return &res, nil
 		}
-		return nil, err
+		if params.Key == "" || !isDuplicate(err) {
+			return nil, err
+		}
+		existing, err := b.triggerExisting(ctx, b.db, params)
+		if !errors.Is(err, errKeyReleased) {
+			return existing, err
+		}
+		if attempt == 10 {
+			return nil, fmt.Errorf("ductwork/mysql: trigger %s key %q: the key kept moving between runs", params.Pipeline, params.Key)
+		}
 	}
-	return &res, nil
 }
+
+// errKeyReleased: triggerExisting took the key from a finished run; insert
+// again.
+var errKeyReleased = errors.New("trigger key released by a finished run")
 
 // triggerExisting returns the run that holds params.Key in its pipeline (a
 // keyed trigger found the key taken), or backend.ErrKeyConflict if that run
 // was started with another input.
+// With params.KeyWhileActive and a finished run, it takes the key from that
+// run and returns errKeyReleased: the caller inserts again.
 func (b *Backend) triggerExisting(ctx context.Context, q querier, params *backend.TriggerParams) (*backend.TriggerResult, error) {
 	res := &backend.TriggerResult{Existing: true}
-	var input []byte
-	if err := q.QueryRowContext(ctx, qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input); err != nil {
+	var (
+		input    []byte
+		finished bool
+	)
+	err := q.QueryRowContext(ctx, qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input, &finished)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A concurrent trigger took the key from a finished run and has not
+		// committed its own yet: insert again (that waits for it).
+		return nil, errKeyReleased
+	}
+	if err != nil {
 		return nil, mapErr("trigger", err)
+	}
+	if finished && params.KeyWhileActive {
+		if _, err := q.ExecContext(ctx, qReleaseKey, res.RunID); err != nil {
+			return nil, mapErr("trigger", err)
+		}
+		return nil, errKeyReleased
 	}
 	if !bytes.Equal(input, params.Input) {
 		return nil, fmt.Errorf("ductwork/mysql: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)

@@ -84,6 +84,27 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 // triggerKeyed is Trigger with an idempotency key: the insert does nothing
 // on a key already used in the pipeline, and the existing run is read back.
 func (b *Backend) triggerKeyed(ctx context.Context, q queryer, params *backend.TriggerParams, meta map[string]string) (*backend.TriggerResult, error) {
+	for attempt := 0; ; attempt++ {
+		res, finished, err := b.triggerKeyedOnce(ctx, q, params, meta)
+		if err != nil || !finished || !params.KeyWhileActive {
+			return res, err
+		}
+		if attempt == 10 {
+			return nil, fmt.Errorf("ductwork/postgres: trigger %s key %q: the key kept moving between runs", params.Pipeline, params.Key)
+		}
+		// The key's run has finished: take the key from it and try again (a
+		// concurrent trigger may take it first; then its run is returned).
+		if res.RunID != 0 {
+			if _, err := q.Exec(ctx, b.q.releaseKey, res.RunID); err != nil {
+				return nil, mapErr("trigger", err)
+			}
+		}
+	}
+}
+
+// triggerKeyedOnce inserts the keyed run, or reads the run holding the key
+// and reports whether it has finished.
+func (b *Backend) triggerKeyedOnce(ctx context.Context, q queryer, params *backend.TriggerParams, meta map[string]string) (*backend.TriggerResult, bool, error) {
 	res := &backend.TriggerResult{}
 	first := params.First
 	gq, gated, gkey, glimit, grate := gateArgs(first.Queue, first.Gate)
@@ -95,23 +116,35 @@ func (b *Backend) triggerKeyed(ctx context.Context, q queryer, params *backend.T
 			if params.Tx == nil {
 				b.notifyLater()
 			} else if _, err := q.Exec(ctx, b.q.notify, b.channel); err != nil {
-				return nil, mapErr("trigger", err)
+				return nil, false, mapErr("trigger", err)
 			}
 		}
-		return res, nil
+		return res, false, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, mapErr("trigger", err)
+		return nil, false, mapErr("trigger", err)
 	}
-	var input []byte
-	if err := q.QueryRow(ctx, b.q.triggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input); err != nil {
-		return nil, mapErr("trigger", err)
+	var (
+		input    []byte
+		finished bool
+	)
+	err = q.QueryRow(ctx, b.q.triggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input, &finished)
+	if errors.Is(err, pgx.ErrNoRows) && params.KeyWhileActive {
+		// A concurrent trigger took the key from a finished run and has not
+		// inserted its own yet: insert again.
+		return res, true, nil
+	}
+	if err != nil {
+		return nil, false, mapErr("trigger", err)
+	}
+	if finished && params.KeyWhileActive {
+		return res, true, nil
 	}
 	if !bytes.Equal(input, params.Input) {
-		return nil, fmt.Errorf("ductwork/postgres: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
+		return nil, false, fmt.Errorf("ductwork/postgres: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
 	}
 	res.Existing = true
-	return res, nil
+	return res, false, nil
 }
 
 // claimOutcome reads what became of the claim (jobID, fence, processID)

@@ -46,9 +46,14 @@ WITH r AS (
 SELECT r.id, j.id FROM r, j`
 
 const sqlTriggerExisting = `
-SELECT r.id, coalesce((SELECT min(j.id) FROM {schema}.ductwork_jobs AS j WHERE j.run_id = r.id), 0), r.input
+SELECT r.id, coalesce((SELECT min(j.id) FROM {schema}.ductwork_jobs AS j WHERE j.run_id = r.id), 0), r.input,
+	r.status IN ('completed', 'cancelled')
 FROM {schema}.ductwork_runs AS r
 WHERE r.pipeline = $1 AND r.trigger_key = $2`
+
+// sqlReleaseKey takes a trigger key from a finished run (KeyWhileActive).
+const sqlReleaseKey = `UPDATE {schema}.ductwork_runs SET trigger_key = NULL
+WHERE id = $1 AND status IN ('completed', 'cancelled')`
 
 // sqlClaim takes due jobs of running runs whose definition is one of the
 // ($2, $3) pairs, skipping rows other claimers hold. The run check is a
@@ -511,6 +516,7 @@ type queries struct {
 	trigger, triggerKeyed, triggerExisting, claimOutcome, owned        string
 	claim, claimNext, insertJobsGated                                  string
 	gatedSelect, gatedClaim, limitRow, gateRunning, limitSetTAT        string
+	releaseKey                                                         string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
 	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
@@ -529,6 +535,7 @@ func renderQueries(schema string) queries {
 		trigger:           r.Replace(sqlTrigger),
 		triggerKeyed:      r.Replace(sqlTriggerKeyed),
 		triggerExisting:   r.Replace(sqlTriggerExisting),
+		releaseKey:        r.Replace(sqlReleaseKey),
 		claimOutcome:      r.Replace(sqlClaimOutcome),
 		owned:             r.Replace(sqlOwned),
 		claim:             r.Replace(sqlClaim),

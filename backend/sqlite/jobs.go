@@ -32,8 +32,18 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	insert := func(t *txn) error {
 		res = backend.TriggerResult{}
 		if params.Key != "" {
-			var input []byte
-			err := t.queryRow(qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input)
+			var (
+				input    []byte
+				finished bool
+			)
+			err := t.queryRow(qTriggerExisting, params.Pipeline, params.Key).Scan(&res.RunID, &res.JobID, &input, &finished)
+			if err == nil && finished && params.KeyWhileActive {
+				if _, err := t.exec(qReleaseKey, res.RunID); err != nil {
+					return err
+				}
+				res = backend.TriggerResult{}
+				err = sql.ErrNoRows
+			}
 			if err == nil {
 				if !bytes.Equal(input, params.Input) {
 					return fmt.Errorf("trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)

@@ -50,8 +50,12 @@ VALUES (max(?, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ductwork_
 
 	// qTriggerExisting finds the run holding a trigger key (one writer, so
 	// reading it in the write transaction before inserting is race free).
-	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input
+	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input,
+    r.status IN ('completed', 'cancelled')
 FROM ductwork_runs r WHERE r.pipeline = ? AND r.trigger_key = ?`
+
+	// qReleaseKey takes a trigger key from a finished run (KeyWhileActive).
+	qReleaseKey = `UPDATE ductwork_runs SET trigger_key = NULL WHERE id = ? AND status IN ('completed', 'cancelled')`
 
 	// qClaimOutcome reads what became of a claim whose fenced write matched
 	// nothing: an earlier call with the same claim may have committed.
