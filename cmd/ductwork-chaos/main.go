@@ -62,6 +62,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,7 @@ type options struct {
 	procs         int
 	runs          int
 	workers       int
+	limit         int
 	duration      time.Duration
 	timeout       time.Duration
 	killEvery     time.Duration
@@ -113,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.procs, "procs", 4, "worker processes")
 	fs.IntVar(&o.runs, "runs", 200, "runs to trigger")
 	fs.IntVar(&o.workers, "workers", 8, "step workers per process")
+	fs.IntVar(&o.limit, "limit", 0, "put a concurrency limit of this many on step "+limitedNode+" (0 = none) and check that no more executions of it ran at once")
 	fs.DurationVar(&o.duration, "duration", 0, "how long the faults go on, with -runs/2 more runs triggered whenever fewer than -runs/2 are unfinished; 0 = until the -runs runs finished (bounded by -timeout); with network faults, they go round at least once and until -duration, with runs kept queued")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "hard limit from the first trigger until every run finished")
 	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second, "SIGKILL a random worker this often (0 = never)")
@@ -225,6 +228,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "ductwork-chaos:", err)
 		return 2
+	}
+	if o.limit > 0 {
+		// The workers inherit it and define the pipeline with the limit.
+		if err := os.Setenv(limitEnv, strconv.Itoa(o.limit)); err != nil {
+			fmt.Fprintln(stderr, "ductwork-chaos:", err)
+			return 2
+		}
 	}
 	rep, err := runChaos(ctx, o, stderr)
 	if rep != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/ductwork-go/ductwork/flow"
@@ -111,12 +113,26 @@ func run[T any](ctx step.Context, compute func(tag string) T) (T, error) {
 }
 
 func chainStep(name string) step.Step[Item, Item] {
+	var opts []step.Option
+	if name == limitedNode && stepLimit > 0 {
+		opts = append(opts, step.Concurrency(stepLimit))
+	}
 	return step.New(name, func(ctx step.Context, in Item) (Item, error) {
 		return run(ctx, func(tag string) Item {
 			return Item{I: in.I, Key: in.Key, V: mix(in.V, name), Tag: tag}
 		})
-	})
+	}, opts...)
 }
+
+// limitEnv carries -limit to the workers: a concurrency limit on
+// limitedNode, read when the pipeline is defined (the controller sets it
+// before it starts any worker).
+const limitEnv = "DUCTWORK_CHAOS_LIMIT"
+
+// limitedNode is the step -limit applies to.
+const limitedNode = nA2
+
+var stepLimit, _ = strconv.Atoi(os.Getenv(limitEnv))
 
 var (
 	startStep = step.New(nStart, func(ctx step.Context, in Input) ([]Item, error) {
