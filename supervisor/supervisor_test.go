@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -225,6 +226,9 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		"negative Children.MaxRSS":           {Processes: 1, Children: supervisor.Children{MaxRSS: -1}},
 		"negative Children.StopTimeout":      {Processes: 1, Children: supervisor.Children{StopTimeout: -time.Second}},
 		"Processes with RoleMaintenance":     {Processes: 2, Role: supervisor.RoleMaintenance},
+		"queue listed twice":                 {Queues: []supervisor.Queue{{Name: "heavy"}, {Name: "heavy"}}},
+		"queue with negative Workers":        {Queues: []supervisor.Queue{{Name: "heavy", Workers: -1}}},
+		"queue name too long":                {Queues: []supervisor.Queue{{Name: strings.Repeat("q", 65)}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := supervisor.New(c, &cfg)
