@@ -352,7 +352,8 @@ func (s *Supervisor) ProcessID() string { return s.cfg.ProcessID }
 // shuts down gracefully: no new claims, in-flight steps get ShutdownGrace to
 // finish, then their claims are released and the process deregistered, all
 // within ReleaseTimeout. Run returns nil after a shutdown, or the error that
-// kept it from starting.
+// kept it from starting: when the database did not answer before the
+// context ended, the last registration error.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -370,9 +371,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 func (s *Supervisor) run(ctx context.Context) error {
 	if err := s.register(ctx); err != nil {
-		if ctx.Err() != nil {
-			// Shut down before the registration went through: a shutdown,
-			// not a failure (the process owned nothing yet).
+		if errors.Is(err, errStoppedBeforeRegistered) {
+			// Shut down before a first registration attempt could end: a
+			// shutdown, not a failure (the process owned nothing yet).
 			return nil
 		}
 		return err
@@ -453,6 +454,10 @@ func (s *Supervisor) run(ctx context.Context) error {
 	return nil
 }
 
+// errStoppedBeforeRegistered: Run's context ended before any registration
+// attempt had failed on its own (see Run).
+var errStoppedBeforeRegistered = errors.New("supervisor: stopped before registering")
+
 func (s *Supervisor) register(ctx context.Context) error {
 	host, _ := os.Hostname()
 	delay := 100 * time.Millisecond
@@ -460,7 +465,14 @@ func (s *Supervisor) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("supervisor: store definitions: %w", err)
 	}
+	var failed error // the last failure that was not the shutdown itself
 	for {
+		if ctx.Err() != nil {
+			if failed != nil {
+				return fmt.Errorf("supervisor: register process: %w", failed)
+			}
+			return errStoppedBeforeRegistered
+		}
 		cctx, cancel := s.callCtx(ctx)
 		_, err := s.b.RegisterProcess(cctx, &backend.RegisterProcessParams{
 			ProcessID: s.cfg.ProcessID, Host: host, PID: os.Getpid(), Definitions: s.eng.Refs(),
@@ -484,10 +496,13 @@ func (s *Supervisor) register(ctx context.Context) error {
 			// stores).
 			return fmt.Errorf("supervisor: register process: %w", err)
 		}
+		if ctx.Err() != nil {
+			continue // the shutdown ended this attempt
+		}
+		failed = err
 		s.logger.Warn("ductwork: cannot register process, retrying", slog.String("error", err.Error()), slog.Duration("after", delay))
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("supervisor: register process: %w", err)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 10*time.Second)
