@@ -15,5 +15,8 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
 		// The same for the test proxy's own commit-cut toxic, blocked handing
 		// a chunk to a link that was torn down.
-		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*cutToxic).Pipe"))
+		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*cutToxic).Pipe"),
+		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*countToxic).Pipe"),
+		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*holdToxic).Pipe"),
+		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*replyCutToxic).Pipe"))
 }
