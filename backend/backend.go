@@ -191,6 +191,35 @@ type Backend interface {
 	// many processes at once.
 	DeliverSignals(ctx context.Context, params *DeliverSignalsParams) (*DeliverSignalsResult, error)
 
+	// SaveSchedules creates or updates one row per schedule of
+	// params.Schedules, keyed by name: a new row gets the given NextTick; an
+	// existing one takes the pipeline and missed-tick policy given, and the
+	// NextTick too only when its spec or time zone changed (then the stored
+	// last tick is kept). Paused is never changed. It is idempotent and safe
+	// from many processes at once (the last writer's spec wins).
+	SaveSchedules(ctx context.Context, params *SaveSchedulesParams) (*SaveSchedulesResult, error)
+
+	// ListSchedules returns every stored schedule, by name, and the
+	// database's clock.
+	ListSchedules(ctx context.Context, params *ListSchedulesParams) (*ListSchedulesResult, error)
+
+	// FireSchedule handles one schedule's due tick in one transaction: it
+	// locks the schedule's row, and only when the row is not paused and its
+	// next tick equals params.Expected it triggers params.Trigger (joining
+	// the transaction, as Trigger with a Tx does; a key already bound to a
+	// run returns that run with Existing, and ErrKeyConflict counts as
+	// Existing too, with RunID 0) and stores params.Next as the next tick,
+	// params.Tick and the run as the last ones. So of several processes that
+	// fire the same tick at once, one starts the run and the others get
+	// Fired false; the trigger key makes a tick start at most one run even
+	// if the row is created again. ErrScheduleNotFound for an unknown name.
+	FireSchedule(ctx context.Context, params *FireScheduleParams) (*FireScheduleResult, error)
+
+	// PauseSchedule sets a schedule's Paused flag (ErrScheduleNotFound for
+	// an unknown name). Resuming keeps the next tick: ticks that passed while
+	// paused count as missed.
+	PauseSchedule(ctx context.Context, params *PauseScheduleParams) (*PauseScheduleResult, error)
+
 	// Now returns the database's clock.
 	Now(ctx context.Context) (time.Time, error)
 

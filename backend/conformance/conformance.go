@@ -79,6 +79,7 @@ func Run(t *testing.T, h Harness) {
 		{"Executions", testExecutions},
 		{"Limits", testLimits},
 		{"Dedup", testDedup},
+		{"Schedules", testSchedules},
 		{"EndToEnd", testEndToEnd},
 		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},

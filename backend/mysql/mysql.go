@@ -368,7 +368,7 @@ func classify(err error) error {
 func isSentinel(err error) bool {
 	for _, s := range []error{
 		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
-		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrNotMigrated, backend.ErrDefinitionNotFound,
+		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrNotMigrated, backend.ErrDefinitionNotFound, backend.ErrScheduleNotFound,
 	} {
 		if errors.Is(err, s) {
 			return true

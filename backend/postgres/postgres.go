@@ -306,7 +306,7 @@ func isSentinel(err error) bool {
 	for _, s := range []error{
 		backend.ErrStaleClaim, backend.ErrProcessNotFound, backend.ErrRunNotFound, backend.ErrRunState,
 		backend.ErrValueExists, backend.ErrValueNotFound, backend.ErrUnsupportedTx, backend.ErrClosed,
-		backend.ErrNotMigrated, backend.ErrDefinitionNotFound,
+		backend.ErrNotMigrated, backend.ErrDefinitionNotFound, backend.ErrScheduleNotFound,
 	} {
 		if errors.Is(err, s) {
 			return true
