@@ -27,14 +27,15 @@ import (
 const galeraEnv = "DUCTWORK_TEST_GALERA_DSNS"
 
 // galeraNodes returns a *sql.DB per node, all on one fresh database created
-// through the first node (Galera replicates it), dropped at the end.
+// through the first node (Galera replicates it), dropped at the end. The
+// connections have wsrep_sync_wait=3 unless params say otherwise.
 func galeraNodes(t *testing.T, params map[string]string) []*sql.DB {
 	t.Helper()
 	dsns := os.Getenv(galeraEnv)
 	if dsns == "" {
 		t.Skipf("set %s to the DSNs of a Galera cluster's nodes (scripts/galera.sh up; scripts/galera.sh dsn N)", galeraEnv)
 	}
-	name := "dw_galera_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	name := "dw_galera_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", "=", "_").Replace(t.Name()))
 	if len(name) > 64 {
 		name = name[:64]
 	}
@@ -61,10 +62,15 @@ func galeraNodes(t *testing.T, params map[string]string) []*sql.DB {
 			})
 		}
 		cfg.DBName = name
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		// Causal reads, as the backend requires on a Galera node (a test
+		// may override it to see the refusal).
+		if _, ok := cfg.Params["wsrep_sync_wait"]; !ok {
+			cfg.Params["wsrep_sync_wait"] = "3"
+		}
 		for k, v := range params {
-			if cfg.Params == nil {
-				cfg.Params = map[string]string{}
-			}
 			cfg.Params[k] = v
 		}
 		db, err := sql.Open("mysql", cfg.FormatDSN())
@@ -180,3 +186,42 @@ func (c *countRetries) Handle(_ context.Context, r slog.Record) error {
 }
 func (c *countRetries) WithAttrs([]slog.Attr) slog.Handler { return c }
 func (c *countRetries) WithGroup(string) slog.Handler      { return c }
+
+// TestGaleraRefusesStaleReads: without causal reads (wsrep_sync_wait lacking
+// bits 1 and 2) a node that lags or has just rejoined serves claims from a
+// stale copy, so both Migrate and the registration of a process through such
+// a connection refuse with a permanent *mysql.ClusterError naming
+// wsrep_sync_wait. The registration check covers processes that never run
+// Migrate and connect with a DSN of their own.
+func TestGaleraRefusesStaleReads(t *testing.T) {
+	for _, v := range []string{"0", "1", "2"} {
+		t.Run("wsrep_sync_wait="+v, func(t *testing.T) {
+			db := galeraNodes(t, map[string]string{"wsrep_sync_wait": v})[0]
+			b, err := mysql.New(db, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = b.Migrate(ctxFor(t))
+			var ce *mysql.ClusterError
+			if !errors.As(err, &ce) || ce.Setting != "wsrep_sync_wait" || ce.Value != v || !backend.IsPermanent(err) {
+				t.Fatalf("Migrate = %v; want a permanent *mysql.ClusterError on wsrep_sync_wait=%s", err, v)
+			}
+			_, err = b.RegisterProcess(ctxFor(t), &backend.RegisterProcessParams{ProcessID: "p-" + v, Host: "h", PID: 1})
+			if !errors.As(err, &ce) || ce.Setting != "wsrep_sync_wait" || !backend.IsPermanent(err) {
+				t.Fatalf("RegisterProcess = %v; want a permanent *mysql.ClusterError on wsrep_sync_wait", err)
+			}
+		})
+	}
+	// With causal reads it migrates and registers.
+	db := galeraNodes(t, map[string]string{"wsrep_sync_wait": "3"})[1]
+	b, err := mysql.New(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(ctxFor(t)); err != nil {
+		t.Fatalf("Migrate with wsrep_sync_wait=3: %v", err)
+	}
+	if _, err := b.RegisterProcess(ctxFor(t), &backend.RegisterProcessParams{ProcessID: "p-3", Host: "h", PID: 1}); err != nil {
+		t.Fatalf("RegisterProcess with wsrep_sync_wait=3: %v", err)
+	}
+}

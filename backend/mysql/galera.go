@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+
+	"github.com/ductwork-go/ductwork/backend"
 )
 
-// ClusterError is returned by Migrate when the server is a node of a
-// MariaDB Galera cluster configured in a way under which the backend's
-// guarantees cannot hold. It names the setting, its value, the value needed
-// and why.
+// ClusterError is returned by Migrate and RegisterProcess when the server is
+// a node of a MariaDB Galera cluster configured, or connected to, in a way
+// under which the backend's guarantees cannot hold. It names the setting,
+// its value, the value needed and why. It is permanent (backend.IsPermanent):
+// no retry changes it.
 type ClusterError struct {
 	Setting, Value, Want, Reason string
 }
@@ -32,13 +36,33 @@ var galeraRequirements = []struct{ setting, want, reason string }{
 	{"binlog_format", "ROW", "Galera replicates row images; other formats lose writes"},
 }
 
+// syncWaitCausal are the bits of wsrep_sync_wait the backend needs on a
+// Galera node: 1 (reads, and the start of a transaction) and 2 (UPDATE and
+// DELETE) wait until the node has applied every write set the cluster had
+// committed when the statement began.
+const syncWaitCausal = 3
+
+// syncWaitReason says why: without causal reads a node that has just
+// rejoined (or lags) serves claims from a stale copy. The chaos command
+// found two executions under one claim that way (a worker on a node that had
+// rejoined after a SIGKILL); with wsrep_sync_wait=3 every run held.
+const syncWaitReason = "claims must read the cluster's latest state: a node that lags or has just rejoined " +
+	"otherwise hands out a claim another node already holds; add wsrep_sync_wait=3 to the DSN " +
+	"(or set it globally on every node)"
+
+// varQuerier is what checkCluster reads through: a pinned *sql.Conn at
+// Migrate, the pool at RegisterProcess.
+type varQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // checkCluster detects a Galera node (wsrep_on) and checks the settings the
-// backend relies on there. On a plain server it does nothing. On a node it
-// logs, once per Migrate, what a user must know (see "MySQL on a Galera
-// cluster" in docs/BACKEND-SEMANTICS.md): the migration lock is the node's
-// own, the clocks of the nodes must agree, and a read through one node may
-// not yet see a commit made through another unless wsrep_sync_wait is set.
-func (b *Backend) checkCluster(ctx context.Context, conn *sql.Conn) error {
+// backend relies on there, for the session it reads through (the DSN's
+// session variables count). On a plain server it does nothing. On a node it
+// logs, when logOK, what a user must know (see "MySQL on a Galera cluster"
+// in docs/BACKEND-SEMANTICS.md): the migration lock is the node's own and
+// the clocks of the nodes must agree.
+func (b *Backend) checkCluster(ctx context.Context, conn varQuerier, logOK bool) error {
 	vars := map[string]string{}
 	rows, err := conn.QueryContext(ctx, "SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_osu_method', 'binlog_format', 'wsrep_sync_wait', 'wsrep_cluster_name')")
 	if err != nil {
@@ -63,10 +87,34 @@ func (b *Backend) checkCluster(ctx context.Context, conn *sql.Conn) error {
 			return &ClusterError{Setting: r.setting, Value: v, Want: r.want, Reason: r.reason}
 		}
 	}
-	b.cfg.Logger.InfoContext(ctx, "ductwork/mysql: Galera cluster node: claims and fenced commits are certified cluster-wide "+
-		"(a conflict loses with a deadlock and is retried); run Migrate through one node at a time (its lock is per node); "+
-		"keep the nodes' clocks in step (NTP: skew adds to the reap threshold); set wsrep_sync_wait=1 in the DSN "+
-		"for tools that must read their own writes through another node",
-		slog.String("cluster", vars["wsrep_cluster_name"]), slog.String("wsrep_sync_wait", vars["wsrep_sync_wait"]))
+	if sw, err := strconv.Atoi(vars["wsrep_sync_wait"]); err != nil || sw&syncWaitCausal != syncWaitCausal {
+		return &ClusterError{Setting: "wsrep_sync_wait", Value: vars["wsrep_sync_wait"],
+			Want: "3 (any value with bits 1 and 2)", Reason: syncWaitReason}
+	}
+	if logOK {
+		b.cfg.Logger.InfoContext(ctx, "ductwork/mysql: Galera cluster node: claims and fenced commits are certified cluster-wide "+
+			"(a conflict loses with a deadlock and is retried); run Migrate through one node at a time (its lock is per node); "+
+			"keep the nodes' clocks in step (NTP: skew adds to the reap threshold)",
+			slog.String("cluster", vars["wsrep_cluster_name"]), slog.String("wsrep_sync_wait", vars["wsrep_sync_wait"]))
+	}
+	return nil
+}
+
+// checkClusterOnce runs checkCluster through the pool the first time a
+// process registers with this Backend (every supervisor does, whether or not
+// it ran Migrate, and its DSN may differ from the migrating one's). A
+// refusal is permanent; a failed read is retried at the next registration.
+func (b *Backend) checkClusterOnce(ctx context.Context) error {
+	if b.clusterChecked.Load() {
+		return nil
+	}
+	if err := b.checkCluster(ctx, b.db, false); err != nil {
+		var ce *ClusterError
+		if errors.As(err, &ce) {
+			return backend.Permanent(ce)
+		}
+		return err
+	}
+	b.clusterChecked.Store(true)
 	return nil
 }

@@ -151,7 +151,7 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 	if !dbName.Valid {
 		return &MigrationError{Step: "select database", Err: errors.New("the DSN names no database")}
 	}
-	if err := b.checkCluster(ctx, conn); err != nil {
+	if err := b.checkCluster(ctx, conn, true); err != nil {
 		var ce *ClusterError
 		if errors.As(err, &ce) {
 			return &MigrationError{Step: "check cluster", Err: backend.Permanent(ce)}

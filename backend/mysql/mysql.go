@@ -100,6 +100,9 @@ type Backend struct {
 	prepared preparedSet
 	// txTime tracks how long write transactions take (group.go).
 	txTime txTime
+	// clusterChecked is set once a registration found the server to be a
+	// plain server or a Galera node set up as the backend needs (galera.go).
+	clusterChecked atomic.Bool
 }
 
 var _ backend.Backend = (*Backend)(nil)

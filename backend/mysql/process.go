@@ -16,7 +16,10 @@ import (
 // set to the database's now, or, for an ID already registered, refreshes its
 // host, PID, definitions and heartbeat and keeps its started_at. Idempotent.
 // It returns backend.ErrProcessNotFound only if a reaper deletes the row
-// between the upsert and the read of started_at.
+// between the upsert and the read of started_at. The first registration
+// through a Backend checks, on a Galera node, the settings the backend needs
+// there (see Migrate) for this process's own connections, and refuses with a
+// permanent *ClusterError naming the missing one.
 func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterProcessParams) (*backend.RegisterProcessResult, error) {
 	const op = "register process"
 	if err := checkLen("ProcessID", params.ProcessID); err != nil {
@@ -28,6 +31,12 @@ func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterP
 	defs, err := json.Marshal(params.Definitions)
 	if err != nil {
 		return nil, fmt.Errorf("ductwork/mysql: %s: encode definitions: %w", op, err)
+	}
+	if err := b.checkClusterOnce(ctx); err != nil {
+		if backend.IsPermanent(err) {
+			return nil, fmt.Errorf("ductwork/mysql: %s: %w", op, err)
+		}
+		return nil, mapErr(op, err)
 	}
 	var started int64
 	err = b.retry(ctx, op, func() error {
