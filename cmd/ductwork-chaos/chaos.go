@@ -21,6 +21,7 @@ import (
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
+	"github.com/ductwork-go/ductwork/internal/netns"
 )
 
 // proc is one worker process. Its fields are only touched by the
@@ -91,7 +92,7 @@ type controller struct {
 
 	// Network faults (-netfaults, -hosts).
 	faults      []string
-	hosts       []*host
+	hosts       []*netns.Host
 	px          *proxies
 	hostData    []string      // per host: its data proxy
 	hostProxy   []string      // per host: the name of its data proxy
@@ -220,7 +221,7 @@ func (c *controller) spawn(cp string, host int) (*proc, error) {
 	}
 	var cmd *exec.Cmd
 	if host >= 0 {
-		cmd = c.hosts[host].command(c.self)
+		cmd = c.hosts[host].Command(c.self)
 	} else {
 		cmd = exec.Command(c.self)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/netns"
 )
 
 const (
@@ -65,7 +66,7 @@ func (c *controller) setupNetwork() (func(), error) {
 		c.logf("network faults %s: every worker behind a fault proxy of its own on the loopback", strings.Join(c.faults, ","))
 		return cleanup, nil
 	}
-	hosts, teardown, err := setupHosts(c.o.hosts)
+	hosts, teardown, err := netns.Setup(nsPrefix, c.o.hosts)
 	if err != nil {
 		c.fallbackWhy = err.Error()
 		c.faults = slices.DeleteFunc(c.faults, func(f string) bool { return f == faultPartition })
@@ -76,11 +77,11 @@ func (c *controller) setupNetwork() (func(), error) {
 	cleanup = func() { c.px.closeAll(); teardown() }
 	port := portOf(upstream)
 	for _, h := range hosts {
-		name, addr, err := c.px.add(net.JoinHostPort(h.dataAddr, port))
+		name, addr, err := c.px.add(net.JoinHostPort(h.DataAddr, port))
 		if err != nil {
 			return cleanup, err
 		}
-		_, oaddr, err := c.px.add(net.JoinHostPort(h.obsAddr, port))
+		_, oaddr, err := c.px.add(net.JoinHostPort(h.ObsAddr, port))
 		if err != nil {
 			return cleanup, err
 		}
@@ -93,7 +94,7 @@ func (c *controller) setupNetwork() (func(), error) {
 		c.hostObs = append(c.hostObs, obs)
 	}
 	c.logf("%d hosts: network namespaces %s0..%d, each reaching the %s server through its own link and fault proxy (host i: 10.x.2i+1.2 → 10.x.2i+1.1:%s → %s); faults %s",
-		len(hosts), hosts[0].ns[:len(hosts[0].ns)-1], len(hosts)-1, c.sc.Kind, port, upstream, strings.Join(c.faults, ","))
+		len(hosts), hosts[0].NS[:len(hosts[0].NS)-1], len(hosts)-1, c.sc.Kind, port, upstream, strings.Join(c.faults, ","))
 	return cleanup, nil
 }
 
@@ -137,7 +138,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 	exited := make(chan struct{})
 	targets := c.dataProxies()
 	ph.target = "every proxy (" + strconv.Itoa(len(targets)) + ")"
-	var h *host
+	var h *netns.Host
 	if fault == faultBlackhole || fault == faultPartition {
 		// One host (or one process) is cut off for longer than the reap
 		// threshold, and a supervisor on it is asked to shut down
@@ -159,7 +160,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 		}
 		switch {
 		case h != nil:
-			ph.target = fmt.Sprintf("host %d (%s)", hi, h.ns)
+			ph.target = fmt.Sprintf("host %d (%s)", hi, h.NS)
 			targets = []string{c.hostProxy[hi]}
 		case extra != nil:
 			ph.target = fmt.Sprintf("worker %d's proxy", extra.pid)
@@ -170,7 +171,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 	start := time.Now()
 	var err error
 	if fault == faultPartition {
-		err = h.partition()
+		err = h.Partition()
 	} else {
 		err = c.px.inject(fault, targets)
 	}
@@ -198,7 +199,7 @@ func (c *controller) phase(ctx context.Context, b backend.Backend, x *execDB, fa
 	ph.window = time.Since(start)
 	healStart := time.Now()
 	if fault == faultPartition {
-		if err := h.heal(); err != nil {
+		if err := h.Heal(); err != nil {
 			ph.detail = "heal: " + err.Error()
 		}
 	} else {

@@ -249,3 +249,7 @@ func faultList(s string, hosts int) ([]string, error) {
 	}
 	return out, nil
 }
+
+// nsPrefix starts the names of every namespace this command creates; the
+// controller's pid follows, so a later run can remove what a killed one left.
+const nsPrefix = "dwchaos-"

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ductwork-go/ductwork/internal/netns"
 )
 
 func TestBadNetworkFlags(t *testing.T) {
@@ -51,13 +53,13 @@ func TestHostPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates network namespaces")
 	}
-	hosts, teardown, err := setupHosts(1)
+	hosts, teardown, err := netns.Setup(nsPrefix, 1)
 	if err != nil {
 		t.Skipf("network namespaces unavailable: %v", err)
 	}
 	defer teardown()
 	h := hosts[0]
-	ln, err := net.Listen("tcp", net.JoinHostPort(h.dataAddr, "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(h.DataAddr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +75,8 @@ func TestHostPartition(t *testing.T) {
 	}()
 	reach := func() error {
 		// bash's /dev/tcp, run inside the namespace, with a 2s limit.
-		cmd := h.command("timeout")
-		cmd.Args = append(cmd.Args, "2", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%s", h.dataAddr, portOf(ln.Addr().String())))
+		cmd := h.Command("timeout")
+		cmd.Args = append(cmd.Args, "2", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%s", h.DataAddr, portOf(ln.Addr().String())))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, out)
@@ -84,13 +86,13 @@ func TestHostPartition(t *testing.T) {
 	if err := reach(); err != nil {
 		t.Fatalf("host cannot reach its link's root end: %v", err)
 	}
-	if err := h.partition(); err != nil {
+	if err := h.Partition(); err != nil {
 		t.Fatal(err)
 	}
 	if err := reach(); err == nil {
 		t.Fatal("a partitioned host reached the root namespace")
 	}
-	if err := h.heal(); err != nil {
+	if err := h.Heal(); err != nil {
 		t.Fatal(err)
 	}
 	// The neighbour entry that failed during the partition is resolved
@@ -102,7 +104,7 @@ func TestHostPartition(t *testing.T) {
 		}
 	}
 	teardown()
-	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), h.ns) {
-		t.Fatalf("namespace %s left after teardown", h.ns)
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), h.NS) {
+		t.Fatalf("namespace %s left after teardown", h.NS)
 	}
 }

@@ -1,4 +1,8 @@
-package main
+// Package netns gives a test or a measuring command hosts of its own on one
+// machine: Linux network namespaces, each joined to the root namespace by
+// veth pairs, so processes run "on another host" and their link to the
+// database can be cut (Partition) while they live. It needs root and ip(8).
+package netns
 
 import (
 	"errors"
@@ -11,7 +15,7 @@ import (
 	"syscall"
 )
 
-// A host is a network namespace with two links into the root namespace, each
+// A Host is a network namespace with two links into the root namespace, each
 // a veth pair:
 //
 //   - the data link carries the supervisors' connections to the database. Its
@@ -28,18 +32,14 @@ import (
 // Addresses: 10.<net>.<2i+1>.0/24 for host i's data link and
 // 10.<net>.<2i+2>.0/24 for its observer link, the root end .1 and the host
 // end .2; <net> is picked at random among the second octets no interface uses.
-type host struct {
-	index    int
-	ns       string // namespace name
-	dataRoot string // root end of the data link
-	dataAddr string // root end's address (the data proxy listens there)
-	obsAddr  string // root end's address of the observer link
-	hostAddr string // the host's own address on its data link
+type Host struct {
+	Index    int
+	NS       string // namespace name
+	DataRoot string // root end of the data link
+	DataAddr string // root end's address (a proxy to the database listens there)
+	ObsAddr  string // root end's address of the observer link
+	HostAddr string // the host's own address on its data link
 }
-
-// nsPrefix starts the names of every namespace this command creates; the
-// controller's pid follows, so a later run can remove what a killed one left.
-const nsPrefix = "dwchaos-"
 
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -49,16 +49,16 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
-// removeStaleHosts deletes the namespaces (and with them their links) of
-// chaos controllers that no longer run.
-func removeStaleHosts() {
+// removeStale deletes the namespaces (and with them their links) named with
+// prefix by processes that no longer run.
+func removeStale(prefix string) {
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		return
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		rest, ok := strings.CutPrefix(name, nsPrefix)
+		rest, ok := strings.CutPrefix(name, prefix)
 		if !ok {
 			continue
 		}
@@ -87,47 +87,49 @@ func freeSubnet() (int, error) {
 	return 0, errors.New("no free 10.x.0.0/16 subnet")
 }
 
-// setupHosts creates n hosts. On any error it removes what it created. The
-// returned function removes every host; it is safe to call more than once.
-func setupHosts(n int) ([]*host, func(), error) {
-	removeStaleHosts()
+// Setup creates n hosts named prefix, the caller's pid and the index (so a
+// later call with the same prefix removes what a killed process left). On any
+// error it removes what it created. The returned function removes every
+// host; it is safe to call more than once.
+func Setup(prefix string, n int) ([]*Host, func(), error) {
+	removeStale(prefix)
 	subnet, err := freeSubnet()
 	if err != nil {
 		return nil, nil, err
 	}
 	pid := os.Getpid()
-	var hosts []*host
+	var hosts []*Host
 	teardown := func() {
 		for _, h := range hosts {
 			// Deleting the namespace deletes the host ends, and a veth
 			// pair goes with either end; the root ends are deleted
 			// explicitly in case the namespace was never reached.
-			_ = ipCmd("netns", "del", h.ns)
-			_ = exec.Command("ip", "link", "del", h.dataRoot).Run()
-			_ = exec.Command("ip", "link", "del", "dw"+strconv.Itoa(pid%100000)+"o"+strconv.Itoa(h.index)+"r").Run()
+			_ = ipCmd("netns", "del", h.NS)
+			_ = exec.Command("ip", "link", "del", h.DataRoot).Run()
+			_ = exec.Command("ip", "link", "del", "dw"+strconv.Itoa(pid%100000)+"o"+strconv.Itoa(h.Index)+"r").Run()
 		}
 		hosts = nil
 	}
 	for i := range n {
-		h := &host{index: i, ns: fmt.Sprintf("%s%d-%d", nsPrefix, pid, i)}
+		h := &Host{Index: i, NS: fmt.Sprintf("%s%d-%d", prefix, pid, i)}
 		hosts = append(hosts, h)
 		base := "dw" + strconv.Itoa(pid%100000)
 		data, obs := base+"d"+strconv.Itoa(i), base+"o"+strconv.Itoa(i)
-		h.dataRoot = data + "r"
+		h.DataRoot = data + "r"
 		dnet, onet := fmt.Sprintf("10.%d.%d", subnet, 2*i+1), fmt.Sprintf("10.%d.%d", subnet, 2*i+2)
-		h.dataAddr, h.obsAddr, h.hostAddr = dnet+".1", onet+".1", dnet+".2"
+		h.DataAddr, h.ObsAddr, h.HostAddr = dnet+".1", onet+".1", dnet+".2"
 		steps := [][]string{
-			{"netns", "add", h.ns},
-			{"-n", h.ns, "link", "set", "lo", "up"},
+			{"netns", "add", h.NS},
+			{"-n", h.NS, "link", "set", "lo", "up"},
 		}
 		for _, l := range []struct{ name, subnet string }{{data, dnet}, {obs, onet}} {
 			steps = append(steps,
 				[]string{"link", "add", l.name + "r", "type", "veth", "peer", "name", l.name + "h"},
-				[]string{"link", "set", l.name + "h", "netns", h.ns},
+				[]string{"link", "set", l.name + "h", "netns", h.NS},
 				[]string{"addr", "add", l.subnet + ".1/24", "dev", l.name + "r"},
 				[]string{"link", "set", l.name + "r", "up"},
-				[]string{"-n", h.ns, "addr", "add", l.subnet + ".2/24", "dev", l.name + "h"},
-				[]string{"-n", h.ns, "link", "set", l.name + "h", "up"},
+				[]string{"-n", h.NS, "addr", "add", l.subnet + ".2/24", "dev", l.name + "h"},
+				[]string{"-n", h.NS, "link", "set", l.name + "h", "up"},
 			)
 		}
 		for _, s := range steps {
@@ -140,12 +142,15 @@ func setupHosts(n int) ([]*host, func(), error) {
 	return hosts, teardown, nil
 }
 
-// partition cuts the host's data link; heal restores it.
-func (h *host) partition() error { return ipCmd("link", "set", h.dataRoot, "down") }
-func (h *host) heal() error      { return ipCmd("link", "set", h.dataRoot, "up") }
+// Partition cuts the host's data link: its packets go nowhere and nothing
+// comes back, while its processes and their connections stay open.
+func (h *Host) Partition() error { return ipCmd("link", "set", h.DataRoot, "down") }
 
-// command returns a command that runs name inside the host's namespace. ip
+// Heal restores the data link Partition cut.
+func (h *Host) Heal() error { return ipCmd("link", "set", h.DataRoot, "up") }
+
+// Command returns a command that runs name inside the host's namespace. ip
 // execs it, so the process's pid is the command's.
-func (h *host) command(name string) *exec.Cmd {
-	return exec.Command("ip", "netns", "exec", h.ns, name)
+func (h *Host) Command(name string) *exec.Cmd {
+	return exec.Command("ip", "netns", "exec", h.NS, name)
 }
