@@ -3,9 +3,9 @@ package ductworktest_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }

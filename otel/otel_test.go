@@ -20,6 +20,7 @@ import (
 	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
 	"github.com/ductwork-go/ductwork/flow"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 	"github.com/ductwork-go/ductwork/otel"
 	"github.com/ductwork-go/ductwork/step"
 	"github.com/ductwork-go/ductwork/supervisor"
@@ -30,7 +31,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/goleak"
 )
 
 const helperEnv = "DUCTWORK_OTEL_TEST_HELPER"
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		runHelper()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // The chain pipeline: a -> b -> c. In a helper process, b marks the file

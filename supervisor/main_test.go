@@ -3,20 +3,20 @@ package supervisor_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	leakcheck.Main(m,
 		// The fault proxy's (toxiproxy's) own stub goroutine can stay blocked
 		// on a link whose connection was cut while data was in flight. It
 		// belongs to the test proxy, not to the library; every goroutine of
 		// the library is still checked.
-		goleak.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
+		leakcheck.IgnoreTopFunction("github.com/Shopify/toxiproxy/v2/toxics.(*NoopToxic).Pipe"),
 		// The same for the test proxy's own commit-cut toxic, blocked handing
 		// a chunk to a link that was torn down.
-		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*cutToxic).Pipe"),
-		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*countToxic).Pipe"),
-		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*holdToxic).Pipe"),
-		goleak.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*replyCutToxic).Pipe"))
+		leakcheck.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*cutToxic).Pipe"),
+		leakcheck.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*countToxic).Pipe"),
+		leakcheck.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*holdToxic).Pipe"),
+		leakcheck.IgnoreTopFunction("github.com/ductwork-go/ductwork/internal/faultproxy.(*replyCutToxic).Pipe"))
 }

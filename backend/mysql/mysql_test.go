@@ -20,13 +20,13 @@ import (
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/mysql"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 	gomysql "github.com/go-sql-driver/mysql"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 const dsnEnv = "DUCTWORK_TEST_MYSQL_DSN"

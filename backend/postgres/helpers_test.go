@@ -10,11 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/goleak"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/postgres"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 )
 
 // dsnEnv names the variable holding the test database's DSN.
@@ -22,7 +22,7 @@ const dsnEnv = "DUCTWORK_TEST_POSTGRES_DSN"
 
 func TestMain(m *testing.M) {
 	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // testDB is one test's pool and a schema of its own.

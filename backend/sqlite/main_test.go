@@ -7,16 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/backend/conformance"
 	"github.com/ductwork-go/ductwork/backend/sqlite"
+	"github.com/ductwork-go/ductwork/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
 	conformance.CrashHelper(conformance.Harness{Crash: crashHarness})
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // dbPath returns a fresh database file path under t.TempDir().
