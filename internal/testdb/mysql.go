@@ -3,52 +3,27 @@ package testdb
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/moby/moby/api/types/network"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // MySQLEnv names the variable holding the MySQL/MariaDB DSN for tests.
 const MySQLEnv = "DUCTWORK_TEST_MYSQL_DSN"
 
-var mysqlContainer container
+var mysqlContainer = &container{kind: "mariadb"}
 
 // MySQLDSN returns the base DSN of a MySQL or MariaDB server for tests, with
 // no database selected: the value of DUCTWORK_TEST_MYSQL_DSN, or else a
-// MariaDB container started with testcontainers-go. Without either it skips t.
+// MariaDB container started once per test binary. Without either it skips t.
 func MySQLDSN(t testing.TB) string {
 	t.Helper()
 	if dsn := os.Getenv(MySQLEnv); dsn != "" {
 		return dsn
 	}
-	return mysqlContainer.get(t, MySQLEnv, func(ctx context.Context) (string, error) {
-		url := func(host string, port network.Port) string {
-			return fmt.Sprintf("root@tcp(%s:%s)/", host, port.Port())
-		}
-		c, err := testcontainers.Run(ctx, "mariadb:11.4",
-			testcontainers.WithEnv(map[string]string{"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1"}),
-			testcontainers.WithExposedPorts("3306/tcp"),
-			testcontainers.WithWaitStrategy(wait.ForSQL("3306/tcp", "mysql", url).WithStartupTimeout(3*time.Minute)),
-		)
-		if err != nil {
-			return "", err
-		}
-		host, err := c.Host(ctx)
-		if err != nil {
-			return "", err
-		}
-		port, err := c.MappedPort(ctx, "3306/tcp")
-		if err != nil {
-			return "", err
-		}
-		return url(host, port), nil
-	})
+	return mysqlContainer.get(t, MySQLEnv)
 }
 
 // MySQLDB creates a database dw_<random> on the test server and returns a

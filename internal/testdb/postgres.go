@@ -8,34 +8,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/testcontainers/testcontainers-go/modules/postgres"
 )
 
 // PostgresEnv names the variable holding the PostgreSQL DSN for tests.
 const PostgresEnv = "DUCTWORK_TEST_POSTGRES_DSN"
 
-var postgresContainer container
+var postgresContainer = &container{kind: "postgres"}
 
 // PostgresDSN returns the base DSN of a PostgreSQL database for tests: the
-// value of DUCTWORK_TEST_POSTGRES_DSN, or else a container started with
-// testcontainers-go. Without either it skips t.
+// value of DUCTWORK_TEST_POSTGRES_DSN, or else a PostgreSQL container
+// started once per test binary. Without either it skips t.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	if dsn := os.Getenv(PostgresEnv); dsn != "" {
 		return dsn
 	}
-	return postgresContainer.get(t, PostgresEnv, func(ctx context.Context) (string, error) {
-		c, err := postgres.Run(ctx, "postgres:17-alpine",
-			postgres.WithDatabase("test"),
-			postgres.WithUsername("postgres"),
-			postgres.WithPassword("postgres"),
-			postgres.BasicWaitStrategies(),
-		)
-		if err != nil {
-			return "", err
-		}
-		return c.ConnectionString(ctx, "sslmode=disable")
-	})
+	return postgresContainer.get(t, PostgresEnv)
 }
 
 // PostgresPool returns a pool on the test database and the name of a fresh,
