@@ -1,8 +1,10 @@
 package ductwork_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -32,7 +34,10 @@ func TestImportGraph(t *testing.T) {
 	}
 	t.Parallel()
 	drivers := []string{"github.com/jackc/pgx", "github.com/go-sql-driver/mysql", "github.com/mattn/go-sqlite3", "go.opentelemetry.io"}
-	testOnly := []string{"github.com/testcontainers", "github.com/moby", "go.uber.org/goleak", "github.com/Shopify/toxiproxy"}
+	// Test machinery no library package may depend on; the first four are
+	// not even requirements of the module (nested modules hold them).
+	notRequired := []string{"github.com/testcontainers", "github.com/moby", "go.uber.org/goleak", "github.com/chromedp"}
+	testOnly := append([]string{"github.com/Shopify/toxiproxy"}, notRequired...)
 	nonStd := func(pkg string) []string {
 		return goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)
 	}
@@ -101,15 +106,49 @@ func TestImportGraph(t *testing.T) {
 	t.Run("library packages do not pull in test machinery", func(t *testing.T) {
 		for _, pkg := range goList(t, module+"/...") {
 			if strings.HasPrefix(pkg, module+"/cmd/") || strings.HasPrefix(pkg, module+"/examples/") ||
-				strings.HasPrefix(pkg, module+"/internal/testdb") || strings.HasPrefix(pkg, module+"/internal/faultproxy") ||
-				pkg == module+"/internal/windowtest" {
-				continue // test tooling (the fault proxy serves tests and the chaos command)
+				pkg == module+"/internal/faultproxy" {
+				continue // the fault proxy (toxiproxy) serves tests and the chaos command
 			}
 			for _, dep := range nonStd(pkg) {
 				if hasPrefix(dep, testOnly) {
 					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
+		}
+	})
+	t.Run("go.mod requires no test-only module", func(t *testing.T) {
+		// What a program that requires this module inherits.
+		out, err := exec.Command("go", "mod", "edit", "-json").Output()
+		if err != nil {
+			t.Fatalf("go mod edit -json: %v", err)
+		}
+		var mod struct{ Require []struct{ Path string } }
+		if err := json.Unmarshal(out, &mod); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range mod.Require {
+			if hasPrefix(r.Path, notRequired) {
+				t.Errorf("go.mod requires %s: test machinery belongs to a nested module (ARCHITECTURE.md, Modules)", r.Path)
+			}
+		}
+	})
+	t.Run("no package of the module, tests included, depends on test-only modules", func(t *testing.T) {
+		for _, dep := range goList(t, "-deps", "-test", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", module+"/...") {
+			if hasPrefix(dep, notRequired) {
+				t.Errorf("a package of the module or its tests depends on %s", dep)
+			}
+		}
+	})
+	t.Run("crash points are compiled out without their build tag", func(t *testing.T) {
+		// Without the tag the package imports nothing, not even os: no
+		// variable is read and Hit is an empty function.
+		deps := goList(t, "-deps", module+"/internal/crashpoint")
+		if len(deps) != 1 || deps[0] != module+"/internal/crashpoint" {
+			t.Errorf("internal/crashpoint without the build tag depends on %v", deps)
+		}
+		tagged := goList(t, "-deps", "-tags", "ductwork_crashpoints", module+"/internal/crashpoint")
+		if !slices.Contains(tagged, "os") {
+			t.Errorf("internal/crashpoint with the build tag does not read the environment (deps %v)", tagged)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package dashboard_test
+package browsertest_test
 
 import (
 	"context"
@@ -312,7 +312,8 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	// Screenshots for the README: DUCTWORK_SCREENSHOTS=1 go test ./dashboard -run TestBrowser
+	// Screenshots for the README, from this directory:
+	// DUCTWORK_SCREENSHOTS=1 go test -run TestBrowser .
 	if os.Getenv("DUCTWORK_SCREENSHOTS") != "" {
 		bad := "order-17"
 		windowtest.Refuse(bad)
@@ -326,7 +327,7 @@ func TestBrowser(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join("..", "..", "docs", name), png, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
