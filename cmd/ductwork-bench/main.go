@@ -20,6 +20,13 @@
 //	         of trigger → first step's start ("latency") and, in a two-step
 //	         chain, step 1's end → step 2's start ("latency-handoff").
 //
+// With -procs N, the jobs and chain workloads are drained by N supervisor
+// processes instead (-workers split evenly among them), and with -netns each
+// process runs on a host of its own (a network namespace, reaching the
+// database through a forwarder; root only): the scale-out curve of
+// docs/SCALING.md. Such a run reports the processes' CPU and the busy share
+// of the whole machine (machine_cpu), and no latencies.
+//
 // Output: a table (or, with -json, one JSON object per line), then lines in
 // the Go benchmark format that benchstat reads (on by default, off by default
 // with -json; set -benchfmt explicitly to choose). So
@@ -91,6 +98,12 @@ type options struct {
 	timeout    time.Duration
 	verbose    bool
 	analyze    bool
+	procs      int
+	netns      bool
+
+	// -serve-worker: this process is one of a -procs run's supervisors.
+	serveWorker bool
+	schema      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -111,6 +124,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.analyze, "analyze", false, "postgres, mysql: refresh the planner statistics (ANALYZE) once the jobs and chain runs are triggered,\n"+
 		"as autovacuum eventually would; off by default, to measure the library as deployed")
 	fs.BoolVar(&o.verbose, "v", false, "log the library's info messages to stderr")
+	fs.IntVar(&o.procs, "procs", 0, "jobs, chain: drain the runs with this many supervisor processes, -workers split evenly among them\n"+
+		"(0: one supervisor in this process)")
+	fs.BoolVar(&o.netns, "netns", false, "with -procs: each process on a host of its own (a network namespace; needs root and ip)")
+	fs.BoolVar(&o.serveWorker, "serve-worker", false, "internal: run as one supervisor process of a -procs run")
+	fs.StringVar(&o.schema, "schema", "", "internal: the PostgreSQL schema of a -serve-worker process")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -136,8 +154,21 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			o.workloads = append(o.workloads, w)
 		}
 	}
-	if o.workers < 1 || o.count < 1 || o.n < 0 {
-		return nil, errors.New("-workers and -count must be positive, -n not negative")
+	if o.workers < 1 || o.count < 1 || o.n < 0 || o.procs < 0 {
+		return nil, errors.New("-workers and -count must be positive, -n and -procs not negative")
+	}
+	if o.netns && o.procs == 0 {
+		return nil, errors.New("-netns needs -procs")
+	}
+	if o.procs > 0 {
+		for _, w := range o.workloads {
+			if w != "jobs" && w != "chain" {
+				return nil, fmt.Errorf("-procs runs the jobs and chain workloads, not %s", w)
+			}
+		}
+		if o.cpuprofile != "" {
+			return nil, errors.New("-cpuprofile profiles this process only; it does not combine with -procs")
+		}
 	}
 	return o, nil
 }
@@ -149,6 +180,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return err
+	}
+	if o.serveWorker {
+		return serveWorker(o, os.Stdin, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -172,8 +206,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 			n = defaultN[w]
 		}
 		for i := range o.count {
-			fmt.Fprintf(stderr, "%s %s n=%d workers=%d (%d/%d) ...\n", o.backend, w, n, o.workers, i+1, o.count)
-			rs, err := runWorkload(ctx, o, w, n, stderr)
+			fmt.Fprintf(stderr, "%s %s n=%d workers=%d procs=%d (%d/%d) ...\n", o.backend, w, n, o.workers, o.procs, i+1, o.count)
+			run := runWorkload
+			if o.procs > 0 {
+				run = runProcs
+			}
+			rs, err := run(ctx, o, w, n, stderr)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", w, o.backend, err)
 			}

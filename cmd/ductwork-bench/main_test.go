@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +55,45 @@ func TestRunSQLite(t *testing.T) {
 	}
 }
 
+// TestMain lets the test binary stand in for the command when a -procs run
+// starts its worker processes (os.Executable is the test binary).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-serve-worker" {
+		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "ductwork-bench:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestProcsSQLite drains W1 and W2 with two supervisor processes on one
+// SQLite file and checks that every run completed and the figures are set.
+func TestProcsSQLite(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"-backend", "sqlite", "-workload", "jobs,chain", "-n", "30", "-workers", "4", "-procs", "2",
+		"-json", "-dsn", t.TempDir()}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var got []result
+	for line := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		got = append(got, r)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d results, want 2: %s", len(got), out.String())
+	}
+	for _, r := range got {
+		if r.Procs != 2 || r.Workers != 4 || r.N != 30 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 || r.MachineCPU <= 0 {
+			t.Errorf("unexpected result %+v", r)
+		}
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-workload", "chain,latency", "-json"}, io.Discard)
 	if err != nil {
@@ -61,7 +102,8 @@ func TestParseFlags(t *testing.T) {
 	if o.backend != "sqlite" || o.workers != 16 || o.count != 1 || o.benchfmt || len(o.workloads) != 2 {
 		t.Errorf("unexpected options %+v", o)
 	}
-	for _, args := range [][]string{{"-backend", "oracle"}, {"-workload", "nope"}, {"-workers", "0"}, {"extra"}} {
+	for _, args := range [][]string{{"-backend", "oracle"}, {"-workload", "nope"}, {"-workers", "0"}, {"extra"},
+		{"-netns"}, {"-procs", "-1"}, {"-procs", "2", "-workload", "fanout"}, {"-procs", "2", "-cpuprofile", "x"}} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)
 		}

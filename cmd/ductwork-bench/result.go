@@ -30,6 +30,13 @@ type result struct {
 	CPUSeconds     float64 `json:"cpu_seconds"`
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
 	TriggersPerSec float64 `json:"triggers_per_sec,omitempty"`
+	// Procs is the number of supervisor processes of a -procs run (0: the
+	// bench process's own supervisor); NetNS says each had a host of its own.
+	Procs int  `json:"procs,omitempty"`
+	NetNS bool `json:"netns,omitempty"`
+	// MachineCPU is the busy share of the machine's CPU (all cores, the
+	// database server included) during a -procs run.
+	MachineCPU float64 `json:"machine_cpu,omitempty"`
 
 	meanLat time.Duration
 }
@@ -80,12 +87,15 @@ func (r result) summary() string {
 	if r.P50Ms > 0 || r.P99Ms > 0 {
 		s += fmt.Sprintf(", p50 %.2fms p99 %.2fms", r.P50Ms, r.P99Ms)
 	}
+	if r.Procs > 0 {
+		return s + fmt.Sprintf(", %d processes%s, their cpu %.2fs, machine busy %.0f%%", r.Procs, map[bool]string{true: " on hosts of their own"}[r.NetNS], r.CPUSeconds, 100*r.MachineCPU)
+	}
 	return s + fmt.Sprintf(", cpu %.2fs, peak RSS %.0f MB", r.CPUSeconds, r.PeakRSSMB)
 }
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tbackend\tworkers\tn\tseconds\tsteps/s\ttriggers/s\tp50 ms\tp99 ms\tcpu s\tpeak RSS MB\t")
+	fmt.Fprintln(tw, "workload\tbackend\tworkers\tprocs\tn\tseconds\tsteps/s\ttriggers/s\tp50 ms\tp99 ms\tcpu s\tpeak RSS MB\t")
 	opt := func(v float64, format string) string {
 		if v == 0 {
 			return "-"
@@ -93,8 +103,15 @@ func printTable(w io.Writer, rs []result) {
 		return fmt.Sprintf(format, v)
 	}
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t%.0f\t\n",
-			r.Workload, r.Backend, r.Workers, r.N, r.Seconds, r.StepsPerSec,
+		procs := "-"
+		if r.Procs > 0 {
+			procs = strconv.Itoa(r.Procs)
+			if r.NetNS {
+				procs += " hosts"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t%.0f\t\n",
+			r.Workload, r.Backend, r.Workers, procs, r.N, r.Seconds, r.StepsPerSec,
 			opt(r.TriggersPerSec, "%.0f"), opt(r.P50Ms, "%.2f"), opt(r.P99Ms, "%.2f"), r.CPUSeconds, r.PeakRSSMB)
 	}
 	_ = tw.Flush()
@@ -121,6 +138,12 @@ func printBenchfmt(w io.Writer, rs []result) {
 	}
 	for _, r := range rs {
 		name := benchName[r.Workload] + "/" + r.Backend
+		if r.Procs > 0 {
+			name += fmt.Sprintf("/procs=%d", r.Procs)
+			if r.NetNS {
+				name += "/netns"
+			}
+		}
 		cpu := fmt.Sprintf("%.4g cpu-sec", r.CPUSeconds)
 		switch r.Workload {
 		case "latency", "latency-handoff":

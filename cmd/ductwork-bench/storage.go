@@ -52,6 +52,8 @@ type store struct {
 	// analyze refreshes the planner statistics of the Ductwork tables
 	// (-analyze); nil for SQLite.
 	analyze func(context.Context) error
+	// attach is how another process reaches the same storage (-procs).
+	attach attachment
 }
 
 var tables = []string{"ductwork_runs", "ductwork_jobs", "ductwork_joins"}
@@ -109,7 +111,7 @@ func openSQLite(dir string, logger *slog.Logger) (*store, error) {
 		}
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &store{Backend: b, name: path, drop: func(ctx context.Context) error {
+	return &store{Backend: b, name: path, attach: attachment{kind: "sqlite", dsn: path}, drop: func(ctx context.Context) error {
 		err := b.Close(ctx)
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			if rerr := os.Remove(path + suffix); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -153,7 +155,7 @@ func openPostgres(ctx context.Context, dsn string, conns int, logger *slog.Logge
 		}
 		return nil
 	}
-	return &store{Backend: b, name: "schema " + schema, analyze: analyze, drop: func(ctx context.Context) error {
+	return &store{Backend: b, name: "schema " + schema, analyze: analyze, attach: attachment{kind: "postgres", dsn: dsn, schema: schema}, drop: func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		defer pool.Close()
@@ -212,9 +214,60 @@ func openMySQL(ctx context.Context, dsn string, conns int, logger *slog.Logger) 
 		}
 		return nil
 	}
-	return &store{Backend: b, name: "database " + name, analyze: analyze, drop: func(ctx context.Context) error {
+	return &store{Backend: b, name: "database " + name, analyze: analyze, attach: attachment{kind: "mysql", dsn: cfg.FormatDSN()}, drop: func(ctx context.Context) error {
 		err := b.Close(ctx)
 		err = errors.Join(err, db.Close())
 		return errors.Join(err, dropDB(ctx))
 	}}, nil
+}
+
+// attachStore opens the backend of storage another process created (the
+// -serve-worker mode of -procs runs), without migrating or dropping it.
+func attachStore(ctx context.Context, a attachment, conns int, logger *slog.Logger) (backend.Backend, func(), error) {
+	switch a.kind {
+	case "sqlite":
+		b, err := sqlite.Open(a.dsn, &sqlite.Config{Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() { _ = b.Close(context.Background()) }, nil
+	case "postgres":
+		cfg, err := pgxpool.ParseConfig(a.dsn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("parse postgres dsn: %w", err)
+		}
+		cfg.MaxConns = int32(conns)
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := pool.Ping(ctx); err != nil {
+			pool.Close()
+			return nil, nil, fmt.Errorf("connect to postgres: %w", err)
+		}
+		b, err := postgres.New(pool, &postgres.Config{Schema: a.schema, Logger: logger})
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		return b, func() { _ = b.Close(context.Background()); pool.Close() }, nil
+	case "mysql":
+		db, err := sql.Open("mysql", a.dsn)
+		if err != nil {
+			return nil, nil, err
+		}
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		if err := db.PingContext(ctx); err != nil {
+			_ = db.Close()
+			return nil, nil, fmt.Errorf("connect to mysql: %w", err)
+		}
+		b, err := mysql.New(db, &mysql.Config{Logger: logger})
+		if err != nil {
+			_ = db.Close()
+			return nil, nil, err
+		}
+		return b, func() { _ = b.Close(context.Background()); _ = db.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("unknown backend %q", a.kind)
 }
