@@ -50,6 +50,16 @@ func dockerEngine() string {
 	return ""
 }
 
+// commandDir returns the directory of the command that starts containers
+// (a variable, so that a test can put another command there).
+var commandDir = func() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(file), "dbcontainer")
+}
+
 // container is a database server started once per test binary by the
 // command in ./dbcontainer (a module of its own, with testcontainers-go).
 type container struct {
@@ -86,9 +96,8 @@ func (c *container) start() {
 		c.skip = "DOCKER_HOST is unset and no socket at " + strings.Join(dockerSockets(), ", ")
 		return
 	}
-	_, file, _, ok := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "dbcontainer")
-	if fi, err := os.Stat(dir); !ok || err != nil || !fi.IsDir() {
+	dir := commandDir()
+	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
 		c.skip = "the command internal/testdb/dbcontainer is not on disk to start a container on " + engine
 		return
 	}
