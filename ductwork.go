@@ -347,21 +347,11 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		return nil, err
 	}
 	g := d.Erased()
-	input, err := engine.Contain(func() ([]byte, error) { return g.Codec.Marshal(in) })
+	p, err := c.triggerParams(g, in)
 	if err != nil {
-		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
+		return nil, err
 	}
-	if max := c.eng.MaxPayload; max > 0 && len(input) > max {
-		return nil, &PayloadTooLargeError{Node: g.Start.ID, Size: len(input), Max: max}
-	}
-	first, err := engine.Contain(func() (backend.NewJob, error) { return g.FirstJob(input, in) })
-	if err != nil {
-		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
-	}
-	p := &backend.TriggerParams{
-		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Tx: tx, Identity: newIdentity(),
-		First: first,
-	}
+	p.Tx = tx
 	var o triggerOptions
 	for _, opt := range opts {
 		if opt != nil {
@@ -393,6 +383,25 @@ func trigger[In, Out any](ctx context.Context, c *Client, d *flow.Definition[In,
 		c.eng.WakeAll()
 	}
 	return &Run[Out]{ID: res.RunID, Existing: res.Existing, c: c, g: g}, nil
+}
+
+// triggerParams encodes in as the input of a run of g and builds its
+// trigger (without key, metadata or transaction).
+func (c *Client) triggerParams(g *graph.Graph, in any) (*backend.TriggerParams, error) {
+	input, err := engine.Contain(func() ([]byte, error) { return g.Codec.Marshal(in) })
+	if err != nil {
+		return nil, &EncodeError{Node: g.Start.ID, Err: fmt.Errorf("pipeline input: %w", err)}
+	}
+	if max := c.eng.MaxPayload; max > 0 && len(input) > max {
+		return nil, &PayloadTooLargeError{Node: g.Start.ID, Size: len(input), Max: max}
+	}
+	first, err := engine.Contain(func() (backend.NewJob, error) { return g.FirstJob(input, in) })
+	if err != nil {
+		return nil, fmt.Errorf("ductwork: trigger %s: %w", g.Pipeline, err)
+	}
+	return &backend.TriggerParams{
+		Pipeline: g.Pipeline, Fingerprint: g.Fingerprint, Input: input, Identity: newIdentity(), First: first,
+	}, nil
 }
 
 // Open returns the handle of an existing run of d. It returns ErrRunNotFound,

@@ -20,7 +20,7 @@ const (
 // MaxScheduleNameBytes is the longest schedule name every bundled backend
 // stores; MaxScheduleSpecBytes the longest spec (time zone prefix included).
 const (
-	MaxScheduleNameBytes = 255
+	MaxScheduleNameBytes = 200
 	MaxScheduleSpecBytes = 255
 )
 

@@ -25,10 +25,11 @@ type Role int
 const (
 	// RoleAll runs workers and maintenance (the default).
 	RoleAll Role = iota
-	// RoleWorker claims and executes steps, and heartbeats; it does not reap.
+	// RoleWorker claims and executes steps, and heartbeats; it does not reap
+	// nor fire schedules.
 	RoleWorker
-	// RoleMaintenance only reaps dead processes, reports stranded work and
-	// prunes the execution history.
+	// RoleMaintenance only reaps dead processes, reports stranded work,
+	// prunes the execution history and fires the client's schedules.
 	RoleMaintenance
 )
 
@@ -90,6 +91,12 @@ type Config struct {
 	// reaches an await delivers at once; the sweep catches a signal sent
 	// while that completion committed. Default 1s.
 	SignalSweepInterval time.Duration
+	// ScheduleInterval is the longest a supervisor that runs maintenance
+	// waits between two looks at the schedules registered with its client
+	// (Client.RegisterSchedules); it otherwise wakes when the earliest
+	// next tick comes due. It bounds how soon a schedule resumed elsewhere
+	// (Client.PauseSchedule) fires again. Default 5s.
+	ScheduleInterval time.Duration
 	// StepTimeout bounds each execution of a step that sets no
 	// step.Timeout of its own; 0 means none. When a step's timeout expires
 	// its context is cancelled (context.Cause is a *step.TimeoutError); a
@@ -236,6 +243,9 @@ func New(client *ductwork.Client, cfg *Config) (*Supervisor, error) {
 	}
 	if c.SignalSweepInterval <= 0 {
 		c.SignalSweepInterval = time.Second
+	}
+	if c.ScheduleInterval <= 0 {
+		c.ScheduleInterval = 5 * time.Second
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
@@ -413,6 +423,7 @@ func (s *Supervisor) run(ctx context.Context) error {
 		start("reaper", s.reapLoop)
 		start("stranded", s.strandedLoop)
 		start("signals", s.signalLoop)
+		start("schedules", s.scheduleLoop)
 		if s.cfg.ExecutionRetention > 0 {
 			start("prune", s.pruneLoop)
 		}

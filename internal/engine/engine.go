@@ -22,6 +22,7 @@ import (
 	"github.com/ductwork-go/ductwork/ductworktype"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
 	"github.com/ductwork-go/ductwork/internal/graph"
+	"github.com/ductwork-go/ductwork/internal/schedule"
 	"github.com/ductwork-go/ductwork/internal/txstep"
 	"github.com/ductwork-go/ductwork/step"
 )
@@ -77,6 +78,10 @@ type Engine struct {
 
 	// runs tracks held jobs and cancelled runs (cancel.go).
 	runs runs
+
+	// Schedules are the client's schedules, fired by its supervisors'
+	// scheduler loops.
+	Schedules schedule.Registry
 
 	// stuck counts abandoned step goroutines still running (watch.go).
 	stuck atomic.Int64
