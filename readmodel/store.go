@@ -75,7 +75,7 @@ func New(db *sql.DB, d Dialect, cfg *Config) (*Store, error) {
 		return nil, fmt.Errorf("readmodel: unknown dialect %q (want postgres, mysql or sqlite)", d)
 	}
 	s := &Store{db: bun.NewDB(db, dia), dialect: d, cfg: c, tables: map[string]schema.QueryWithArgs{}}
-	for _, t := range []string{"ductwork_runs", "ductwork_jobs", "ductwork_processes", "ductwork_definitions", "ductwork_migrations", "ductwork_executions"} {
+	for _, t := range []string{"ductwork_runs", "ductwork_jobs", "ductwork_processes", "ductwork_definitions", "ductwork_migrations", "ductwork_executions", "ductwork_schedules"} {
 		if d == PostgreSQL {
 			s.tables[t] = schema.SafeQuery("?.?", []any{bun.Ident(c.Schema), bun.Ident(t)})
 		} else {

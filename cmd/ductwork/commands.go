@@ -261,6 +261,40 @@ func cmdDefinitions(ctx context.Context, g *globals, args []string) error {
 	return tw.Flush()
 }
 
+func cmdSchedules(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("schedules")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ss, err := c.store.Schedules(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(g.stdout, ss)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPIPELINE\tSPEC\tTIMEZONE\tMISSED\tPAUSED\tNEXT TICK\tLAST TICK\tLAST RUN")
+	for _, s := range ss {
+		last, run := "-", "-"
+		if !s.LastTick.IsZero() {
+			last = s.LastTick.Format(time.DateTime)
+		}
+		if s.LastRunID != 0 {
+			run = strconv.FormatInt(s.LastRunID, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Name, s.Pipeline, s.Spec, s.Timezone, s.Missed, s.Paused,
+			s.NextTick.Format(time.DateTime), last, run)
+	}
+	return tw.Flush()
+}
+
 // Exit statuses of health.
 const (
 	exitNotMigrated = 2

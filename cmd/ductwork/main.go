@@ -41,6 +41,7 @@ commands:
   send ID SIGNAL [PAYLOAD]   send a signal with a JSON payload (--scope, --key, --all, -json)
   processes                  list supervisor processes (-json)
   definitions                list stored definitions and stranded versions (-json)
+  schedules                  list schedules: spec, time zone, next and last tick, last run (-json)
   health                     exit 0 when healthy (--max-wait; exit 2 not migrated, 3 no live process, 4 steps waiting too long)
   serve                      serve the dashboard (--addr 127.0.0.1:8080, --token, --read-only, --prefix)
 
@@ -98,7 +99,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cmds := map[string]func(context.Context, *globals, []string) error{
 		"migrate": cmdMigrate, "runs": cmdRuns, "run": cmdRun, "executions": cmdExecutions, "revive": cmdRevive, "cancel": cmdCancel, "send": cmdSend,
-		"processes": cmdProcesses, "definitions": cmdDefinitions, "health": cmdHealth, "serve": cmdServe,
+		"processes": cmdProcesses, "definitions": cmdDefinitions, "schedules": cmdSchedules, "health": cmdHealth, "serve": cmdServe,
 	}
 	cmd, ok := cmds[rest[0]]
 	if !ok {
