@@ -56,6 +56,10 @@ type freezeEvent struct {
 	stop     time.Time
 	cont     time.Time
 	attempts int
+	// inTx: frozen with a transaction open (-txsteps on a server), held
+	// until the server ended it.
+	inTx bool
+	hold time.Duration
 }
 
 type restartEvent struct {
@@ -113,7 +117,7 @@ func (c *controller) trigger(ctx context.Context, n int) error {
 	for range n {
 		i := int(c.triggered.Load())
 		if err := retryAdmin(ctx, func(ctx context.Context) error {
-			run, err := ductwork.Trigger(ctx, c.client, Chaos, inputFor(i))
+			run, err := ductwork.Trigger(ctx, c.client, pipeline, inputFor(i))
 			if err == nil && run.ID > c.lastRunID.Load() {
 				c.lastRunID.Store(run.ID)
 			}
@@ -364,7 +368,10 @@ func (c *controller) exited(p *proc) {
 // freezeWorker SIGSTOPs a worker. On SQLite it makes sure the worker does
 // not hold a database file's write lock: a process frozen inside a write
 // transaction stalls every writer until it resumes, which is SQLite's
-// locking, not something a reaper can undo.
+// locking, not something a reaper can undo. With -txsteps on a server it
+// looks whether the worker has a transaction open (inTxCheck): then it is
+// frozen inside a transactional step, holding its job's row lock, and the
+// freeze lasts until the server has ended that transaction (txIdleLimit).
 func (c *controller) freezeWorker() error {
 	p := c.victim()
 	if p == nil {
@@ -382,6 +389,14 @@ func (c *controller) freezeWorker() error {
 			dbs = append(dbs, db)
 		}
 	}
+	var ck *inTxCheck
+	if c.o.txsteps && c.sc.Kind != "sqlite" && len(c.hosts) == 0 && c.px == nil && len(c.o.nodes) == 0 {
+		var err error
+		if ck, err = newInTxCheck(c.sc); err != nil {
+			return err
+		}
+		defer ck.db.Close()
+	}
 	for i := 1; ; i++ {
 		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			return err
@@ -393,9 +408,23 @@ func (c *controller) freezeWorker() error {
 				break
 			}
 		}
+		hold := 2 * c.o.reapThreshold
+		inTx := false
+		if ck != nil {
+			open, err := ck.open(p.pid)
+			if err != nil {
+				lockErr = err
+			}
+			if open {
+				// Frozen inside a transactional step: the reaper waits
+				// for its locks until the server ends the transaction
+				// (and rolls its writes back); hold it until then.
+				inTx, hold = true, txIdleLimit+2*c.o.reapThreshold
+			}
+		}
 		if lockErr == nil {
 			p.frozen = true
-			c.freeze = &freezeEvent{pid: p.pid, stop: time.Now(), attempts: i}
+			c.freeze = &freezeEvent{pid: p.pid, stop: time.Now(), attempts: i, inTx: inTx, hold: hold}
 			return nil
 		}
 		if i > 200 {
@@ -473,7 +502,14 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	if err != nil {
 		return nil, err
 	}
-	if err := client.Register(Chaos); err != nil {
+	if o.txsteps {
+		if err := createCounters(ctx, sc); err != nil {
+			return nil, fmt.Errorf("create %s: %w", counterTable, err)
+		}
+		useTxSteps(sc)
+		c.wc.TxSteps = true
+	}
+	if err := client.Register(pipeline); err != nil {
 		return nil, err
 	}
 	c.logf("%s storage %s; %d workers × %d, %d runs, kill every %s, reap threshold %s",
@@ -506,6 +542,11 @@ func runChaos(ctx context.Context, o *options, stderr io.Writer) (rep *report, e
 	rep = &report{backend: o.backend, triggered: triggered}
 	if cerr := collect(context.WithoutCancel(ctx), b, x, rep); cerr != nil {
 		return nil, errors.Join(loopErr, cerr)
+	}
+	if o.txsteps {
+		if rep.counters, err = readCounters(context.WithoutCancel(ctx), sc); err != nil {
+			return nil, errors.Join(loopErr, fmt.Errorf("read %s: %w", counterTable, err))
+		}
 	}
 	rep.check(c)
 	rep.elapsed = time.Since(began)
@@ -638,8 +679,8 @@ func (c *controller) loop(ctx context.Context, b backend.Backend, x *execDB) err
 				freezeDone = true
 				break
 			}
-			c.logf("SIGSTOP worker %d for %s", c.freeze.pid, 2*o.reapThreshold)
-			contT.Reset(2 * o.reapThreshold)
+			c.logf("SIGSTOP worker %d for %s (inside a transaction: %v)", c.freeze.pid, c.freeze.hold, c.freeze.inTx)
+			contT.Reset(c.freeze.hold)
 			contC = contT.C
 		case <-contC:
 			c.thaw()

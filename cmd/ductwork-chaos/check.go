@@ -24,6 +24,8 @@ type report struct {
 	runs  []*backend.Run
 	jobs  map[int64][]*backend.JobInfo
 	execs []*execution
+	// counters: the -txsteps counters by key (nil without -txsteps).
+	counters map[string]int64
 
 	lines  []reportLine
 	failed bool
@@ -239,7 +241,9 @@ func (r *report) check(c *controller) {
 			for _, e := range execs {
 				claims[e.Fence]++
 				maxFence = max(maxFence, e.Fence)
-				if e.Key != execs[0].Key {
+				// A refusal recorded by the hook alone (a transactional
+				// step refused before its function ran) has no key.
+				if e.Key != "" && execs[0].Key != "" && e.Key != execs[0].Key {
 					keyDrift++
 					example("run %d %s: idempotency keys %q and %q", run.ID, inst, execs[0].Key, e.Key)
 				}
@@ -338,6 +342,9 @@ func (r *report) check(c *controller) {
 	r.add(sharedClaims > 0, "executions sharing one claim", "%d", sharedClaims)
 	r.add(budget > 0, "retry budget spent by crashes", "%d instances with attempt > 1", budget)
 	r.add(keyDrift > 0, "idempotency keys changed across executions", "%d", keyDrift)
+	if c.o.txsteps {
+		r.checkCounters()
+	}
 
 	counts := make([]int, 0, len(hist))
 	for n := range hist {
@@ -387,8 +394,11 @@ func (r *report) check(c *controller) {
 	}
 
 	if f := c.freeze; f != nil {
-		inFlight, stale, committed := 0, 0, 0
+		inFlight, stale, committed, refused := 0, 0, 0, 0
 		for _, e := range r.execs {
+			if e.PID == f.pid && e.StartedNS > f.stop.UnixNano() && e.Outcome.String == "stale" && !e.ReturnedNS.Valid {
+				refused++ // held claims it started after the thaw
+			}
 			if e.PID != f.pid || e.StartedNS > f.stop.UnixNano() || (e.ReturnedNS.Valid && e.ReturnedNS.Int64 < f.stop.UnixNano()) {
 				continue
 			}
@@ -400,8 +410,11 @@ func (r *report) check(c *controller) {
 				committed++
 			}
 		}
-		r.add(false, "SIGSTOP", "worker %d frozen %s (%d tries to freeze outside a write lock); executions in flight %d: refused as stale %d, committed %d (each one checked above)",
-			f.pid, f.cont.Sub(f.stop).Round(time.Millisecond), f.attempts, inFlight, stale, committed)
+		r.add(false, "SIGSTOP", "worker %d frozen %s (%d tries to freeze outside a write lock; inside a transaction: %v); executions in flight %d: refused as stale %d, committed %d (each one checked above)",
+			f.pid, f.cont.Sub(f.stop).Round(time.Millisecond), f.attempts, f.inTx, inFlight, stale, committed)
+		if c.o.txsteps {
+			r.add(false, "zombie's transactional steps refused before their function ran", "%d (claims it held when frozen, started after the thaw)", refused)
+		}
 		if inFlight > 0 && stale == 0 {
 			r.warn("frozen worker reaped", "no: its claims survived a freeze of twice the reap threshold (its commits were legitimate, the zombie case was not exercised)")
 		}

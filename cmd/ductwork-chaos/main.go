@@ -103,6 +103,7 @@ type options struct {
 	nodes         []string
 	nodeFault     string
 	nodeHeal      string
+	txsteps       bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -128,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.netfaults, "netfaults", "", "network faults between every worker and the database, in turn: all, or a list of "+strings.Join(allFaults, ",")+" (postgres, mysql; partition needs -hosts)")
 	fs.DurationVar(&o.faultWindow, "fault-window", 8*time.Second, "how long each network fault lasts (a blackhole or partition at least twice the reap threshold plus 1s)")
 	fs.DurationVar(&o.drainLimit, "drain-limit", 90*time.Second, "after a fault heals, how long the runs triggered before may take to finish")
+	fs.BoolVar(&o.txsteps, "txsteps", false, "the exactly-once variant: every step is a transactional step that adds one to its own counter and its run's in a user table of the chaos storage, inside the completion transaction; at the end every counter must equal its expected value exactly")
 	var nodes string
 	fs.StringVar(&nodes, "nodes", "", "comma-separated host:port of the database cluster's nodes (postgres, mysql): workers are spread over them in turn, connecting with -dsn's user and database; the controller and the execution record use -dsn")
 	fs.StringVar(&o.nodeFault, "node-fault", "", "shell command run once mid-run to fail a cluster node (e.g. 'scripts/galera.sh kill 1'); -node-heal runs after twice the reap threshold")

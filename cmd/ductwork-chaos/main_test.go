@@ -62,3 +62,22 @@ func TestSQLiteSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteSmallTxSteps is TestSQLiteSmall with -txsteps: every step
+// transactional, and the counters exact.
+func TestSQLiteSmallTxSteps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes")
+	}
+	var stdout, stderr bytes.Buffer
+	code := runMain(context.Background(), []string{"-backend", "sqlite", "-dsn", t.TempDir(), "-procs", "2", "-runs", "12",
+		"-kill-every", "0", "-reap-threshold", "500ms", "-timeout", "2m", "-txsteps"}, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "verdict: ok") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"runs completed / triggered: 12 / 12", "counters: 387 expected 387, mismatched 0", "lost steps: 0"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("missing %q in\n%s", want, stdout.String())
+		}
+	}
+}

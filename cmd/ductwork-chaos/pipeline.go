@@ -112,15 +112,27 @@ func run[T any](ctx step.Context, compute func(tag string) T) (T, error) {
 	return out, nil
 }
 
-func chainStep(name string) step.Step[Item, Item] {
+// chainStepOf is the chain step name as a plain step (kind "") or as a
+// transactional step of the backend kind (-txsteps).
+func chainStepOf(kind, name string) step.Step[Item, Item] {
 	var opts []step.Option
 	if name == limitedNode && stepLimit > 0 {
 		opts = append(opts, step.Concurrency(stepLimit))
 	}
-	return step.New(name, func(ctx step.Context, in Item) (Item, error) {
-		return run(ctx, func(tag string) Item {
-			return Item{I: in.I, Key: in.Key, V: mix(in.V, name), Tag: tag}
-		})
+	return newStep(kind, name, func(in Item, tag string) Item {
+		return Item{I: in.I, Key: in.Key, V: mix(in.V, name), Tag: tag}
+	}, opts...)
+}
+
+// newStep makes a chaos step computing its output with compute: a plain
+// step wrapped by run (kind ""), or a transactional step of the backend
+// kind wrapped by runTx.
+func newStep[In, Out any](kind, name string, compute func(in In, tag string) Out, opts ...step.Option) step.Step[In, Out] {
+	if kind != "" {
+		return newTxStep(kind, name, compute, opts...)
+	}
+	return step.New(name, func(ctx step.Context, in In) (Out, error) {
+		return run(ctx, func(tag string) Out { return compute(in, tag) })
 	}, opts...)
 }
 
@@ -134,44 +146,46 @@ const limitedNode = nA2
 
 var stepLimit, _ = strconv.Atoi(os.Getenv(limitEnv))
 
-var (
-	startStep = step.New(nStart, func(ctx step.Context, in Input) ([]Item, error) {
-		return run(ctx, func(tag string) []Item {
-			items := make([]Item, in.N)
-			for i := range items {
-				items[i] = Item{I: i, Key: keyOf(in.Run, i), V: mix(int64(in.Run*100+i), nStart), Tag: tag}
-			}
-			return items
-		})
-	})
-	combineStep = step.New(nCombine, func(ctx step.Context, in []Item) (Item, error) {
-		return run(ctx, func(tag string) Item {
-			if len(in) != 2 {
-				return Item{V: -1, Tag: tag} // caught by the value check
-			}
-			return Item{I: in[0].I, Key: in[0].Key, V: mix(combineV(in[0].V, in[1].V), nCombine), Tag: tag}
-		})
-	})
-	collapseStep = step.New(nCollapse, func(ctx step.Context, in []Item) (Item, error) {
-		return run(ctx, func(tag string) Item {
-			return Item{I: len(in), V: mix(collapseV(in), nCollapse), Tag: tag}
-		})
-	})
-)
+func startCompute(in Input, tag string) []Item {
+	items := make([]Item, in.N)
+	for i := range items {
+		items[i] = Item{I: i, Key: keyOf(in.Run, i), V: mix(int64(in.Run*100+i), nStart), Tag: tag}
+	}
+	return items
+}
+
+func combineCompute(in []Item, tag string) Item {
+	if len(in) != 2 {
+		return Item{V: -1, Tag: tag} // caught by the value check
+	}
+	return Item{I: in[0].I, Key: in[0].Key, V: mix(combineV(in[0].V, in[1].V), nCombine), Tag: tag}
+}
+
+func collapseCompute(in []Item, tag string) Item {
+	return Item{I: len(in), V: mix(collapseV(in), nCollapse), Tag: tag}
+}
 
 // Chaos is the pipeline every worker registers.
-var Chaos = flow.MustDefine(pipeName, func(p *flow.Pipeline[Input]) flow.End[Item] {
-	items := flow.Start(p, startStep)
-	el := flow.Expand(items, chainStep(nLoad))
-	a, b := flow.Divide2(el, chainStep(nA1), chainStep(nB1))
-	a = flow.Chain(a, chainStep(nA2))
-	b = flow.Chain(flow.Chain(b, chainStep(nB2)), chainStep(nB3))
-	joined := flow.Combine(combineStep, a, b)
-	d := flow.Divert(joined, func(it Item) string { return it.Key })
-	conv := flow.Converge(chainStep(nConverge),
-		flow.Case(d, "x", chainStep(nCaseX)), flow.Case(d, "y", chainStep(nCaseY)), flow.Otherwise(d, chainStep(nOther)))
-	return flow.Chain(flow.Collapse(conv, collapseStep), chainStep(nFinal))
-}, flow.Retries(3), flow.Backoff(50*time.Millisecond, time.Second))
+var Chaos = definePipeline("")
+
+// definePipeline defines the chaos pipeline with plain steps (kind "") or
+// with every step a transactional step of the backend kind (-txsteps): same
+// name, nodes and values, so the same checks apply to both.
+func definePipeline(kind string) *flow.Definition[Input, Item] {
+	return flow.MustDefine(pipeName, func(p *flow.Pipeline[Input]) flow.End[Item] {
+		chain := func(name string) step.Step[Item, Item] { return chainStepOf(kind, name) }
+		items := flow.Start(p, newStep(kind, nStart, startCompute))
+		el := flow.Expand(items, chain(nLoad))
+		a, b := flow.Divide2(el, chain(nA1), chain(nB1))
+		a = flow.Chain(a, chain(nA2))
+		b = flow.Chain(flow.Chain(b, chain(nB2)), chain(nB3))
+		joined := flow.Combine(newStep(kind, nCombine, combineCompute), a, b)
+		d := flow.Divert(joined, func(it Item) string { return it.Key })
+		conv := flow.Converge(chain(nConverge),
+			flow.Case(d, "x", chain(nCaseX)), flow.Case(d, "y", chain(nCaseY)), flow.Otherwise(d, chain(nOther)))
+		return flow.Chain(flow.Collapse(conv, newStep(kind, nCollapse, collapseCompute)), chain(nFinal))
+	}, flow.Retries(3), flow.Backoff(50*time.Millisecond, time.Second))
+}
 
 // instance names one step instance of a run.
 type instance struct {

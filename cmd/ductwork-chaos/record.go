@@ -156,6 +156,33 @@ func (r *execRecorder) start(ctx step.Context, tag string) error {
 	})
 }
 
+// recordStartInHook: the step hook records each execution's start
+// (-txsteps), before the step's transaction and outside its timeout.
+var recordStartInHook bool
+
+// startJob records an execution's start from the step hook, with what the
+// claimed job tells (no idempotency key). A failure is left to the checks
+// (the execution's output then has no row to land in).
+func (r *execRecorder) startJob(ctx context.Context, t *execTag, startedNS int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	j := t.job
+	_ = r.retry(ctx, "start", func(c context.Context) error {
+		c, cancel := context.WithTimeout(c, 5*time.Second)
+		defer cancel()
+		_, err := r.x.db.ExecContext(c, r.x.q(`INSERT INTO $T (tag, run_id, node, scope, job_id, fence, idempotency_key, attempt, crashes, pid, started_ns)
+			VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)`),
+			t.tag, j.RunID, j.Node, j.Scope, j.StepID, j.Fence, j.Attempt, j.Crashes, r.pid, startedNS)
+		if err != nil {
+			var n int
+			if qerr := r.x.db.QueryRowContext(c, r.x.q(`SELECT COUNT(*) FROM $T WHERE tag = ?`), t.tag).Scan(&n); qerr == nil && n == 1 {
+				return nil
+			}
+		}
+		return err
+	})
+}
+
 func (r *execRecorder) returned(ctx context.Context, tag string, out any) error {
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -170,11 +197,31 @@ func (r *execRecorder) returned(ctx context.Context, tag string, out any) error 
 	})
 }
 
-func (r *execRecorder) outcome(tag, outcome string) {
+func (r *execRecorder) outcome(t *execTag, startedNS int64, outcome string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = r.retry(ctx, "outcome", func(c context.Context) error {
-		_, err := r.x.db.ExecContext(c, r.x.q(`UPDATE $T SET outcome = ? WHERE tag = ?`), outcome, tag)
+		res, err := r.x.db.ExecContext(c, r.x.q(`UPDATE $T SET outcome = ? WHERE tag = ?`), outcome, t.tag)
+		if err != nil || outcome != "stale" {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		// A transactional step whose claim was lost is refused before
+		// its function runs, so nothing recorded its start: record the
+		// refusal (no output), so that a zombie's refused commits count.
+		j := t.job
+		_, err = r.x.db.ExecContext(c, r.x.q(`INSERT INTO $T (tag, run_id, node, scope, job_id, fence, idempotency_key, attempt, crashes, pid, started_ns, outcome)
+			VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)`),
+			t.tag, j.RunID, j.Node, j.Scope, j.StepID, j.Fence, j.Attempt, j.Crashes, r.pid, startedNS, outcome)
+		if err != nil {
+			// The row may be there already (an earlier try landed).
+			var n int
+			if qerr := r.x.db.QueryRowContext(c, r.x.q(`SELECT COUNT(*) FROM $T WHERE tag = ?`), t.tag).Scan(&n); qerr == nil && n == 1 {
+				return nil
+			}
+		}
 		return err
 	})
 }
@@ -184,7 +231,11 @@ func (r *execRecorder) outcome(tag, outcome string) {
 type tagHook struct{ r *execRecorder }
 
 func (h tagHook) StepStart(ctx context.Context, job *ductworktype.Execution) (context.Context, func(ductworktype.StepEnd)) {
-	t := &execTag{tag: fmt.Sprintf("%d-%d-%d-%d", os.Getpid(), job.StepID, job.Fence, time.Now().UnixNano()), job: job}
+	now := time.Now().UnixNano()
+	t := &execTag{tag: fmt.Sprintf("%d-%d-%d-%d", os.Getpid(), job.StepID, job.Fence, now), job: job}
+	if recordStartInHook {
+		h.r.startJob(ctx, t, now)
+	}
 	return context.WithValue(ctx, tagKey{}, t), func(end ductworktype.StepEnd) {
 		outcome := "committed"
 		switch {
@@ -195,6 +246,6 @@ func (h tagHook) StepStart(ctx context.Context, job *ductworktype.Execution) (co
 		case end.Err != nil:
 			outcome = "error"
 		}
-		h.r.outcome(t.tag, outcome)
+		h.r.outcome(t, now, outcome)
 	}
 }

@@ -31,6 +31,8 @@ type workerConfig struct {
 	// Exec, if set, is where the executions table is reached (with
 	// -hosts, through the host's observer link); else Store.
 	Exec *storeConfig `json:"exec,omitempty"`
+	// TxSteps: register the transactional variant of the pipeline.
+	TxSteps bool `json:"tx_steps,omitempty"`
 }
 
 // signalledAt is when the worker's shutdown signal arrived.
@@ -121,7 +123,12 @@ func superviseLoop(ctx context.Context, wc workerConfig, b backend.Backend, x *e
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 1
 	}
-	if err := client.Register(Chaos); err != nil {
+	if wc.TxSteps {
+		// The counter table is in the storage the backend writes (its
+		// address may be a proxy's: the statements only name the table).
+		useTxSteps(wc.Store)
+	}
+	if err := client.Register(pipeline); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 1
 	}
