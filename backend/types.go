@@ -533,7 +533,8 @@ type ListRunsParams struct {
 	CreatedTo   time.Time
 	// Limit caps the page (default 100).
 	Limit int
-	// BeforeID continues a listing: only runs with a smaller ID.
+	// BeforeID continues a listing: only runs with a smaller ID. Zero or
+	// negative lists from the newest run.
 	BeforeID int64
 }
 
@@ -550,7 +551,8 @@ type ListJobsParams struct {
 	// Status filters when non-empty.
 	Status string
 	Limit  int
-	// AfterID continues a listing: only jobs with a larger ID.
+	// AfterID continues a listing: only jobs with a larger ID. Zero or
+	// negative lists from the first job.
 	AfterID int64
 }
 

@@ -83,6 +83,7 @@ func Run(t *testing.T, h Harness) {
 		{"EndToEnd", testEndToEnd},
 		{"Signals", testSignals},
 		{"CrashPoints", testCrashPoints},
+		{"Edges", testEdges},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {

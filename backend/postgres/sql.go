@@ -404,7 +404,7 @@ const sqlGetRun = `SELECT ` + runColumns + ` FROM {schema}.ductwork_runs WHERE i
 const sqlListRuns = `
 SELECT ` + runColumns + `
 FROM {schema}.ductwork_runs
-WHERE ($1 = '' OR pipeline = $1) AND ($2 = '' OR status = $2) AND ($3::bigint = 0 OR id < $3)
+WHERE ($1 = '' OR pipeline = $1) AND ($2 = '' OR status = $2) AND ($3::bigint <= 0 OR id < $3)
   AND ($5::timestamptz IS NULL OR created_at >= $5) AND ($6::timestamptz IS NULL OR created_at < $6)
 ORDER BY id DESC
 LIMIT $4`

@@ -307,10 +307,15 @@ SET status = 'pending', retry_base = attempt, attempt = attempt + 1, due_at = ` 
     process_id = NULL, finished_at = NULL
 WHERE run_id = ? AND status = 'failed'`
 
-	qSetValue = `INSERT INTO ductwork_values (run_id, key, value) VALUES (?, ?, ?)
+	// qSetValue and qSetValueOverwrite write nothing for an unknown run
+	// (the values table has no foreign key SQLite enforces): SetValue then
+	// tells ErrRunNotFound from ErrValueExists by qRunExists.
+	qSetValue = `INSERT INTO ductwork_values (run_id, key, value)
+SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM ductwork_runs WHERE id = ?1)
 ON CONFLICT (run_id, key) DO NOTHING`
 
-	qSetValueOverwrite = `INSERT INTO ductwork_values (run_id, key, value) VALUES (?, ?, ?)
+	qSetValueOverwrite = `INSERT INTO ductwork_values (run_id, key, value)
+SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM ductwork_runs WHERE id = ?1)
 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value`
 
 	qGetValue = `SELECT value FROM ductwork_values WHERE run_id = ? AND key = ?`

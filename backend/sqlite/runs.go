@@ -299,6 +299,19 @@ func (b *Backend) SetValue(ctx context.Context, params *backend.SetValueParams) 
 		return mapErr("set value", err)
 	}
 	if n == 0 {
+		// No row written: the run does not exist, or (without Overwrite)
+		// the key does. A run is never deleted while its values are
+		// written, so a read after the write tells which.
+		row, err := b.readRow(ctx, qRunExists, params.RunID)
+		if err != nil {
+			return mapErr("set value", err)
+		}
+		var one int
+		if err := row.Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return mapErr("set value", fmt.Errorf("run %d: %w", params.RunID, backend.ErrRunNotFound))
+		} else if err != nil {
+			return mapErr("set value", err)
+		}
 		return mapErr("set value", fmt.Errorf("run %d key %q: %w", params.RunID, params.Key, backend.ErrValueExists))
 	}
 	return nil
