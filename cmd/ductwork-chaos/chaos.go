@@ -365,13 +365,18 @@ func (c *controller) exited(p *proc) {
 	}
 }
 
+// freezeTries is how often freezeWorker tries to stop a worker outside a
+// transaction before it takes what it gets.
+const freezeTries = 200
+
 // freezeWorker SIGSTOPs a worker. On SQLite it makes sure the worker does
 // not hold a database file's write lock: a process frozen inside a write
 // transaction stalls every writer until it resumes, which is SQLite's
 // locking, not something a reaper can undo. With -txsteps on a server it
-// looks whether the worker has a transaction open (inTxCheck): then it is
-// frozen inside a transactional step, holding its job's row lock, and the
-// freeze lasts until the server has ended that transaction (txIdleLimit).
+// tries for a moment when the worker has no transaction open (inTxCheck);
+// when there is none, it is frozen inside a transactional step, holding its
+// job's row lock, and the freeze lasts until the server has ended that
+// transaction (txIdleLimit).
 func (c *controller) freezeWorker() error {
 	p := c.victim()
 	if p == nil {
@@ -415,7 +420,11 @@ func (c *controller) freezeWorker() error {
 			if err != nil {
 				lockErr = err
 			}
-			if open {
+			switch {
+			case open && i < freezeTries:
+				// Try again for a moment outside any transaction.
+				lockErr = errors.New("a transaction is open")
+			case open:
 				// Frozen inside a transactional step: the reaper waits
 				// for its locks until the server ends the transaction
 				// (and rolls its writes back); hold it until then.

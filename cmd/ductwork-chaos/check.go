@@ -188,7 +188,7 @@ func (r *report) check(c *controller) {
 		unexpected, duplicates                  int
 		unrecorded, inconsistent, wrongValues   int
 		zombies, sharedClaims, budget, keyDrift int
-		crashReruns                             int
+		crashReruns, dbRetries                  int
 		examples                                []string
 		hist                                    = map[int]int{}
 		committedTag                            = map[string]bool{}
@@ -223,7 +223,16 @@ func (r *report) check(c *controller) {
 			inst := instance{j.NodeID, j.Scope}
 			seen[inst]++
 			crashReruns += j.Crashes
-			if j.Attempt > 1 {
+			if j.Attempt > 1 && c.o.txsteps && (connectionLost(j.Error) || strings.Contains(j.Error, "exceeded its timeout")) {
+				// A transactional step's own statements run on the
+				// completion transaction's connection, under the step's
+				// timeout: when a restart cuts that connection, or the
+				// server is down or a frozen worker's transaction holds a
+				// lock for longer than the timeout, the step returns that
+				// error and the engine counts it as the step's failure.
+				dbRetries++
+				example("run %d %s: attempt %d (crash re-runs %d): a retry spent waiting on the database inside a transactional step: %q", run.ID, inst, j.Attempt, j.Crashes, firstLine(j.Error))
+			} else if j.Attempt > 1 {
 				budget++
 				example("run %d %s: attempt %d (crash re-runs %d): the retry budget was spent; last error %q", run.ID, inst, j.Attempt, j.Crashes, firstLine(j.Error))
 			}
@@ -341,6 +350,9 @@ func (r *report) check(c *controller) {
 	}
 	r.add(sharedClaims > 0, "executions sharing one claim", "%d", sharedClaims)
 	r.add(budget > 0, "retry budget spent by crashes", "%d instances with attempt > 1", budget)
+	if dbRetries > 0 {
+		r.warn("retries spent waiting on the database inside transactional steps", "%d instances (the step's statements timed out or lost their connection: a restart, or a frozen worker's locks; each still committed once)", dbRetries)
+	}
 	r.add(keyDrift > 0, "idempotency keys changed across executions", "%d", keyDrift)
 	if c.o.txsteps {
 		r.checkCounters()
@@ -446,6 +458,18 @@ func (r *report) check(c *controller) {
 	for _, ex := range examples {
 		r.lines = append(r.lines, reportLine{name: "  example", value: ex})
 	}
+}
+
+// connectionLost reports whether a step's error is its database
+// connection's loss (a server restart), by the drivers' texts.
+func connectionLost(msg string) bool {
+	for _, s := range []string{"conn closed", "connection reset", "broken pipe", "terminating connection", "bad connection",
+		"invalid connection", "unexpected EOF", "shutting down", "connection refused", "server has gone away", "closed network connection"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func errString(err error) string {
