@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ductwork-go/ductwork"
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/dashboard"
 	"github.com/ductwork-go/ductwork/internal/testdb"
@@ -48,6 +49,17 @@ func TestPages(t *testing.T) {
 			windowtest.Refuse(payload)
 			t.Cleanup(func() { windowtest.Heal(payload) })
 			id := e.Trigger(t, c, "a", payload)
+			nightly, err := ductwork.Schedule(windowtest.Orders, "0 3 * * *", func(time.Time) []string { return nil },
+				ductwork.ScheduleName("nightly-<b>"+kind))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.RegisterSchedules(nightly); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SaveSchedules(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			srv := httptest.NewServer(http.StripPrefix("/dw", dashboard.New(c, &dashboard.Config{Store: e.Store})))
 			t.Cleanup(srv.Close)
 			jar, _ := cookiejar.New(nil)
@@ -61,6 +73,10 @@ func TestPages(t *testing.T) {
 				if strings.Contains(body, payload) {
 					t.Fatalf("GET %s: the error's markup is not escaped", path)
 				}
+			}
+			if _, body := get(t, hc, srv.URL+"/dw/definitions"); !strings.Contains(body, "nightly-&lt;b&gt;"+kind) || !strings.Contains(body, "<code>0 3 * * *</code>") ||
+				!strings.Contains(body, "run-once") || !strings.Contains(body, "never") {
+				t.Fatalf("the definitions page does not list the schedule:\n%s", body)
 			}
 			_, body := get(t, hc, runURL)
 			for _, want := range []string{`data-node="receive"`, `data-node="charge" data-kind="expand" data-state="failed"`, `data-halted="true"`, `data-node="report"`, "&lt;script&gt;alert(", `href="/dw/runs"`} {

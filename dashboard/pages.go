@@ -219,5 +219,17 @@ func (h *handler) definitions(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.render(w, r, "definitions", "Definitions", defs)
+	schedules, err := h.cfg.Store.Schedules(c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.render(w, r, "definitions", "Definitions", definitionsPage{Definitions: defs, Schedules: schedules})
+}
+
+// definitionsPage is what the definitions page shows: the stored versions
+// and the schedules that trigger them.
+type definitionsPage struct {
+	Definitions []readmodel.Definition
+	Schedules   []readmodel.Schedule
 }
