@@ -489,8 +489,10 @@ type ReapParams struct {
 
 // ReapResult is the result of Backend.Reap.
 type ReapResult struct {
+	// Processes are the IDs of the processes reaped, sorted.
 	Processes []string
-	Jobs      int
+	// Jobs counts the running jobs made due again.
+	Jobs int
 }
 
 // GetRunParams are the arguments of Backend.GetRun.

@@ -1,7 +1,9 @@
 package conformance
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/ductwork-go/ductwork/backend"
 )
@@ -13,6 +15,7 @@ func testEdges(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
 		"SetValueUnknownRun": edgeSetValueUnknownRun,
 		"NegativeCursor":     edgeNegativeCursor,
+		"ReapOrder":          edgeReapOrder,
 	})
 }
 
@@ -74,5 +77,33 @@ func edgeNegativeCursor(t *testing.T, h Harness) {
 	}
 	if len(ex.Executions) != 1 {
 		t.Errorf("ListExecutions(AfterID -1) listed %d executions; want the run's one", len(ex.Executions))
+	}
+}
+
+// edgeReapOrder: ReapResult.Processes lists the reaped processes sorted by
+// ID (SQLite once listed them in its DELETE's order).
+func edgeReapOrder(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	ids := []string{randomID(t, "p-z"), randomID(t, "p-a"), randomID(t, "p-m")}
+	for _, id := range ids {
+		if _, err := b.RegisterProcess(testCtx(t), &backend.RegisterProcessParams{ProcessID: id, Host: "conformance", PID: 1}); err != nil {
+			t.Fatalf("RegisterProcess(%s): %v", id, err)
+		}
+	}
+	reaper := register(t, b)
+	const threshold = 500 * time.Millisecond
+	for _, id := range ids {
+		makeStale(t, b, id, threshold)
+	}
+	if _, err := b.Heartbeat(testCtx(t), &backend.HeartbeatParams{ProcessID: reaper}); err != nil {
+		t.Fatalf("Heartbeat: %v", err)
+	}
+	res, err := b.Reap(testCtx(t), &backend.ReapParams{ProcessID: reaper, Threshold: threshold})
+	if err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(res.Processes, want) {
+		t.Errorf("Reap listed %v; want %v (sorted)", res.Processes, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
@@ -151,6 +152,8 @@ func (b *Backend) Reap(ctx context.Context, params *backend.ReapParams) (*backen
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// RETURNING has no order: sorted, as the other backends list them.
+		slices.Sort(res.Processes)
 		ids, err := json.Marshal(res.Processes)
 		if err != nil {
 			return err
