@@ -97,15 +97,16 @@ type Backend interface {
 	// safe from many processes at once: each dead process is reaped once.
 	Reap(ctx context.Context, params *ReapParams) (*ReapResult, error)
 
-	// ListExecutions returns the execution history of one run (optionally of
-	// one job), oldest first, paginated. Every Complete, Fail, Release,
-	// Reap, DeregisterProcess and CancelRun that ends a claim writes one
-	// execution row in its own transaction (see Execution). An unknown run
-	// has no executions (an empty result, not an error).
+	// ListExecutions returns the executions of one run (optionally of one
+	// job), by job then claim (ID order), paginated: the history rows and
+	// each job row's latest execution, a running one included (see
+	// Execution), read in one statement. An unknown run has no executions
+	// (an empty result, not an error).
 	ListExecutions(ctx context.Context, params *ListExecutionsParams) (*ListExecutionsResult, error)
 
-	// PruneExecutions deletes up to params.Limit of the oldest executions
-	// that finished more than params.OlderThan ago, in one short
+	// PruneExecutions deletes up to params.Limit of the oldest history rows
+	// (executions a job left behind; a job's latest execution goes with its
+	// job) that finished more than params.OlderThan ago, in one short
 	// transaction; callers repeat it while Deleted equals the limit. It
 	// looks only at the oldest rows (the primary key's order), so a call
 	// with nothing to delete costs a few rows read. A non-positive

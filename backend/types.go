@@ -782,14 +782,42 @@ const (
 	OutcomeReleased Outcome = "released"
 	// OutcomeCancelled: CancelRun ended the run while the execution ran.
 	OutcomeCancelled Outcome = "cancelled"
+	// OutcomeRunning: the execution has not ended (its claim holds); its
+	// FinishedAt is zero.
+	OutcomeRunning Outcome = "running"
 )
 
+// executionFenceBits is how many low bits of an execution's ID hold its
+// fence (see ExecutionID).
+const executionFenceBits = 20
+
+// ExecutionID is the ID of the execution of job jobID under claim fence:
+// jobID·2^20 + fence. Ordering IDs orders executions by job, then by claim
+// (the order a job's executions ran in). IDs are unique and ordered while a
+// job has fewer than 2^20 claims and job IDs stay below 2^43.
+func ExecutionID(jobID, fence int64) int64 {
+	return jobID<<executionFenceBits | fence&(1<<executionFenceBits-1)
+}
+
+// ExecutionKey splits an execution ID (see ExecutionID) into its job ID and
+// fence, the keyset a listing continues after.
+func ExecutionKey(id int64) (jobID, fence int64) {
+	if id <= 0 {
+		return 0, 0
+	}
+	return id >> executionFenceBits, id & (1<<executionFenceBits - 1)
+}
+
 // Execution is one execution of a step instance: one claim of a job, from
-// the claim to the write that ended it. Backends write it in the
-// transaction of that write (Complete, Fail, Release, Reap,
-// DeregisterProcess, CancelRun); an execution still running has no row yet
-// (its job row, status running, says who runs it since when).
+// the claim to the write that ended it. A job's latest execution lives on
+// its job row (claim, owner, fence, end, error), so a completion writes no
+// more than the job row; the executions a job leaves behind (a retried
+// failure, a crash, a release, the failure a revive re-runs) are history
+// rows, written in the transaction that leaves them behind (Fail, Release,
+// Reap, DeregisterProcess, ReviveRun). A listing is the union of both; a
+// running execution is listed with OutcomeRunning and no end.
 type Execution struct {
+	// ID is ExecutionID(JobID, Fence).
 	ID     int64
 	RunID  int64
 	JobID  int64
@@ -819,7 +847,8 @@ type ListExecutionsParams struct {
 	// JobID, if set, keeps only the executions of that job.
 	JobID int64
 	Limit int
-	// AfterID continues a listing: only executions with a larger ID.
+	// AfterID continues a listing: only executions with a larger ID (by
+	// job, then fence; see ExecutionID).
 	AfterID int64
 }
 

@@ -9,9 +9,11 @@ import (
 	"github.com/ductwork-go/ductwork/backend"
 )
 
-// testExecutions: every write that ends a claim records one execution, in
-// its own transaction, with the claim's start and its end by the database's
-// clock; stale writes record nothing; old executions are pruned in batches.
+// testExecutions: every claim is one execution, listed from the claim on
+// (running, with no end) and ended by the write that ends the claim, in its
+// own transaction, with the claim's start and its end by the database's
+// clock; stale writes record nothing; the executions a job left behind are
+// pruned in batches, a job's latest one goes with the job.
 func testExecutions(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
 		"Completed":      execCompleted,
@@ -25,6 +27,9 @@ func testExecutions(t *testing.T, h Harness) {
 		"Pagination":     execPagination,
 		"Prune":          execPrune,
 		"PruneBadInput":  execPruneBadInput,
+		"Running":        execRunning,
+		"RetryThenOK":    execRetryThenOK,
+		"ReviveKeeps":    execReviveKeeps,
 	})
 }
 
@@ -88,12 +93,12 @@ func wantExecs(t *testing.T, b backend.Backend, runID int64, n int) []*backend.E
 	return got
 }
 
-// execCompleted: a completion records one execution of its claim, and a
-// run with nothing else ended has no other.
+// execCompleted: a completion ends the execution of its claim, and a run
+// with nothing else claimed has no other.
 func execCompleted(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	proc, j := startRoot(t, b, defA)
-	wantExecs(t, b, j.RunID, 0)
+	checkRunning(t, b, wantExecs(t, b, j.RunID, 1)[0], j, proc)
 	complete(t, b, j, proc, enc(t, "out"), backend.Plan{Jobs: []backend.NewJob{{NodeID: "next", Input: enc(t, 1)}}})
 	e := wantExecs(t, b, j.RunID, 1)[0]
 	checkExec(t, b, e, j, proc, backend.OutcomeCompleted)
@@ -209,10 +214,10 @@ func execReleased(t *testing.T, h Harness) {
 	if j3.Crashes != 1 {
 		t.Fatalf("claim after a crashed release has crashes %d; want 1", j3.Crashes)
 	}
-	// A stale release records nothing.
+	// A stale release records nothing: the two released, then j3 running.
 	_, err := b.Release(testCtx(t), &backend.ReleaseParams{JobID: j2.ID, ProcessID: proc, Fence: j2.Fence})
 	wantErr(t, "stale Release", err, backend.ErrStaleClaim)
-	wantExecs(t, b, j.RunID, 2)
+	checkRunning(t, b, wantExecs(t, b, j.RunID, 3)[2], j3, proc)
 }
 
 // execDeregistered: deregistering a process records the executions of the
@@ -267,7 +272,7 @@ func execStaleNoRow(t *testing.T, h Harness) {
 	wantErr(t, "Fail by another process", err, backend.ErrStaleClaim)
 	_, err = b.Release(ctx, &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence - 1})
 	wantErr(t, "Release with a wrong fence", err, backend.ErrStaleClaim)
-	wantExecs(t, b, j.RunID, 0)
+	checkRunning(t, b, wantExecs(t, b, j.RunID, 1)[0], j, proc)
 	complete(t, b, j, proc, enc(t, "out"), backend.Plan{CompleteRun: true})
 	res, err := b.Complete(ctx, &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, "out"), Plan: backend.Plan{CompleteRun: true}})
 	if err != nil || !res.Replayed {
@@ -322,29 +327,49 @@ func execPagination(t *testing.T, h Harness) {
 	}
 }
 
-// execPrune: PruneExecutions deletes only executions older than the
-// retention, at most Limit a call, oldest first, and keeps younger ones.
+// leaveBehind makes job j of proc leave n executions behind (retried
+// failures, then a release when n > 1) and returns its current claim.
+func leaveBehind(t *testing.T, b backend.Backend, proc string, def backend.DefinitionRef, j *backend.Job, n int) *backend.Job {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		var err error
+		if i == n-1 && n > 1 {
+			_, err = b.Release(testCtx(t), &backend.ReleaseParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence})
+		} else {
+			_, err = b.Fail(testCtx(t), &backend.FailParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence, Error: "again", Retry: true})
+		}
+		if err != nil {
+			t.Fatalf("ending execution %d of job %d: %v", i+1, j.ID, err)
+		}
+		j = claimOne(t, b, proc, def)
+	}
+	return j
+}
+
+// execPrune: PruneExecutions deletes only history rows (executions a job
+// left behind) older than the retention, at most Limit a call, oldest
+// first, and keeps younger ones; a job's latest execution stays with it.
 func execPrune(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	proc, j := startRoot(t, b, defA)
-	complete(t, b, j, proc, enc(t, "out"), backend.Plan{Jobs: children(t, "child", 4)})
-	for _, k := range claim(t, b, proc, 4, defA) {
-		complete(t, b, k, proc, enc(t, "k"), backend.Plan{})
-	}
-	old := wantExecs(t, b, j.RunID, 5)
+	j = leaveBehind(t, b, proc, defA, j, 3)
+	complete(t, b, j, proc, enc(t, "out"), backend.Plan{CompleteRun: true})
+	old := wantExecs(t, b, j.RunID, 4)
 	res, err := b.PruneExecutions(testCtx(t), &backend.PruneExecutionsParams{OlderThan: time.Hour})
 	if err != nil || res.Deleted != 0 {
 		t.Fatalf("PruneExecutions(1h) = %+v, %v; want nothing deleted", res, err)
 	}
-	// A younger execution, a second after the older ones, which the
-	// retention keeps: the cut falls half a second after the last old one.
+	// A younger execution left behind, a second after the older ones, which
+	// the retention keeps: the cut falls half a second after the last old
+	// one.
 	oldLast := old[len(old)-1].FinishedAt
 	waitPast(t, b, oldLast, time.Second)
 	trigger(t, b, defB, backend.NewJob{NodeID: "root"})
 	proc2 := register(t, b, defB)
 	y := claimOne(t, b, proc2, defB)
+	y = leaveBehind(t, b, proc2, defB, y, 1)
 	complete(t, b, y, proc2, enc(t, "y"), backend.Plan{CompleteRun: true})
-	young := wantExecs(t, b, y.RunID, 1)[0]
+	young := wantExecs(t, b, y.RunID, 2)[0]
 	retention := now(t, b).Sub(oldLast.Add(500 * time.Millisecond))
 	total := 0
 	for i := 0; ; i++ {
@@ -360,11 +385,13 @@ func execPrune(t *testing.T, h Harness) {
 			break
 		}
 	}
-	if total != len(old) {
-		t.Errorf("pruned %d executions; want the %d older than the retention", total, len(old))
+	if total != len(old)-1 {
+		t.Errorf("pruned %d executions; want the %d left behind before the retention", total, len(old)-1)
 	}
-	wantExecs(t, b, j.RunID, 0)
-	if got := wantExecs(t, b, y.RunID, 1)[0]; got.ID != young.ID {
+	if got := wantExecs(t, b, j.RunID, 1)[0]; got.ID != old[3].ID || got.Outcome != backend.OutcomeCompleted {
+		t.Errorf("after pruning, run %d lists %s; want its job's latest execution, completed", j.RunID, describeExec(got))
+	}
+	if got := wantExecs(t, b, y.RunID, 2)[0]; got.ID != young.ID || got.Outcome != backend.OutcomeFailed {
 		t.Errorf("the younger execution was replaced: %s", describeExec(got))
 	}
 }
@@ -385,4 +412,127 @@ func execPruneBadInput(t *testing.T, h Harness) {
 		}
 	}
 	wantExecs(t, b, j.RunID, 1)
+}
+
+// checkRunning checks that e is the running execution of claim j by
+// process: listed with the claim's start, OutcomeRunning and no end.
+func checkRunning(t *testing.T, b backend.Backend, e *backend.Execution, j *backend.Job, process string) {
+	t.Helper()
+	if e.JobID != j.ID || e.RunID != j.RunID || e.NodeID != j.NodeID || e.Attempt != j.Attempt || e.Crashes != j.Crashes ||
+		e.Fence != j.Fence || e.ProcessID != process || e.Outcome != backend.OutcomeRunning || !e.FinishedAt.IsZero() ||
+		e.Error != "" || e.ID != backend.ExecutionID(j.ID, j.Fence) {
+		t.Errorf("execution %s finished %v; want job %d attempt %d fence %d of %s running, with no end",
+			describeExec(e), e.FinishedAt, j.ID, j.Attempt, j.Fence, process)
+	}
+	p := precision(b)
+	if d := e.StartedAt.Sub(j.ClaimedAt); d < -p || d > p {
+		t.Errorf("running execution of job %d started at %v; want the claim's time %v", j.ID, e.StartedAt, j.ClaimedAt)
+	}
+}
+
+// execRunning: a claimed job's execution is listed while it runs, under
+// the ID it keeps when it ends; a crash re-run lists the crashed execution
+// and the running one.
+func execRunning(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	threshold := precision(b)
+	dead, j := startRoot(t, b, defA)
+	running := wantExecs(t, b, j.RunID, 1)[0]
+	checkRunning(t, b, running, j, dead)
+	if one := executions(t, b, j.RunID, j.ID); len(one) != 1 || one[0].ID != running.ID {
+		t.Fatalf("executions of job %d: %d; want its running one", j.ID, len(one))
+	}
+	makeStale(t, b, dead, threshold)
+	if _, err := b.Reap(testCtx(t), &backend.ReapParams{ProcessID: "reaper", Threshold: threshold}); err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	got := wantExecs(t, b, j.RunID, 1)
+	checkExec(t, b, got[0], j, dead, backend.OutcomeCrashed)
+	if got[0].ID != running.ID {
+		t.Errorf("the crashed execution has ID %d; want %d, the one it had while running", got[0].ID, running.ID)
+	}
+	live := register(t, b, defA)
+	j2 := claimOne(t, b, live, defA)
+	got = wantExecs(t, b, j.RunID, 2)
+	checkExec(t, b, got[0], j, dead, backend.OutcomeCrashed)
+	checkRunning(t, b, got[1], j2, live)
+	complete(t, b, j2, live, enc(t, "out"), backend.Plan{CompleteRun: true})
+	got = wantExecs(t, b, j.RunID, 2)
+	checkExec(t, b, got[1], j2, live, backend.OutcomeCompleted)
+	if got[1].ID != backend.ExecutionID(j2.ID, j2.Fence) {
+		t.Errorf("completed execution ID %d; want %d", got[1].ID, backend.ExecutionID(j2.ID, j2.Fence))
+	}
+}
+
+// execRetryThenOK: a retried failure then a success list both, the failure
+// with its error, the success with none (the job row keeps the last error).
+func execRetryThenOK(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc, j := startRoot(t, b, defA)
+	if _, err := b.Fail(testCtx(t), &backend.FailParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence,
+		Error: "flaky", Stack: "stack", Retry: true}); err != nil {
+		t.Fatalf("Fail(Retry): %v", err)
+	}
+	j2 := claimOne(t, b, proc, defA)
+	complete(t, b, j2, proc, enc(t, "ok"), backend.Plan{Jobs: []backend.NewJob{{NodeID: "next", Input: enc(t, 1)}}})
+	got := wantExecs(t, b, j.RunID, 2)
+	checkExec(t, b, got[0], j, proc, backend.OutcomeFailed)
+	checkExec(t, b, got[1], j2, proc, backend.OutcomeCompleted)
+	if got[0].Error != "flaky" || got[0].Stack != "stack" || got[1].Error != "" || got[1].Stack != "" {
+		t.Errorf("errors %q/%q and %q/%q; want the failure's, then none", got[0].Error, got[0].Stack, got[1].Error, got[1].Stack)
+	}
+	if got[0].Attempt != 1 || got[1].Attempt != 2 || got[0].ID >= got[1].ID {
+		t.Errorf("executions %s, %s; want attempts 1 then 2, in that order", describeExec(got[0]), describeExec(got[1]))
+	}
+	// Pages of one walk both, in order.
+	var ids []int64
+	var after int64
+	for i := 0; i < 5; i++ {
+		res, err := b.ListExecutions(testCtx(t), &backend.ListExecutionsParams{RunID: j.RunID, JobID: j.ID, Limit: 1, AfterID: after})
+		if err != nil {
+			t.Fatalf("ListExecutions: %v", err)
+		}
+		for _, e := range res.Executions {
+			ids = append(ids, e.ID)
+		}
+		if after = res.Next; after == 0 {
+			break
+		}
+	}
+	if len(ids) != 2 || ids[0] != got[0].ID || ids[1] != got[1].ID {
+		t.Errorf("pages of 1 listed %v; want %d, %d", ids, got[0].ID, got[1].ID)
+	}
+}
+
+// execReviveKeeps: a revive keeps the execution that halted the run, with
+// its outcome and error, once, before and after the re-run; a halt by a
+// timeout stays a timeout.
+func execReviveKeeps(t *testing.T, h Harness) {
+	for _, outcome := range []backend.Outcome{backend.OutcomeFailed, backend.OutcomeTimeout} {
+		b := newBackend(t, h)
+		proc, j := startRoot(t, b, defA)
+		res, err := b.Fail(testCtx(t), &backend.FailParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence,
+			Error: "broken", Stack: "halt stack", Cause: backend.HaltRetriesExhausted, Outcome: outcome})
+		if err != nil || !res.Halted {
+			t.Fatalf("Fail = %+v, %v; want the run halted", res, err)
+		}
+		halted := wantExecs(t, b, j.RunID, 1)[0]
+		checkExec(t, b, halted, j, proc, outcome)
+		if _, err := b.ReviveRun(testCtx(t), &backend.ReviveRunParams{RunID: j.RunID}); err != nil {
+			t.Fatalf("ReviveRun: %v", err)
+		}
+		got := wantExecs(t, b, j.RunID, 1)[0]
+		checkExec(t, b, got, j, proc, outcome)
+		if got.ID != halted.ID || got.Error != "broken" || got.Stack != "halt stack" || !got.FinishedAt.Equal(halted.FinishedAt) {
+			t.Errorf("after the revive: %s; want the halted execution %s as it was", describeExec(got), describeExec(halted))
+		}
+		j2 := claimOne(t, b, proc, defA)
+		complete(t, b, j2, proc, enc(t, "ok"), backend.Plan{CompleteRun: true})
+		all := wantExecs(t, b, j.RunID, 2)
+		checkExec(t, b, all[0], j, proc, outcome)
+		checkExec(t, b, all[1], j2, proc, backend.OutcomeCompleted)
+		if all[0].ID != halted.ID || all[1].Attempt != 2 || all[1].Error != "" {
+			t.Errorf("after the re-run: %s, %s; want the halted one, then attempt 2 completed", describeExec(all[0]), describeExec(all[1]))
+		}
+	}
 }

@@ -73,7 +73,7 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 	var res backend.CompleteResult
 	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
 		res = backend.CompleteResult{}
-		return b.completeTx(ctx, tx, params, &res, true)
+		return b.completeTx(ctx, tx, params, &res)
 	})
 	if err != nil {
 		return nil, err
@@ -81,10 +81,10 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 	return &res, nil
 }
 
-// completeTx applies one completion in tx. With record it also records the
-// execution; a group commit leaves it false and records the completions of
-// the whole group in one statement (recordCompleted).
-func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult, record bool) error {
+// completeTx applies one completion in tx. The completed execution stays
+// on the job row (its claim's start, owner and fence, its end): a
+// completion writes no history row.
+func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
 	tx := b.preparedTx(sqlTx)
 	r, err := tx.ExecContext(ctx, qCompleteJob, p.Output, p.JobID, p.Fence, p.ProcessID)
 	if err != nil {
@@ -92,11 +92,6 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 	if err := expectOne(r, backend.ErrStaleClaim); err != nil {
 		return err
-	}
-	if record {
-		if _, err := tx.ExecContext(ctx, qRecordExecution, 0, 0, p.ProcessID, string(backend.OutcomeCompleted), nil, nil, p.JobID); err != nil {
-			return err
-		}
 	}
 	crashpoint.Hit(crashpoint.CompleteTx)
 	plan := &p.Plan
@@ -322,8 +317,13 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		if err := expectOne(r, backend.ErrStaleClaim); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
-			return err
+		// The failed execution stays on the job row, which says failed;
+		// another outcome (a timeout) is a history row, which a listing
+		// prefers.
+		if params.FailOutcome() != string(backend.OutcomeFailed) {
+			if _, err := tx.ExecContext(ctx, qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
+				return err
+			}
 		}
 		var (
 			runID       int64

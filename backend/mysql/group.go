@@ -51,7 +51,6 @@ func (b *Backend) commitGroup(group []*completeReq) {
 	ctx, cancel := groupcommit.Context(contexts(group))
 	defer cancel()
 	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
-		var completed []any
 		for _, r := range group {
 			r.res, r.err = nil, nil
 			if err := r.ctx.Err(); err != nil {
@@ -62,7 +61,7 @@ func (b *Backend) commitGroup(group []*completeReq) {
 				return err
 			}
 			res := &backend.CompleteResult{}
-			if err := b.completeTx(ctx, tx, r.params, res, false); err != nil {
+			if err := b.completeTx(ctx, tx, r.params, res); err != nil {
 				if retryable(err) {
 					return err // InnoDB rolled back the whole transaction
 				}
@@ -72,15 +71,12 @@ func (b *Backend) commitGroup(group []*completeReq) {
 				}
 			} else {
 				r.res = res
-				completed = append(completed, r.params.JobID)
 			}
 			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT dw_complete"); err != nil {
 				return err
 			}
 		}
-		// The group's executions, in one statement rather than one per
-		// completion.
-		return b.recordCompleted(ctx, tx, completed)
+		return nil
 	})
 	if err != nil {
 		for _, r := range group {

@@ -56,20 +56,10 @@ func endRunning(ctx context.Context, tx *sql.Tx, outcome backend.Outcome, crash 
 	return total, nil
 }
 
-// recordCompleted records the completions of jobs (one group commit's, each
-// completed under its claim in this transaction) in one statement.
-func (b *Backend) recordCompleted(ctx context.Context, tx *sql.Tx, jobs []any) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	// Prepared (once per group size): unprepared, database/sql would
-	// prepare, execute and close it, three round trips instead of one.
-	_, err := b.preparedTx(tx).ExecContext(ctx, qRecordCompletedHead+placeholders("?", len(jobs))+")", jobs...)
-	return err
-}
-
 // ListExecutions returns a run's executions (those of params.JobID when
-// set), oldest first, from the (run_id, id) index.
+// set) by job then fence, in one statement: the history rows (the (run_id,
+// job_id, fence) key) and the job rows' latest executions (the (run_id, id)
+// key), a job row left out when a history row holds its execution.
 func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecutionsParams) (*backend.ListExecutionsResult, error) {
 	const op = "list executions"
 	if err := b.checkOpen(op); err != nil {
@@ -79,7 +69,9 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	rows, err := b.db.QueryContext(ctx, qListExecutions, params.RunID, params.JobID, params.JobID, params.AfterID, limit)
+	aj, af := backend.ExecutionKey(params.AfterID)
+	rows, err := b.db.QueryContext(ctx, qListExecutions, params.RunID, params.JobID, params.JobID, aj, aj, af,
+		params.RunID, params.JobID, params.JobID, aj, aj, af, limit)
 	if err != nil {
 		return nil, mapErr(op, err)
 	}
@@ -91,9 +83,9 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 			node, scope, proc, outcome []byte
 			errText, stack             []byte
 			started                    sql.NullInt64
-			finished                   int64
+			finished                   sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &e.RunID, &e.JobID, &node, &scope, &e.Attempt, &e.Crashes, &e.Fence, &proc,
+		if err := rows.Scan(&e.JobID, &e.RunID, &node, &scope, &e.Attempt, &e.Crashes, &e.Fence, &proc,
 			&started, &finished, &outcome, &errText, &stack); err != nil {
 			return nil, mapErr(op, err)
 		}
@@ -102,7 +94,10 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 		if started.Valid {
 			e.StartedAt = fromMicros(started.Int64)
 		}
-		e.FinishedAt = fromMicros(finished)
+		if finished.Valid {
+			e.FinishedAt = fromMicros(finished.Int64)
+		}
+		e.ID = backend.ExecutionID(e.JobID, e.Fence)
 		res.Executions = append(res.Executions, &e)
 	}
 	if err := rows.Err(); err != nil {

@@ -120,8 +120,10 @@ WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
 	qReleaseJob = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?` + fenced
 )
 
-// The execution history: one row per execution, written in the
-// transaction of the write that ended it.
+// The execution history: one row per execution a job leaves behind (a
+// retried failure, a crash, a release, the failure a revive re-runs),
+// written in the transaction of the write that leaves it behind; a job's
+// latest execution stays on its job row.
 const (
 	execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack`
 
@@ -135,12 +137,6 @@ SELECT run_id, id, node_id, scope, attempt - ?, crashes - ?, fence, ?, started_a
   COALESCE(finished_at, ` + nowUS + `), ?, ?, ?
 FROM ductwork_jobs WHERE id = ?`
 
-	// qRecordCompletedHead records the completions of a group commit, then
-	// placeholders for the job IDs, then ")".
-	qRecordCompletedHead = `INSERT INTO ductwork_executions (` + execColumns + `)
-SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'completed', NULL, NULL
-FROM ductwork_jobs WHERE id IN (`
-
 	// qRecordEndedHead records, with the outcome given first, the executions
 	// of running jobs locked by the caller, which then resets them with
 	// qResetJobsHead; then placeholders for the job IDs, then ")".
@@ -150,15 +146,54 @@ FROM ductwork_jobs WHERE status = 'running' AND id IN (`
 	qResetJobsHead = `UPDATE ductwork_jobs SET status = 'pending', process_id = NULL, crashes = crashes + ?
 WHERE status = 'running' AND id IN (`
 
-	// qRecordCancelled records, after qCancelJobs, the executions it ended:
-	// the cancelled jobs that still name an owner (pending jobs have none).
-	qRecordCancelled = `INSERT INTO ductwork_executions (` + execColumns + `)
-SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', NULL, NULL
-FROM ductwork_jobs WHERE run_id = ? AND status = 'cancelled' AND process_id IS NOT NULL`
+	// qRecordRevived moves, before qReviveJobs makes them pending, the
+	// failed executions of the run's failed jobs from their job rows to the
+	// history (unless a history row holds one already: a timeout).
+	qRecordRevived = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT f.run_id, f.id, f.node_id, f.scope, f.attempt, f.crashes, f.fence, COALESCE(f.process_id, ''), f.started_at,
+  f.finished_at, 'failed', f.error, f.error_stack
+FROM ductwork_jobs AS f
+WHERE f.run_id = ? AND f.status = 'failed'
+  AND NOT EXISTS (SELECT 1 FROM ductwork_executions AS e WHERE e.run_id = f.run_id AND e.job_id = f.id AND e.fence = f.fence)`
 
-	qListExecutions = `SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
+	// qListExecutions lists a run's executions (one job's when not 0) after
+	// (job, fence), by job then fence: the job rows' latest executions,
+	// except those a history row holds, and the history. The arguments,
+	// for each part: run, job, job, after job, after job, after fence; then
+	// the limit.
+	qListExecutions = `SELECT job_id, run_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
   outcome, error, error_stack
-FROM ductwork_executions WHERE run_id = ? AND (? = 0 OR job_id = ?) AND id > ? ORDER BY id LIMIT ?`
+FROM (
+  SELECT ` + jobExecution + `
+  FROM ductwork_jobs AS j
+  WHERE j.run_id = ? AND (? = 0 OR j.id = ?) AND (j.id > ? OR (j.id = ? AND j.fence > ?))
+    AND ` + jobHasExecution + `
+    AND NOT EXISTS (SELECT 1 FROM ductwork_executions AS h WHERE h.run_id = j.run_id AND h.job_id = j.id AND h.fence = j.fence)
+  UNION ALL
+  SELECT h.job_id, h.run_id, h.node_id, h.scope, h.attempt, h.crashes, h.fence, h.process_id, h.started_at,
+    h.finished_at, h.outcome, h.error, h.error_stack
+  FROM ductwork_executions AS h
+  WHERE h.run_id = ? AND (? = 0 OR h.job_id = ?) AND (h.job_id > ? OR (h.job_id = ? AND h.fence > ?))
+) AS x
+ORDER BY job_id, fence
+LIMIT ?`
+
+	// jobHasExecution holds for a job row (j) that holds its latest
+	// execution: running, or ended by a completion, a failure that halted
+	// or a cancel while it ran (a cancelled job that still names an owner).
+	// A pending job's previous executions, if any, are history rows.
+	jobHasExecution = `j.fence > 0 AND (j.status IN ('running', 'completed', 'failed')
+    OR (j.status = 'cancelled' AND j.process_id IS NOT NULL))`
+
+	// jobExecution renders the latest execution a job row (j) holds, in the
+	// columns of an execution row (job_id first); a running one has no end.
+	jobExecution = `j.id AS job_id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes, j.fence,
+    COALESCE(j.process_id, '') AS process_id, j.started_at,
+    CASE WHEN j.status = 'running' THEN NULL ELSE j.finished_at END AS finished_at,
+    CASE j.status WHEN 'running' THEN 'running' WHEN 'failed' THEN 'failed' WHEN 'cancelled' THEN 'cancelled'
+      ELSE 'completed' END AS outcome,
+    CASE WHEN j.status = 'failed' THEN j.error ELSE NULL END AS error,
+    CASE WHEN j.status = 'failed' THEN j.error_stack ELSE NULL END AS error_stack`
 
 	// qPruneBound is the highest ID among the oldest executions (by ID, the
 	// order they ended in); qPruneExecutions deletes those up to it that

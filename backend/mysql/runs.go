@@ -180,10 +180,7 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 		if err := b.runStateErr(ctx, r, params.RunID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, qCancelJobs, params.RunID); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, qRecordCancelled, params.RunID)
+		_, err = tx.ExecContext(ctx, qCancelJobs, params.RunID)
 		return err
 	})
 	if err != nil {
@@ -206,6 +203,9 @@ func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams
 			return err
 		}
 		if err := b.runStateErr(ctx, r, params.RunID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qRecordRevived, params.RunID); err != nil {
 			return err
 		}
 		r, err = tx.ExecContext(ctx, qReviveJobs, params.RunID)

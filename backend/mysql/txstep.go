@@ -76,7 +76,7 @@ func (b *Backend) completeInTx(ctx context.Context, params *backend.CompletePara
 		}
 		p := *params
 		p.Output, p.Plan, p.InTx = out, plan, nil
-		return b.completeTx(ctx, tx, &p, &res, true)
+		return b.completeTx(ctx, tx, &p, &res)
 	})
 	if stepErr != nil {
 		return nil, stepErr

@@ -709,7 +709,10 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 }
 
 // ListExecutions returns a run's executions (those of params.JobID when
-// set), oldest first, from the (run_id, id) index.
+// set) by job then fence, in one statement: the history rows, from the
+// (run_id, job_id, fence) index, and the job rows' latest executions, from
+// the (run_id, id) index, a job row left out when a history row holds its
+// execution.
 func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecutionsParams) (*backend.ListExecutionsResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
@@ -718,20 +721,25 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	rows, err := b.pool.Query(ctx, b.q.listExecutions, params.RunID, params.JobID, params.AfterID, limit)
+	afterJob, afterFence := backend.ExecutionKey(params.AfterID)
+	rows, err := b.pool.Query(ctx, b.q.listExecutions, params.RunID, params.JobID, afterJob, afterFence, limit)
 	if err != nil {
 		return nil, mapErr("list executions", err)
 	}
 	execs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*backend.Execution, error) {
 		e := &backend.Execution{}
 		var attempt, crashes int32
-		var started *time.Time
+		var started, finished *time.Time
 		var outcome string
-		err := row.Scan(&e.ID, &e.RunID, &e.JobID, &e.NodeID, &e.Scope, &attempt, &crashes, &e.Fence, &e.ProcessID,
-			&started, &e.FinishedAt, &outcome, &e.Error, &e.Stack)
+		err := row.Scan(&e.JobID, &e.RunID, &e.NodeID, &e.Scope, &attempt, &crashes, &e.Fence, &e.ProcessID,
+			&started, &finished, &outcome, &e.Error, &e.Stack)
+		e.ID = backend.ExecutionID(e.JobID, e.Fence)
 		e.Attempt, e.Crashes, e.Outcome = int(attempt), int(crashes), backend.Outcome(outcome)
 		if started != nil {
 			e.StartedAt = *started
+		}
+		if finished != nil {
+			e.FinishedAt = *finished
 		}
 		return e, err
 	})

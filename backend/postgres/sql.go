@@ -143,17 +143,14 @@ const execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, pr
 
 // The fenced update raises DW001 when it matches nothing, which aborts the
 // rest of the batch and its implicit transaction at once, server side. The
-// same statement records the execution (the claim's start, kept on the job
-// row, and its end): the history costs no statement of its own.
+// completed execution stays on the job row (its claim's start, owner and
+// fence, its end): a completion writes no history row.
 const sqlCompleteJob = `
 WITH u AS (
 	UPDATE {schema}.ductwork_jobs
 	SET status = 'completed', output = $4, finished_at = now()
 	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
-	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, started_at, finished_at
-), e AS (
-	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
-	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, 'completed', '', '' FROM u
+	RETURNING id
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
@@ -168,10 +165,7 @@ WITH u AS (
 			WHERE jn.run_id = j.run_id AND jn.node_id = $5 AND jn.scope = $6),
 		arrival_slot = $7
 	WHERE j.id = $1 AND j.fence = $2 AND j.process_id = $3 AND j.status = 'running'
-	RETURNING j.id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes, j.fence, j.started_at, j.finished_at
-), e AS (
-	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
-	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, 'completed', '', '' FROM u
+	RETURNING j.id
 )
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
@@ -288,7 +282,9 @@ WITH u AS (
 SELECT count(*) FROM u`
 
 // sqlFailHalt fails the job and halts its run; the second count is 1 only for
-// the statement that moved the run to halted.
+// the statement that moved the run to halted. The failed execution stays on
+// the job row, which says failed; a history row is written only when the
+// outcome ($7) is another (a timeout), and the listing prefers it.
 const sqlFailHalt = `
 WITH j AS (
 	UPDATE {schema}.ductwork_jobs
@@ -298,6 +294,7 @@ WITH j AS (
 ), e AS (
 	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
 	SELECT run_id, id, node_id, scope, attempt, crashes, fence, $3, started_at, finished_at, $7, $4, $5 FROM j
+	WHERE $7 <> 'failed'
 ), r AS (
 	UPDATE {schema}.ductwork_runs AS r
 	SET status = 'halted', error = $4, halt_node = j.node_id, halt_scope = j.scope, halt_cause = $6,
@@ -418,11 +415,39 @@ ORDER BY id
 LIMIT $4`
 
 const sqlListExecutions = `
-SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack
-FROM {schema}.ductwork_executions
-WHERE run_id = $1 AND ($2::bigint = 0 OR job_id = $2) AND id > $3
-ORDER BY id
-LIMIT $4`
+SELECT job_id, run_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack
+FROM (
+	SELECT ` + jobExecution + `
+	FROM {schema}.ductwork_jobs AS j
+	WHERE j.run_id = $1 AND ($2::bigint = 0 OR j.id = $2) AND (j.id > $3 OR (j.id = $3 AND j.fence > $4))
+	  AND ` + jobHasExecution + `
+	  AND NOT EXISTS (SELECT 1 FROM {schema}.ductwork_executions AS h
+		WHERE h.run_id = j.run_id AND h.job_id = j.id AND h.fence = j.fence)
+	UNION ALL
+	SELECT h.job_id, h.run_id, h.node_id, h.scope, h.attempt, h.crashes, h.fence, h.process_id, h.started_at,
+		h.finished_at, h.outcome, h.error, h.error_stack
+	FROM {schema}.ductwork_executions AS h
+	WHERE h.run_id = $1 AND ($2::bigint = 0 OR h.job_id = $2) AND (h.job_id > $3 OR (h.job_id = $3 AND h.fence > $4))
+) AS x
+ORDER BY job_id, fence
+LIMIT $5`
+
+// jobHasExecution holds for a job row (j) that holds its latest execution:
+// running, or ended by a completion, a failure that halted or a cancel
+// while it ran (a cancelled job that still names an owner). A pending job's
+// previous executions, if any, are history rows.
+const jobHasExecution = `j.fence > 0 AND (j.status IN ('running', 'completed', 'failed')
+	OR (j.status = 'cancelled' AND j.process_id IS NOT NULL))`
+
+// jobExecution renders the latest execution a job row (j) holds, in the
+// columns of an execution row (job_id first); a running one has no end.
+const jobExecution = `j.id AS job_id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes, j.fence,
+		coalesce(j.process_id, '') AS process_id, j.started_at,
+		CASE WHEN j.status = 'running' THEN NULL ELSE j.finished_at END AS finished_at,
+		CASE j.status WHEN 'running' THEN 'running' WHEN 'failed' THEN 'failed' WHEN 'cancelled' THEN 'cancelled'
+			ELSE 'completed' END AS outcome,
+		CASE WHEN j.status = 'failed' THEN j.error ELSE '' END AS error,
+		CASE WHEN j.status = 'failed' THEN j.error_stack ELSE '' END AS error_stack`
 
 // sqlPruneExecutions deletes, among the $2 oldest executions by ID (the
 // order they ended in), those that finished more than $1 microseconds ago.
@@ -447,18 +472,13 @@ FROM l
 WHERE r.id = l.id AND r.status IN ('running', 'waiting', 'halted')`
 
 // The running jobs among them (those with an owner: pending jobs have
-// none) end an execution, recorded as cancelled.
+// none) end an execution, which stays on the job row: cancelled, with its
+// owner and end.
 const sqlCancelJobs = `
-WITH c AS (
-	UPDATE {schema}.ductwork_jobs
-	SET status = 'cancelled', finished_at = now()
-	WHERE run_id = $1 AND status IN ('pending', 'running')
-	  AND EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1 AND status = 'cancelled')
-	RETURNING id, run_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at
-)
-INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
-SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', '', ''
-FROM c WHERE process_id IS NOT NULL`
+UPDATE {schema}.ductwork_jobs
+SET status = 'cancelled', finished_at = now()
+WHERE run_id = $1 AND status IN ('pending', 'running')
+  AND EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1 AND status = 'cancelled')`
 
 const sqlRunExists = `SELECT EXISTS (SELECT 1 FROM {schema}.ductwork_runs WHERE id = $1)`
 
@@ -474,6 +494,14 @@ WITH r AS (
 	FROM r
 	WHERE j.run_id = r.id AND j.status = 'failed'
 	RETURNING j.id
+), h AS (
+	INSERT INTO {schema}.ductwork_executions (` + execColumns + `)
+	SELECT f.run_id, f.id, f.node_id, f.scope, f.attempt, f.crashes, f.fence, coalesce(f.process_id, ''), f.started_at,
+		f.finished_at, 'failed', f.error, f.error_stack
+	FROM {schema}.ductwork_jobs AS f, r
+	WHERE f.run_id = r.id AND f.status = 'failed'
+	  AND NOT EXISTS (SELECT 1 FROM {schema}.ductwork_executions AS e
+		WHERE e.run_id = f.run_id AND e.job_id = f.id AND e.fence = f.fence)
 )
 SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM j),
 	(SELECT count(*) FROM (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM j)) AS n)`

@@ -284,9 +284,6 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		if err != nil {
 			return err
 		}
-		if _, err := t.exec(qRecordExecution, 0, 0, params.ProcessID, string(backend.OutcomeCompleted), "", "", params.JobID); err != nil {
-			return err
-		}
 		crashpoint.Hit(crashpoint.CompleteTx)
 
 		for i := range plan.Jobs {
@@ -474,8 +471,13 @@ func (b *Backend) Fail(ctx context.Context, params *backend.FailParams) (*backen
 		if err != nil {
 			return err
 		}
-		if _, err := t.exec(qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
-			return err
+		// The failed execution stays on the job row, which says failed;
+		// another outcome (a timeout) is a history row, which a listing
+		// prefers.
+		if params.FailOutcome() != string(backend.OutcomeFailed) {
+			if _, err := t.exec(qRecordExecution, 0, 0, params.ProcessID, params.FailOutcome(), params.Error, params.Stack, params.JobID); err != nil {
+				return err
+			}
 		}
 		n, err := t.execCount(qHaltRun, params.Error, node, scope, string(params.Cause), attempt, params.Stack, params.JobID, params.Fence, runID)
 		res.Halted = n == 1

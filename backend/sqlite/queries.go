@@ -12,6 +12,23 @@ const nowUS = "CAST(ROUND(unixepoch('subsec') * 1000000) AS INTEGER)"
 // execColumns are the columns of an execution row.
 const execColumns = `run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, outcome, error, error_stack`
 
+// jobHasExecution holds for a job row (j) that holds its latest execution:
+// running, or ended by a completion, a failure that halted or a cancel
+// while it ran (a cancelled job that still names an owner). A pending job's
+// previous executions, if any, are history rows.
+const jobHasExecution = `j.fence > 0 AND (j.status IN ('running', 'completed', 'failed')
+    OR (j.status = 'cancelled' AND j.process_id IS NOT NULL))`
+
+// jobExecution renders the latest execution a job row (j) holds, in the
+// columns of an execution row (job_id first); a running one has no end.
+const jobExecution = `j.id AS job_id, j.run_id, j.node_id, j.scope, j.attempt, j.crashes, j.fence,
+        COALESCE(j.process_id, '') AS process_id, j.started_at,
+        CASE WHEN j.status = 'running' THEN NULL ELSE j.finished_at END AS finished_at,
+        CASE j.status WHEN 'running' THEN 'running' WHEN 'failed' THEN 'failed' WHEN 'cancelled' THEN 'cancelled'
+            ELSE 'completed' END AS outcome,
+        CASE WHEN j.status = 'failed' THEN j.error ELSE '' END AS error,
+        CASE WHEN j.status = 'failed' THEN j.error_stack ELSE '' END AS error_stack`
+
 // reapedJobs selects the running jobs a reap resets.
 const reapedJobs = `
 WHERE status = 'running'
@@ -218,19 +235,35 @@ FROM ductwork_jobs WHERE process_id = ? AND status = 'running'`
 SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, ` + nowUS + `, 'crashed', '', ''
 FROM ductwork_jobs` + reapedJobs
 
-	// qRecordCancelledExecutions records, after qCancelJobs, the executions
-	// it ended: the cancelled jobs that still name an owner (pending jobs
-	// have none).
-	qRecordCancelledExecutions = `INSERT INTO ductwork_executions (` + execColumns + `)
-SELECT run_id, id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at, 'cancelled', '', ''
-FROM ductwork_jobs WHERE run_id = ? AND status = 'cancelled' AND process_id IS NOT NULL`
+	// qRecordRevivedExecutions moves, before qReviveJobs makes them pending,
+	// the failed executions of run ?1's failed jobs from their job rows to
+	// the history (unless a history row holds one already: a timeout).
+	qRecordRevivedExecutions = `INSERT INTO ductwork_executions (` + execColumns + `)
+SELECT f.run_id, f.id, f.node_id, f.scope, f.attempt, f.crashes, f.fence, COALESCE(f.process_id, ''), f.started_at,
+    f.finished_at, 'failed', f.error, f.error_stack
+FROM ductwork_jobs AS f
+WHERE f.run_id = ?1 AND f.status = 'failed'
+  AND NOT EXISTS (SELECT 1 FROM ductwork_executions AS e WHERE e.run_id = f.run_id AND e.job_id = f.id AND e.fence = f.fence)`
 
-	qListExecutions = `SELECT id, run_id, job_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
+	// qListExecutions lists run ?1's executions (job ?2's when not 0) after
+	// (job ?3, fence ?4), by job then fence, at most ?5: the job rows'
+	// latest executions, except those a history row holds, and the history.
+	qListExecutions = `SELECT job_id, run_id, node_id, scope, attempt, crashes, fence, process_id, started_at, finished_at,
     outcome, error, error_stack
-FROM ductwork_executions
-WHERE run_id = ? AND (? = 0 OR job_id = ?) AND id > ?
-ORDER BY id
-LIMIT ?`
+FROM (
+    SELECT ` + jobExecution + `
+    FROM ductwork_jobs AS j
+    WHERE j.run_id = ?1 AND (?2 = 0 OR j.id = ?2) AND (j.id > ?3 OR (j.id = ?3 AND j.fence > ?4))
+      AND ` + jobHasExecution + `
+      AND NOT EXISTS (SELECT 1 FROM ductwork_executions AS h WHERE h.run_id = j.run_id AND h.job_id = j.id AND h.fence = j.fence)
+    UNION ALL
+    SELECT h.job_id, h.run_id, h.node_id, h.scope, h.attempt, h.crashes, h.fence, h.process_id, h.started_at,
+        h.finished_at, h.outcome, h.error, h.error_stack
+    FROM ductwork_executions AS h
+    WHERE h.run_id = ?1 AND (?2 = 0 OR h.job_id = ?2) AND (h.job_id > ?3 OR (h.job_id = ?3 AND h.fence > ?4))
+) AS x
+ORDER BY job_id, fence
+LIMIT ?5`
 
 	// qPruneExecutions deletes, among the ?2 oldest executions by ID (the
 	// order they ended in), those that finished more than ?1 microseconds

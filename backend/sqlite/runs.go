@@ -145,14 +145,17 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 }
 
 // ListExecutions returns a run's executions (those of params.JobID when
-// set) by ascending ID from the read pool, continuing above
-// params.AfterID, from the (run_id, id) index.
+// set) by job then fence from the read pool, continuing after
+// params.AfterID, in one statement: the history rows (the (run_id, job_id,
+// fence) index) and the job rows' latest executions (the (run_id, id)
+// index), a job row left out when a history row holds its execution.
 func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecutionsParams) (*backend.ListExecutionsResult, error) {
 	if b.closed.Load() {
 		return nil, errClosed("list executions")
 	}
 	limit := pageSize(params.Limit)
-	rows, err := b.readRows(ctx, qListExecutions, params.RunID, params.JobID, params.JobID, params.AfterID, limit)
+	afterJob, afterFence := backend.ExecutionKey(params.AfterID)
+	rows, err := b.readRows(ctx, qListExecutions, params.RunID, params.JobID, afterJob, afterFence, limit)
 	if err != nil {
 		return nil, mapErr("list executions", err)
 	}
@@ -163,16 +166,19 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 			e        backend.Execution
 			outcome  string
 			started  sql.NullInt64
-			finished int64
+			finished sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &e.RunID, &e.JobID, &e.NodeID, &e.Scope, &e.Attempt, &e.Crashes, &e.Fence, &e.ProcessID,
+		if err := rows.Scan(&e.JobID, &e.RunID, &e.NodeID, &e.Scope, &e.Attempt, &e.Crashes, &e.Fence, &e.ProcessID,
 			&started, &finished, &outcome, &e.Error, &e.Stack); err != nil {
 			return nil, mapErr("list executions", err)
 		}
 		if started.Valid {
 			e.StartedAt = fromMicros(started.Int64)
 		}
-		e.FinishedAt, e.Outcome = fromMicros(finished), backend.Outcome(outcome)
+		if finished.Valid {
+			e.FinishedAt = fromMicros(finished.Int64)
+		}
+		e.ID, e.Outcome = backend.ExecutionID(e.JobID, e.Fence), backend.Outcome(outcome)
 		res.Executions = append(res.Executions, &e)
 	}
 	if err := rows.Err(); err != nil {
@@ -238,10 +244,7 @@ func (b *Backend) CancelRun(ctx context.Context, params *backend.CancelRunParams
 		if n == 0 {
 			return runStateErr(t, params.RunID)
 		}
-		if _, err := t.exec(qCancelJobs, params.RunID); err != nil {
-			return err
-		}
-		_, err = t.exec(qRecordCancelledExecutions, params.RunID)
+		_, err = t.exec(qCancelJobs, params.RunID)
 		return err
 	})
 	if err != nil {
@@ -267,6 +270,9 @@ func (b *Backend) ReviveRun(ctx context.Context, params *backend.ReviveRunParams
 		}
 		if n == 0 {
 			return runStateErr(t, params.RunID)
+		}
+		if _, err := t.exec(qRecordRevivedExecutions, params.RunID); err != nil {
+			return err
 		}
 		n, err = t.execCount(qReviveJobs, params.RunID)
 		res.Jobs = int(n)
