@@ -65,7 +65,9 @@ func TestListingPlans(t *testing.T) {
 			for name, query := range queries {
 				text := explain(t, e, kind, query)
 				t.Logf("%s:\n%s", name, text)
-				if strings.Contains(text, "Seq Scan") || strings.Contains(text, "type=ALL") {
+				// A derived table (MariaDB's materialized union of a
+				// run's executions, at most two pages) is not a table.
+				if strings.Contains(text, "Seq Scan") || strings.Contains(strings.ReplaceAll(text, "table=<derived2> type=ALL", ""), "type=ALL") {
 					t.Errorf("%s: the plan scans the whole table:\n%s\n%s", name, query, text)
 				}
 			}
