@@ -39,9 +39,11 @@ func (p *pruneRecorder) recorded() []pruneCall {
 	return append([]pruneCall(nil), p.calls...)
 }
 
-// executeRoots triggers n runs of def and completes their first step as
-// process, directly on b: n executions. It returns the runs and the end
-// time of the last execution.
+// executeRoots triggers n runs of def and, directly on b, releases the
+// claim of their first step as process, then completes it: 2n executions,
+// n of them history rows (the releases), which pruning may delete, and n on
+// the job rows, which it keeps. It returns the runs and the end time of the
+// last execution.
 func executeRoots(t *testing.T, b backend.Backend, def backend.DefinitionRef, process string, n int) ([]int64, time.Time) {
 	t.Helper()
 	ctx := ctxFor(t)
@@ -61,15 +63,23 @@ func executeRoots(t *testing.T, b backend.Backend, def backend.DefinitionRef, pr
 			t.Fatalf("Claim = %v, %v; want one job", cl, err)
 		}
 		j := cl.Jobs[0]
+		if _, err := b.Release(ctx, &backend.ReleaseParams{JobID: j.ID, ProcessID: process, Fence: j.Fence}); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		cl, err = b.Claim(ctx, &backend.ClaimParams{ProcessID: process, Limit: 1, Definitions: []backend.DefinitionRef{def}})
+		if err != nil || len(cl.Jobs) != 1 {
+			t.Fatalf("Claim after Release = %v, %v; want the job again", cl, err)
+		}
+		j = cl.Jobs[0]
 		if _, err := b.Complete(ctx, &backend.CompleteParams{JobID: j.ID, ProcessID: process, Fence: j.Fence, Output: []byte("1"),
 			Plan: backend.Plan{CompleteRun: true}}); err != nil {
 			t.Fatalf("Complete: %v", err)
 		}
 		ex, err := b.ListExecutions(ctx, &backend.ListExecutionsParams{RunID: j.RunID})
-		if err != nil || len(ex.Executions) != 1 {
-			t.Fatalf("ListExecutions = %v, %v; want one execution", ex, err)
+		if err != nil || len(ex.Executions) != 2 {
+			t.Fatalf("ListExecutions = %v, %v; want two executions", ex, err)
 		}
-		last = ex.Executions[0].FinishedAt
+		last = ex.Executions[1].FinishedAt
 	}
 	return runs, last
 }
@@ -89,8 +99,8 @@ func executionCount(t *testing.T, b backend.Backend, runs []int64) int {
 }
 
 // TestMaintenancePrunesExecutionHistory: a maintenance supervisor deletes
-// executions older than ExecutionRetention, PruneBatch rows a call, and
-// keeps younger ones.
+// history rows older than ExecutionRetention, PruneBatch rows a call, and
+// keeps younger ones and every job's latest execution.
 func TestMaintenancePrunesExecutionHistory(t *testing.T) {
 	t.Parallel()
 	const retention = time.Second
@@ -104,9 +114,9 @@ func TestMaintenancePrunesExecutionHistory(t *testing.T) {
 	s := newSupervisor(t, c, supervisor.Config{Role: supervisor.RoleMaintenance,
 		ExecutionRetention: retention, PruneInterval: 10 * time.Millisecond, PruneBatch: 2})
 	r := start(t, s)
-	waitFor(t, "the old executions pruned", func() bool { return executionCount(t, b, old) == 0 })
-	if n := executionCount(t, b, young); n != 2 {
-		t.Errorf("%d of the 2 younger executions left; want both kept", n)
+	waitFor(t, "the old history rows pruned", func() bool { return executionCount(t, b, old) == len(old) })
+	if n := executionCount(t, b, young); n != 4 {
+		t.Errorf("%d of the 4 younger executions left; want all kept", n)
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -151,7 +161,7 @@ func TestNegativeRetentionKeepsHistory(t *testing.T) {
 	if calls := b.recorded(); len(calls) != 0 {
 		t.Errorf("PruneExecutions called %d times with a negative retention", len(calls))
 	}
-	if n := executionCount(t, b, runs); n != 2 {
-		t.Errorf("%d executions left; want both", n)
+	if n := executionCount(t, b, runs); n != 4 {
+		t.Errorf("%d executions left; want all 4", n)
 	}
 }
