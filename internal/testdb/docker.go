@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -144,7 +145,10 @@ func (c *container) start() {
 	_ = in.Close()
 	waitErr := cmd.Wait()
 	if c.skip == "" {
-		c.err = fmt.Errorf("go run . %s in %s: %q (%v)\n%s", c.kind, dir, first, waitErr, stderr.String())
+		if waitErr == nil {
+			waitErr = errors.New("exited")
+		}
+		c.err = fmt.Errorf("go run . %s in %s: %q (%w)\n%s", c.kind, dir, first, waitErr, stderr.String())
 	}
 }
 
