@@ -17,8 +17,10 @@ const (
 	MissedSkip = "skip"
 )
 
-// MaxScheduleNameBytes is the longest schedule name every bundled backend
-// stores; MaxScheduleSpecBytes the longest spec (time zone prefix included).
+// MaxScheduleNameBytes is the longest schedule name: with the tick it makes
+// a trigger key ("schedule:NAME:" and an RFC 3339 time) that every bundled
+// backend stores. MaxScheduleSpecBytes is the longest spec (a time zone
+// prefix included).
 const (
 	MaxScheduleNameBytes = 200
 	MaxScheduleSpecBytes = 255
