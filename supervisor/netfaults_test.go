@@ -388,14 +388,6 @@ func TestNetShutdownDuringBlackhole(t *testing.T) {
 		}
 		took := time.Since(t0)
 		limit := cfg.ShutdownGrace + cfg.ReleaseTimeout + 500*time.Millisecond
-		if l.name == "mariadb" {
-			// Open: on MySQL one call still waits for a driver read that
-			// no context ends (seen 1 run in 3 at 4.95 s, the link's
-			// readTimeout); the commit itself no longer does. Until it is
-			// found, the bound here is the driver's readTimeout, as
-			// docs/BACKEND-SEMANTICS.md tells users to set.
-			limit = max(limit, mysqlLinkReadTimeout+500*time.Millisecond)
-		}
 		if took > limit {
 			t.Fatalf("Run returned %s after cancellation; want within %s", took, limit)
 		}

@@ -197,32 +197,60 @@ func (b *Backend) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) err
 			return err
 		}
 		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
+			_ = endTx(ctx, tx.Rollback, nil)
 			return err
 		}
-		return commit(ctx, tx)
+		return commit(ctx, tx, nil)
 	})
 }
 
-// commit commits tx, returning when ctx ends even if the reply never comes.
-// database/sql's Tx.Commit takes no context and the driver does not watch
-// one while it waits for COMMIT's reply, so on a silent link (a blackhole, a
-// partition) it would wait for the driver's readTimeout, or for TCP to give
-// up, however short the caller's deadline. When ctx ends first, commit
-// returns an error that wraps ctx's and says the outcome is unknown (the
-// callers' ambiguous-commit paths handle it); the abandoned Commit returns,
-// and gives its connection back, when the driver's read does.
-func commit(ctx context.Context, tx *sql.Tx) error {
+// commit commits tx, then runs then (if not nil), returning when ctx ends
+// even if the reply never comes (see endTx). When ctx ends first, the error
+// wraps ctx's and says the outcome is unknown (the callers'
+// ambiguous-commit paths handle it).
+func commit(ctx context.Context, tx *sql.Tx, then func()) error {
+	err := endTx(ctx, tx.Commit, then)
+	if errors.Is(err, errNoReply) {
+		return fmt.Errorf("commit sent, no reply before the deadline (outcome unknown): %w", context.Cause(ctx))
+	}
+	return err
+}
+
+// errNoReply is endTx's answer when ctx ended before the server's.
+var errNoReply = errors.New("no reply before the deadline")
+
+// endTx runs end (tx.Commit or tx.Rollback) and then then (if not nil),
+// which may use the connection tx ran on, returning errNoReply when ctx ends
+// first. database/sql's Commit and Rollback take no context and the driver
+// does not watch one while it waits for their reply, so on a silent link (a
+// blackhole, a partition) they wait for the driver's readTimeout, or for TCP
+// to give up, however short the caller's deadline; and database/sql holds
+// the connection's lock meanwhile, so any other call on that connection
+// (a *sql.Conn's ExecContext or Close) waits with them, whatever its
+// context. That is why what must follow the end on the same connection goes
+// in then: it runs after end, on the abandoned goroutine if ctx ended first.
+// That goroutine, and the connection, are released when the driver's read
+// returns: at its readTimeout, or without one when the operating system
+// gives up on the TCP connection (about 15 minutes on Linux for unacknowledged
+// data, tcp_retries2), or on the next packet or reset from the server.
+func endTx(ctx context.Context, end func() error, then func()) error {
+	run := func() error {
+		err := end()
+		if then != nil {
+			then()
+		}
+		return err
+	}
 	if ctx.Done() == nil {
-		return tx.Commit()
+		return run()
 	}
 	done := make(chan error, 1)
-	go func() { done <- tx.Commit() }()
+	go func() { done <- run() }()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("commit sent, no reply before the deadline (outcome unknown): %w", context.Cause(ctx))
+		return errNoReply
 	}
 }
 

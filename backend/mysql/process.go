@@ -229,26 +229,30 @@ func (b *Backend) withReapTx(ctx context.Context, fn func(tx *sql.Tx) error) err
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
 		if _, err := conn.ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = "+strconv.Itoa(reapLockWait)); err != nil {
+			_ = conn.Close()
 			return err
 		}
-		defer func() {
-			// Back to the server default before the connection returns to the pool.
-			// (If it fails, the driver has dropped the connection, which
-			// then never returns to the pool.)
+		// release puts the server default back and returns the connection
+		// to the pool. It runs after the transaction ends, through endTx:
+		// until then the connection's lock is held, and over a silent link
+		// the end may outlive ctx. (If the statement fails, the driver has
+		// dropped the connection, which then never returns to the pool.)
+		release := func() {
 			cctx, cancel := cleanupCtx(ctx)
 			defer cancel()
 			_, _ = conn.ExecContext(cctx, "SET SESSION innodb_lock_wait_timeout = DEFAULT")
-		}()
+			_ = conn.Close()
+		}
 		tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 		if err != nil {
+			release()
 			return err
 		}
 		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
+			_ = endTx(ctx, tx.Rollback, release)
 			return err
 		}
-		return commit(ctx, tx)
+		return commit(ctx, tx, release)
 	})
 }
