@@ -36,16 +36,16 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 	if err := b.checkOpen(op); err != nil {
 		return nil, err
 	}
-	req := &completeReq{ctx: ctx, params: params}
+	req := &completeReq{Ctx: ctx, Params: params}
 	if params.InTx != nil {
-		req.res, req.err = b.completeInTx(ctx, params)
+		req.Res, req.Err = b.completeInTx(ctx, params)
 	} else {
 		if err := validatePlan(&params.Plan); err != nil {
 			return nil, err
 		}
 		b.group.Do(req, b.commitGroup)
 	}
-	if errors.Is(req.err, backend.ErrStaleClaim) {
+	if errors.Is(req.Err, backend.ErrStaleClaim) {
 		status, _, runStatus, err := b.claimOutcome(ctx, params.JobID, params.Fence, params.ProcessID)
 		if err == nil && status == backend.JobCompleted {
 			// An earlier call with this claim committed; its reply was lost.
@@ -53,7 +53,7 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 				RunCompleted: (params.Plan.CompleteRun || params.InTx != nil) && runStatus == backend.RunCompleted}, nil
 		}
 	}
-	return req.res, req.err
+	return req.Res, req.Err
 }
 
 // claimOutcome reads what became of the claim (jobID, fence, processID)

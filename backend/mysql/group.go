@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"context"
 	"database/sql"
 	"sync"
 	"sync/atomic"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
+	"github.com/ductwork-go/ductwork/internal/sqlbackend"
 )
 
 // Group commit: concurrent completions of this Backend are applied in one
@@ -18,12 +18,8 @@ import (
 // its completion. A deadlock rolls back the whole InnoDB transaction, so the
 // group is then retried as a whole by withTx.
 
-type completeReq struct {
-	ctx    context.Context
-	params *backend.CompleteParams
-	res    *backend.CompleteResult
-	err    error
-}
+// completeReq is one caller's completion in a group.
+type completeReq = sqlbackend.Completion
 
 // maxGroup bounds the completions applied in one transaction.
 const maxGroup = 32
@@ -39,7 +35,7 @@ func (b *Backend) commitGroup(group []*completeReq) {
 		for _, r := range group {
 			wg.Go(func() {
 				t0 := time.Now()
-				r.res, r.err = b.completeOne(r.ctx, r.params)
+				r.Res, r.Err = b.completeOne(r.Ctx, r.Params)
 				b.observeTx(time.Since(t0))
 			})
 		}
@@ -48,50 +44,20 @@ func (b *Backend) commitGroup(group []*completeReq) {
 	}
 	t0 := time.Now()
 	defer func() { b.observeTx(time.Since(t0) / time.Duration(len(group))) }()
-	ctx, cancel := groupcommit.Context(contexts(group))
+	ctx, cancel := groupcommit.Context(sqlbackend.Contexts(group))
 	defer cancel()
 	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
-		for _, r := range group {
-			r.res, r.err = nil, nil
-			if err := r.ctx.Err(); err != nil {
-				r.err = err
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT dw_complete"); err != nil {
-				return err
-			}
-			res := &backend.CompleteResult{}
-			if err := b.completeTx(ctx, tx, r.params, res); err != nil {
-				if retryable(err) {
-					return err // InnoDB rolled back the whole transaction
-				}
-				r.err = mapErr("complete", err)
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT dw_complete"); err != nil {
-					return err
-				}
-			} else {
-				r.res = res
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT dw_complete"); err != nil {
-				return err
-			}
-		}
-		return nil
+		// A retryable error has rolled back the whole InnoDB transaction:
+		// ApplyEach returns it and withTx reruns the group.
+		return sqlbackend.ApplyEach(ctx, tx, group, func(r *completeReq, res *backend.CompleteResult) error {
+			return b.completeTx(ctx, tx, r.Params, res)
+		}, retryable, func(err error) error { return mapErr("complete", err) })
 	})
 	if err != nil {
 		for _, r := range group {
-			r.res, r.err = nil, err
+			r.Res, r.Err = nil, err
 		}
 	}
-}
-
-// contexts lists the callers' contexts of a group.
-func contexts(group []*completeReq) []context.Context {
-	out := make([]context.Context, len(group))
-	for i, r := range group {
-		out[i] = r.ctx
-	}
-	return out
 }
 
 // slowLinkTx is the time per write transaction above which the link to the

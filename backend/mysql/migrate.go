@@ -7,9 +7,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -17,17 +14,11 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
+	"github.com/ductwork-go/ductwork/internal/migration"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
-
-// migration is one numbered file of migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
 
 // MigrationError reports a migration that could not be applied.
 type MigrationError struct {
@@ -54,51 +45,7 @@ func (e *MigrationError) Error() string {
 // Unwrap returns the underlying error.
 func (e *MigrationError) Unwrap() error { return e.Err }
 
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	return ms, nil
-}
-
-// statements splits a migration file into its statements: comment lines
-// (starting with "--") are dropped and a statement ends with a semicolon at
-// the end of a line. The files are written to that rule.
-func statements(src string) []string {
-	var out []string
-	var cur strings.Builder
-	for line := range strings.Lines(src) {
-		t := strings.TrimSpace(line)
-		if t == "" || strings.HasPrefix(t, "--") {
-			continue
-		}
-		cur.WriteString(line)
-		if strings.HasSuffix(t, ";") {
-			s := strings.TrimSuffix(strings.TrimSpace(cur.String()), ";")
-			out = append(out, s)
-			cur.Reset()
-		}
-	}
-	if s := strings.TrimSpace(cur.String()); s != "" {
-		out = append(out, s)
-	}
-	return out
-}
+func loadMigrations() ([]migration.File, error) { return migration.Load(migrationFS) }
 
 // MigrationSQL returns the schema the backend migrates to: every embedded
 // migration file in version order, as it is applied, for review or for
@@ -112,8 +59,8 @@ func MigrationSQL() string {
 	}
 	var b strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&b, "-- %s\n%s", m.name, m.sql)
-		if !strings.HasSuffix(m.sql, "\n") {
+		fmt.Fprintf(&b, "-- %s\n%s", m.Name, m.SQL)
+		if !strings.HasSuffix(m.SQL, "\n") {
 			b.WriteByte('\n')
 		}
 	}
@@ -196,17 +143,17 @@ func (b *Backend) Migrate(ctx context.Context) (err error) {
 		return &MigrationError{Step: "read versions", Err: classify(err)}
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		for i, stmt := range statements(m.sql) {
+		for i, stmt := range migration.Statements(m.SQL) {
 			if _, err := conn.ExecContext(ctx, stmt); err != nil && !isDuplicateColumn(err) {
-				return &MigrationError{Version: m.version, Step: "statement " + strconv.Itoa(i+1), Err: classify(err)}
+				return &MigrationError{Version: m.Version, Step: "statement " + strconv.Itoa(i+1), Err: classify(err)}
 			}
 		}
 		crashpoint.Hit(crashpoint.MigrateTx)
-		if _, err := conn.ExecContext(ctx, qRecordVersion, m.version); err != nil {
-			return &MigrationError{Version: m.version, Step: "record version", Err: classify(err)}
+		if _, err := conn.ExecContext(ctx, qRecordVersion, m.Version); err != nil {
+			return &MigrationError{Version: m.Version, Step: "record version", Err: classify(err)}
 		}
 	}
 	return nil
@@ -221,9 +168,6 @@ func isDuplicateColumn(err error) bool {
 
 // SchemaVersion is the newest schema version this package migrates to.
 func SchemaVersion() int {
-	ms, err := loadMigrations()
-	if err != nil || len(ms) == 0 {
-		return 0
-	}
-	return ms[len(ms)-1].version
+	ms, _ := loadMigrations()
+	return migration.Latest(ms)
 }

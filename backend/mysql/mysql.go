@@ -15,6 +15,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
+	"github.com/ductwork-go/ductwork/internal/sqlbackend"
 	gomysql "github.com/go-sql-driver/mysql"
 )
 
@@ -408,15 +409,12 @@ func isSentinel(err error) bool {
 	return false
 }
 
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-func fromNullMicros(v sql.NullInt64) *time.Time {
-	if !v.Valid {
-		return nil
-	}
-	t := fromMicros(v.Int64)
-	return &t
-}
+// Stored timestamps are unix microseconds, read as the other database/sql
+// backend reads them (internal/sqlbackend).
+var (
+	fromMicros     = sqlbackend.FromMicros
+	fromNullMicros = sqlbackend.FromNullMicros
+)
 
 // micros converts a delay to microseconds; negative delays mean "now".
 func micros(d time.Duration) int64 {

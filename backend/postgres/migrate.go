@@ -4,60 +4,31 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
+	"github.com/ductwork-go/ductwork/internal/migration"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one numbered file of migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string // template, with {schema}
-}
-
 // migrations lists the embedded migrations in version order. File names are
-// NNNN_description.sql; a malformed name is a build defect and panics at init.
-var migrations = loadMigrations()
-
-func loadMigrations() []migration {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// NNNN_description.sql, numbered from 1 without a gap; a malformed set is a
+// build defect and panics at init. The SQL is a template, with {schema}.
+var migrations = func() []migration.File {
+	ms, err := migration.Load(migrationFiles)
 	if err != nil {
-		panic(err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		prefix, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			panic("ductwork/postgres: malformed migration file name " + e.Name())
-		}
-		body, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			panic(err)
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			panic(fmt.Sprintf("ductwork/postgres: migration %s out of sequence", m.name))
-		}
+		panic("ductwork/postgres: " + err.Error())
 	}
 	return ms
-}
+}()
 
 // SchemaVersion is the newest schema version this package migrates to.
-func SchemaVersion() int { return len(migrations) }
+func SchemaVersion() int { return migration.Latest(migrations) }
 
 // Migrate creates the schema when it is missing and applies the embedded
 // migrations not yet recorded in ductwork_migrations, each recorded with its
@@ -98,16 +69,16 @@ func (b *Backend) Migrate(ctx context.Context) error {
 			done[int(v)] = true
 		}
 		for _, m := range migrations {
-			if done[m.version] {
+			if done[m.Version] {
 				continue
 			}
 			// No arguments: pgx sends it with the simple protocol, so the
 			// file may hold several statements.
-			if _, err := tx.Exec(ctx, b.q.replacer.Replace(m.sql)); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, b.q.replacer.Replace(m.SQL)); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			crashpoint.Hit(crashpoint.MigrateTx)
-			if _, err := tx.Exec(ctx, b.q.recordMigration, m.version); err != nil {
+			if _, err := tx.Exec(ctx, b.q.recordMigration, m.Version); err != nil {
 				return err
 			}
 		}
@@ -123,11 +94,8 @@ func (b *Backend) MigrationSQL() string {
 	var sb strings.Builder
 	sb.WriteString(b.q.createSchema + ";\n\n")
 	sb.WriteString(b.q.createMigrations + ";\n")
-	for _, m := range migrations {
-		fmt.Fprintf(&sb, "\n-- %s\n", m.name)
-		sb.WriteString(strings.TrimSpace(b.q.replacer.Replace(m.sql)))
-		sb.WriteString("\n\n")
-		sb.WriteString(strings.Replace(b.q.recordMigration, "$1", strconv.Itoa(m.version), 1) + ";\n")
-	}
+	migration.WriteScript(&sb, migrations, b.q.replacer.Replace, func(v int) string {
+		return strings.Replace(b.q.recordMigration, "$1", strconv.Itoa(v), 1)
+	})
 	return sb.String()
 }

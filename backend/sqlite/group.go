@@ -5,6 +5,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
+	"github.com/ductwork-go/ductwork/internal/sqlbackend"
 )
 
 // Group commit. All writes go through one connection, so concurrent
@@ -15,20 +16,16 @@ import (
 // still fenced on its own token; a caller returns only after the commit that
 // holds its completion (internal/groupcommit).
 
-type completeReq struct {
-	ctx    context.Context
-	params *backend.CompleteParams
-	res    *backend.CompleteResult
-	err    error
-}
+// completeReq is one caller's completion in a group.
+type completeReq = sqlbackend.Completion
 
 // maxGroup bounds the completions applied in one transaction.
 const maxGroup = 64
 
 func (b *Backend) groupComplete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
-	req := &completeReq{ctx: ctx, params: params}
+	req := &completeReq{Ctx: ctx, Params: params}
 	b.group.Do(req, b.commitGroup)
-	return req.res, req.err
+	return req.Res, req.Err
 }
 
 func (b *Backend) commitGroup(group []*completeReq) {
@@ -36,54 +33,25 @@ func (b *Backend) commitGroup(group []*completeReq) {
 		// Alone: no savepoint needed, a failure rolls back the transaction.
 		r := group[0]
 		res := &backend.CompleteResult{}
-		err := b.inTx(r.ctx, func(t *txn) error { return b.completeIn(t, r.params, res) })
+		err := b.inTx(r.Ctx, func(t *txn) error { return b.completeIn(t, r.Params, res) })
 		if err != nil {
-			r.res, r.err = nil, mapErr("complete", err)
+			r.Res, r.Err = nil, mapErr("complete", err)
 		} else {
-			r.res, r.err = res, nil
+			r.Res, r.Err = res, nil
 		}
 		return
 	}
-	ctx, cancel := groupcommit.Context(contexts(group))
+	ctx, cancel := groupcommit.Context(sqlbackend.Contexts(group))
 	defer cancel()
 	err := b.inTx(ctx, func(t *txn) error {
-		for _, r := range group {
-			r.res, r.err = nil, nil
-			if err := r.ctx.Err(); err != nil {
-				r.err = err
-				continue
-			}
-			if _, err := t.tx.ExecContext(t.ctx, "SAVEPOINT dw_complete"); err != nil {
-				return err
-			}
-			res := &backend.CompleteResult{}
-			if err := b.completeIn(t, r.params, res); err != nil {
-				r.err = mapErr("complete", err)
-				if _, err := t.tx.ExecContext(t.ctx, "ROLLBACK TO dw_complete"); err != nil {
-					return err
-				}
-			} else {
-				r.res = res
-			}
-			if _, err := t.tx.ExecContext(t.ctx, "RELEASE dw_complete"); err != nil {
-				return err
-			}
-		}
-		return nil
+		return sqlbackend.ApplyEach(t.ctx, t.tx, group, func(r *completeReq, res *backend.CompleteResult) error {
+			return b.completeIn(t, r.Params, res)
+		}, nil, func(err error) error { return mapErr("complete", err) })
 	})
 	if err != nil {
 		err = mapErr("complete", err)
 		for _, r := range group {
-			r.res, r.err = nil, err
+			r.Res, r.Err = nil, err
 		}
 	}
-}
-
-// contexts lists the callers' contexts of a group.
-func contexts(group []*completeReq) []context.Context {
-	out := make([]context.Context, len(group))
-	for i, r := range group {
-		out[i] = r.ctx
-	}
-	return out
 }

@@ -4,53 +4,23 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
+	"github.com/ductwork-go/ductwork/internal/migration"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one numbered file of migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations parses the embedded files once: "NNNN_name.sql", versions
-// unique and ascending.
-var loadMigrations = sync.OnceValues(func() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// loadMigrations parses the embedded files once (see migration.Load).
+var loadMigrations = sync.OnceValues(func() ([]migration.File, error) {
+	ms, err := migration.Load(migrationFiles)
 	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("sqlite: migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := fs.ReadFile(migrationFiles, path.Join("migrations", name))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("sqlite: migrations %q and %q share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return ms, nil
 })
@@ -97,17 +67,17 @@ func (b *Backend) Migrate(ctx context.Context) error {
 	}
 	var applied []int
 	for _, m := range ms {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
-		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
-			return mapErr("migrate: "+m.name, err)
+		if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
+			return mapErr("migrate: "+m.Name, err)
 		}
 		crashpoint.Hit(crashpoint.MigrateTx)
-		if _, err := conn.ExecContext(ctx, qRecordMigration, m.version); err != nil {
-			return mapErr("migrate: record "+m.name, err)
+		if _, err := conn.ExecContext(ctx, qRecordMigration, m.Version); err != nil {
+			return mapErr("migrate: record "+m.Name, err)
 		}
-		applied = append(applied, m.version)
+		applied = append(applied, m.Version)
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return mapErr("migrate: commit", err)
@@ -130,22 +100,15 @@ func MigrationSQL() string {
 	sb.WriteString("BEGIN IMMEDIATE;\n\n")
 	sb.WriteString(qBootstrap)
 	sb.WriteString(";\n")
-	for _, m := range ms {
-		sb.WriteString("\n-- " + m.name + "\n")
-		sb.WriteString(strings.TrimSpace(m.sql))
-		sb.WriteString("\n\n")
-		sb.WriteString(strings.Replace(qRecordMigration, "?", strconv.Itoa(m.version), 1))
-		sb.WriteString(";\n")
-	}
+	migration.WriteScript(&sb, ms, nil, func(v int) string {
+		return strings.Replace(qRecordMigration, "?", strconv.Itoa(v), 1)
+	})
 	sb.WriteString("\nCOMMIT;\n")
 	return sb.String()
 }
 
 // SchemaVersion is the newest schema version this package migrates to.
 func SchemaVersion() int {
-	ms, err := loadMigrations()
-	if err != nil || len(ms) == 0 {
-		return 0
-	}
-	return ms[len(ms)-1].version
+	ms, _ := loadMigrations()
+	return migration.Latest(ms)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
+	"github.com/ductwork-go/ductwork/internal/sqlbackend"
 )
 
 // driverName is the database/sql driver registered by github.com/mattn/go-sqlite3.
@@ -575,14 +576,9 @@ func badConn(c *sql.Conn) {
 // clock.
 func micros(d time.Duration) int64 { return d.Microseconds() }
 
-// fromMicros converts stored unix microseconds to a time.Time in UTC.
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-// fromNullMicros converts a nullable timestamp.
-func fromNullMicros(us sql.NullInt64) *time.Time {
-	if !us.Valid {
-		return nil
-	}
-	t := fromMicros(us.Int64)
-	return &t
-}
+// Stored timestamps are unix microseconds, read as the other database/sql
+// backend reads them (internal/sqlbackend).
+var (
+	fromMicros     = sqlbackend.FromMicros
+	fromNullMicros = sqlbackend.FromNullMicros
+)
