@@ -80,27 +80,15 @@ func (s *Store) Executions(ctx context.Context, f *ExecutionFilter) (*ExecutionP
 	for i := range execs {
 		execs[i].ID = backend.ExecutionID(execs[i].JobID, execs[i].Fence)
 	}
-	page := &ExecutionPage{Executions: execs}
-	if len(execs) > limit {
-		page.Executions = execs[:limit]
-		page.Next = execs[limit-1].ID
-	}
-	if page.Executions == nil {
-		page.Executions = []Execution{}
-	}
+	page := &ExecutionPage{}
+	page.Executions, page.Next = keysetPage(execs, limit, func(e *Execution) int64 { return e.ID })
 	return page, nil
 }
 
 // executionsQuery composes the listing query of f and returns it with the
 // page size; it selects one row more than the page.
 func (s *Store) executionsQuery(f *ExecutionFilter) (*bun.SelectQuery, int) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = DefaultPageSize
-	case limit > MaxPageSize:
-		limit = MaxPageSize
-	}
+	limit := pageSize(f.Limit)
 	afterJob, afterFence := backend.ExecutionKey(f.After)
 	jt, jargs := s.table("ductwork_jobs", "j")
 	ht, hargs := s.table("ductwork_executions", "h")

@@ -90,14 +90,8 @@ func (s *Store) Runs(ctx context.Context, f *RunFilter) (*RunPage, error) {
 	if err := q.Scan(ctx, &runs); err != nil {
 		return nil, fmt.Errorf("readmodel: list runs: %w", err)
 	}
-	page := &RunPage{Runs: runs}
-	if len(runs) > limit {
-		page.Runs = runs[:limit]
-		page.Next = runs[limit-1].ID
-	}
-	if page.Runs == nil {
-		page.Runs = []Run{}
-	}
+	page := &RunPage{}
+	page.Runs, page.Next = keysetPage(runs, limit, func(r *Run) int64 { return r.ID })
 	return page, nil
 }
 
@@ -105,13 +99,7 @@ func (s *Store) Runs(ctx context.Context, f *RunFilter) (*RunPage, error) {
 // size; it selects one row more than the page, to know whether another
 // page follows.
 func (s *Store) runsQuery(f *RunFilter) (*bun.SelectQuery, int) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = DefaultPageSize
-	case limit > MaxPageSize:
-		limit = MaxPageSize
-	}
+	limit := pageSize(f.Limit)
 	timeRange := !f.From.IsZero() || !f.To.IsZero()
 	var hint []string
 	if s.dialect == MySQL && f.Pipeline != "" && !timeRange && f.Key == "" {
