@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -20,6 +21,16 @@ func (g *globals) connect(ctx context.Context) (*conn, error) {
 	return open(ctx, g.databaseURL)
 }
 
+// parseConnect parses a command's flags and opens g's database, for the
+// commands that take no positional argument (any given are ignored). The
+// caller closes the conn.
+func (g *globals) parseConnect(ctx context.Context, fs *flag.FlagSet, args []string) (*conn, error) {
+	if _, err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	return g.connect(ctx)
+}
+
 // client returns a client on c's backend for actions.
 func (c *conn) client() (*ductwork.Client, error) {
 	return ductwork.NewClient(c.backend, nil)
@@ -32,11 +43,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func cmdMigrate(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("migrate")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
+	c, err := g.parseConnect(ctx, g.flags("migrate"), args)
 	if err != nil {
 		return err
 	}
@@ -206,91 +213,61 @@ func cmdCancel(ctx context.Context, g *globals, args []string) error {
 }
 
 func cmdProcesses(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("processes")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	ps, err := c.store.Processes(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(g.stdout, ps)
-	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHOST\tPID\tSTARTED\tHEARTBEAT\tLIVE\tDEFINITIONS")
-	for _, p := range ps {
-		var defs []string
-		for _, d := range p.Definitions {
-			defs = append(defs, d.Pipeline+"@"+d.Fingerprint)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%t\t%s\n", p.ID, p.Host, p.PID, p.StartedAt.Format(time.DateTime), p.HeartbeatAge.Round(time.Millisecond), p.Live, strings.Join(defs, " "))
-	}
-	return tw.Flush()
+	return list(ctx, g, "processes", args, (*readmodel.Store).Processes,
+		"ID\tHOST\tPID\tSTARTED\tHEARTBEAT\tLIVE\tDEFINITIONS", func(w io.Writer, p readmodel.Process) {
+			var defs []string
+			for _, d := range p.Definitions {
+				defs = append(defs, d.Pipeline+"@"+d.Fingerprint)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s ago\t%t\t%s\n", p.ID, p.Host, p.PID, p.StartedAt.Format(time.DateTime), p.HeartbeatAge.Round(time.Millisecond), p.Live, strings.Join(defs, " "))
+		})
 }
 
 func cmdDefinitions(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("definitions")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	defs, err := c.store.Definitions(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(g.stdout, defs)
-	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PIPELINE\tFINGERPRINT\tSTORED\tUNFINISHED\tLIVE PROCESSES\tSTRANDED")
-	for _, d := range defs {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%d\t%t\n", d.Pipeline, d.Fingerprint, d.Stored, d.Unfinished, d.LiveProcesses, d.Stranded)
-	}
-	return tw.Flush()
+	return list(ctx, g, "definitions", args, (*readmodel.Store).Definitions,
+		"PIPELINE\tFINGERPRINT\tSTORED\tUNFINISHED\tLIVE PROCESSES\tSTRANDED", func(w io.Writer, d readmodel.Definition) {
+			fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%d\t%t\n", d.Pipeline, d.Fingerprint, d.Stored, d.Unfinished, d.LiveProcesses, d.Stranded)
+		})
 }
 
 func cmdSchedules(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("schedules")
+	return list(ctx, g, "schedules", args, (*readmodel.Store).Schedules,
+		"NAME\tPIPELINE\tSPEC\tTIMEZONE\tMISSED\tPAUSED\tNEXT TICK\tLAST TICK\tLAST RUN", func(w io.Writer, s readmodel.Schedule) {
+			last, run := "-", "-"
+			if !s.LastTick.IsZero() {
+				last = s.LastTick.Format(time.DateTime)
+			}
+			if s.LastRunID != 0 {
+				run = strconv.FormatInt(s.LastRunID, 10)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Name, s.Pipeline, s.Spec, s.Timezone, s.Missed, s.Paused,
+				s.NextTick.Format(time.DateTime), last, run)
+		})
+}
+
+// list runs a listing command: its one flag is --json; it reads the rows
+// with fetch and prints them as JSON, or as a table of header and one line
+// per row written by line.
+func list[T any](ctx context.Context, g *globals, name string, args []string,
+	fetch func(*readmodel.Store, context.Context) ([]T, error), header string, line func(io.Writer, T)) error {
+	fs := g.flags(name)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
+	c, err := g.parseConnect(ctx, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	ss, err := c.store.Schedules(ctx)
+	rows, err := fetch(c.store, ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(g.stdout, ss)
+		return writeJSON(g.stdout, rows)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPIPELINE\tSPEC\tTIMEZONE\tMISSED\tPAUSED\tNEXT TICK\tLAST TICK\tLAST RUN")
-	for _, s := range ss {
-		last, run := "-", "-"
-		if !s.LastTick.IsZero() {
-			last = s.LastTick.Format(time.DateTime)
-		}
-		if s.LastRunID != 0 {
-			run = strconv.FormatInt(s.LastRunID, 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Name, s.Pipeline, s.Spec, s.Timezone, s.Missed, s.Paused,
-			s.NextTick.Format(time.DateTime), last, run)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		line(tw, r)
 	}
 	return tw.Flush()
 }
@@ -305,10 +282,7 @@ const (
 func cmdHealth(ctx context.Context, g *globals, args []string) error {
 	fs := g.flags("health")
 	maxWait := fs.Duration("max-wait", time.Minute, "unhealthy when the oldest due step has waited longer")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
+	c, err := g.parseConnect(ctx, fs, args)
 	if err != nil {
 		return err
 	}

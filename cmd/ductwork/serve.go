@@ -19,10 +19,7 @@ func cmdServe(ctx context.Context, g *globals, args []string) error {
 	token := fs.String("token", "", "require this token (Authorization: Bearer, or ?token= once, kept in a cookie)")
 	readOnly := fs.Bool("read-only", false, "no actions")
 	prefix := fs.String("prefix", "", "mount the dashboard under this path (such as /ductwork)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := g.connect(ctx)
+	c, err := g.parseConnect(ctx, fs, args)
 	if err != nil {
 		return err
 	}

@@ -168,9 +168,7 @@ func (p *Proxy) Bandwidth(dir Direction, kbps int) (string, error) {
 // (each a request the database answers, for request-reply protocols: a
 // round trip). It returns the fault's name and the running count.
 func (p *Proxy) CountRequests() (name string, count func() int64, err error) {
-	group := fmt.Sprintf("%p-%d", p, cutGroups.Add(1))
-	shared := &cutShared{}
-	cutRegistry.Store(group, shared)
+	group, shared := p.newGroup()
 	name = "count_requests"
 	if err := p.add(name, countType, Upstream, map[string]any{"group": group}); err != nil {
 		return "", nil, err
@@ -186,19 +184,10 @@ type countToxic struct {
 // Pipe implements toxics.Toxic.
 func (t *countToxic) Pipe(stub *toxics.ToxicStub) {
 	shared := sharedOf(t.Group)
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			shared.fired.Add(1)
-			stub.Output <- c
-		}
-	}
+	forwardEach(stub, func(*stream.StreamChunk) bool {
+		shared.fired.Add(1)
+		return false
+	})
 }
 
 // CutAfterCommit arms the ambiguous-commit fault: on each connection, a
@@ -230,9 +219,7 @@ func (p *Proxy) CutAfterCommit(mark, begin, commit string, times int) (name stri
 	if times < 1 {
 		times = 1
 	}
-	group := fmt.Sprintf("%p-%d", p, cutGroups.Add(1))
-	shared := &cutShared{}
-	cutRegistry.Store(group, shared)
+	group, shared := p.newGroup()
 	name = "cut_after_commit"
 	if err := p.add(name+"_hold", holdType, Downstream, map[string]any{"group": group}); err != nil {
 		return "", nil, err
@@ -272,6 +259,34 @@ type cutShared struct {
 }
 
 func (s *cutShared) holding() bool { return time.Now().UnixNano() < s.holdUntil.Load() }
+
+// newGroup registers the state the toxics of one fault share, under a name
+// their attributes carry.
+func (p *Proxy) newGroup() (string, *cutShared) {
+	group := fmt.Sprintf("%p-%d", p, cutGroups.Add(1))
+	shared := &cutShared{}
+	cutRegistry.Store(group, shared)
+	return group, shared
+}
+
+// forwardEach is the loop of a toxic that looks at each chunk on its own:
+// it passes each on, unless cut reports that the connection is to be cut
+// there (the chunk is then dropped and the connection closed), until the
+// connection or the toxic ends.
+func forwardEach(stub *toxics.ToxicStub, cut func(c *stream.StreamChunk) bool) {
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil || cut(c) {
+				stub.Close()
+				return
+			}
+			stub.Output <- c
+		}
+	}
+}
 
 func sharedOf(group string) *cutShared {
 	if v, ok := cutRegistry.Load(group); ok {

@@ -2,9 +2,9 @@ package faultproxy
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 
+	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 )
 
@@ -26,9 +26,7 @@ import (
 //     (SERVER_STATUS_IN_TRANS clear): the reply to COMMIT, or to a statement
 //     that committed on its own.
 func (p *Proxy) CutCommitReplies(probability float64) (name string, cuts func() int64, err error) {
-	group := fmt.Sprintf("%p-%d", p, cutGroups.Add(1))
-	shared := &cutShared{}
-	cutRegistry.Store(group, shared)
+	group, shared := p.newGroup()
 	name = "cut_commit_replies"
 	if err := p.add(name, replyCutType, Downstream, map[string]any{"probability": probability, "group": group}); err != nil {
 		return "", nil, err
@@ -49,23 +47,13 @@ type replyCutToxic struct {
 // Pipe implements toxics.Toxic.
 func (t *replyCutToxic) Pipe(stub *toxics.ToxicStub) {
 	shared := sharedOf(t.Group)
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if IsCommitReply(c.Data) && rand.Float64() < t.Probability {
-				shared.fired.Add(1)
-				stub.Close()
-				return
-			}
-			stub.Output <- c
+	forwardEach(stub, func(c *stream.StreamChunk) bool {
+		if IsCommitReply(c.Data) && rand.Float64() < t.Probability {
+			shared.fired.Add(1)
+			return true
 		}
-	}
+		return false
+	})
 }
 
 // pgIdle is PostgreSQL's ReadyForQuery outside a transaction.
