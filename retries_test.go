@@ -174,8 +174,10 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	var secondRan atomic.Bool
+	started := make(chan struct{}, 1)
 	stopped := make(chan error, 1)
 	first := step.New("first", func(ctx step.Context, n int) (int, error) {
+		started <- struct{}{}
 		<-ctx.Done() // only the cancel ends it
 		stopped <- context.Cause(ctx)
 		return n, nil
@@ -187,17 +189,26 @@ func TestCancel(t *testing.T) {
 	e := newEnv(t, def)
 	startSupervisor(t, e.client, nil)
 	r, _ := ductwork.Trigger(waitCtx(t), e.client, def, 1)
-	waitFor(t, func() bool {
-		steps, _ := r.Steps(waitCtx(t))
-		return len(steps) == 1 && steps[0].Status == backend.JobRunning
-	})
+	// Wait for the step to be executing, not only claimed: a claimed step
+	// that has not started when the run is cancelled is never started (see
+	// EndToEnd/CancelWithPrefetch), and this test is about the one running.
+	select {
+	case <-started:
+	case <-waitCtx(t).Done():
+		t.Fatal("the first step did not start")
+	}
 	if err := e.client.Cancel(waitCtx(t), r.ID, "customer withdrew"); err != nil {
 		t.Fatal(err)
 	}
 	// The executing step's context is cancelled at once, with ErrCancelled
 	// as the cause.
-	if cause := <-stopped; !errors.Is(cause, ductwork.ErrCancelled) {
-		t.Fatalf("step context cause = %v; want ErrCancelled", cause)
+	select {
+	case cause := <-stopped:
+		if !errors.Is(cause, ductwork.ErrCancelled) {
+			t.Fatalf("step context cause = %v; want ErrCancelled", cause)
+		}
+	case <-waitCtx(t).Done():
+		t.Fatal("the running step's context was not cancelled")
 	}
 	if _, err := r.Wait(waitCtx(t)); !errors.Is(err, ductwork.ErrCancelled) {
 		t.Fatalf("wait: %v", err)
