@@ -23,10 +23,19 @@ func TestExecutions(t *testing.T) {
 		windowtest.Refuse(bad)
 		t.Cleanup(func() { windowtest.Heal(bad) })
 		halted := e.Trigger(t, c, "a", bad)
-		// The run halts when charge[1] fails; charge[0] may end after.
-		testdb.WaitFor(t, 30*time.Second, "three executions", func() bool {
+		// The run halts when charge[1] fails; charge[0] may end after (until
+		// then it is listed, as running).
+		testdb.WaitFor(t, 30*time.Second, "three finished executions", func() bool {
 			p, err := e.Store.Executions(t.Context(), &readmodel.ExecutionFilter{RunID: halted})
-			return err == nil && len(p.Executions) == 3
+			if err != nil || len(p.Executions) != 3 {
+				return false
+			}
+			for _, x := range p.Executions {
+				if x.Outcome == "running" {
+					return false
+				}
+			}
+			return true
 		})
 		ctx := ctxFor(t)
 
