@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/sqlbackend"
 )
 
 const (
@@ -73,21 +74,7 @@ func (b *Backend) ListSchedules(ctx context.Context, params *backend.ListSchedul
 	}
 	defer rows.Close()
 	res := &backend.ListSchedulesResult{}
-	for rows.Next() {
-		var s backend.Schedule
-		var next, created, updated int64
-		var last sql.NullInt64
-		if err := rows.Scan(&s.Name, &s.Pipeline, &s.Spec, &s.Timezone, &s.Missed, &s.Paused, &next, &last, &s.LastRunID,
-			&created, &updated); err != nil {
-			return nil, mapErr(op, err)
-		}
-		s.NextTick, s.CreatedAt, s.UpdatedAt = fromMicros(next), fromMicros(created), fromMicros(updated)
-		if last.Valid {
-			s.LastTick = fromMicros(last.Int64)
-		}
-		res.Schedules = append(res.Schedules, s)
-	}
-	if err := rows.Err(); err != nil {
+	if res.Schedules, err = sqlbackend.ScanSchedules(rows); err != nil {
 		return nil, mapErr(op, err)
 	}
 	if res.Now, err = b.Now(ctx); err != nil {

@@ -95,3 +95,26 @@ func FromNullMicros(us sql.NullInt64) *time.Time {
 	t := FromMicros(us.Int64)
 	return &t
 }
+
+// ScanSchedules reads the rows of a schedule listing whose columns are, in
+// order: name, pipeline, spec, timezone, missed, paused, next_tick,
+// last_tick (nullable), last_run_id, created_at, updated_at (times in unix
+// microseconds). It does not close rows.
+func ScanSchedules(rows *sql.Rows) ([]backend.Schedule, error) {
+	var out []backend.Schedule
+	for rows.Next() {
+		var s backend.Schedule
+		var next, created, updated int64
+		var last sql.NullInt64
+		if err := rows.Scan(&s.Name, &s.Pipeline, &s.Spec, &s.Timezone, &s.Missed, &s.Paused, &next, &last, &s.LastRunID,
+			&created, &updated); err != nil {
+			return nil, err
+		}
+		s.NextTick, s.CreatedAt, s.UpdatedAt = FromMicros(next), FromMicros(created), FromMicros(updated)
+		if last.Valid {
+			s.LastTick = FromMicros(last.Int64)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
