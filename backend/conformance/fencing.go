@@ -12,6 +12,7 @@ import (
 func testFencing(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
 		"StaleAmongConcurrent": fencingStaleAmongConcurrent,
+		"FailedAmongConcurrent": fencingFailedAmongConcurrent,
 		"StaleFence":           fencingStaleFence,
 		"WrongOwner":           fencingWrongOwner,
 		"CompleteTwice":        fencingCompleteTwice,
@@ -315,5 +316,84 @@ func fencingStaleAmongConcurrent(t *testing.T, h Harness) {
 	}
 	if n != 12 {
 		t.Fatalf("%d follow-up jobs; want 12 (the stale completions' plans must not apply)", n)
+	}
+}
+
+// fencingFailedAmongConcurrent: 16 completions race (a backend may commit
+// them together), each inserting a follow-up job and claiming it
+// (ClaimNext); the 4 whose plan fails part-way (after its job is inserted,
+// an arrival at a join never opened) fail with a permanent error and change
+// nothing, the 12 others commit, and each holds the claim of its follow-up.
+func fencingFailedAmongConcurrent(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	def := backend.DefinitionRef{Pipeline: "fencing-failed-concurrent", Fingerprint: "v1"}
+	proc, root := startRoot(t, b, def)
+	complete(t, b, root, proc, enc(t, "root"), backend.Plan{Jobs: children(t, "item", 16)})
+	jobs := claim(t, b, proc, 16, def)
+	if len(jobs) != 16 {
+		t.Fatalf("claimed %d jobs; want 16", len(jobs))
+	}
+	before := map[int64]*backend.JobInfo{}
+	for _, j := range jobs {
+		before[j.ID] = jobByID(t, b, j.RunID, j.ID)
+	}
+	errs := make([]error, len(jobs))
+	results := make([]*backend.CompleteResult, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			plan := backend.Plan{Jobs: []backend.NewJob{{NodeID: "after", Scope: j.Scope, Input: enc(t, i)}}}
+			if i%4 == 1 {
+				plan.Arrive = &backend.Arrival{NodeID: "nowhere", Scope: j.Scope}
+			}
+			results[i], errs[i] = b.Complete(testCtx(t), &backend.CompleteParams{
+				JobID: j.ID, ProcessID: proc, Fence: j.Fence, Output: enc(t, i), Plan: plan, ClaimNext: 1,
+			})
+		})
+	}
+	wg.Wait()
+	after := map[string]*backend.JobInfo{}
+	for _, info := range listJobs(t, b, root.RunID) {
+		if info.NodeID == "after" {
+			after[info.Scope] = info
+		}
+	}
+	for i, j := range jobs {
+		row := jobByID(t, b, j.RunID, j.ID)
+		if i%4 == 1 {
+			if errs[i] == nil || !backend.IsPermanent(errs[i]) {
+				t.Fatalf("Complete of job %d with a failing plan = %v; want a permanent error", j.ID, errs[i])
+			}
+			if diff := sameJobRow(before[j.ID], row); diff != "" {
+				t.Fatalf("failed Complete of job %d changed it: %s", j.ID, diff)
+			}
+			if a := after[j.Scope]; a != nil {
+				t.Fatalf("failed Complete of job %d left its follow-up job %d", j.ID, a.ID)
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("Complete of job %d: %v", j.ID, errs[i])
+		}
+		if row.Status != backend.JobCompleted {
+			t.Fatalf("job %d is %s after its Complete", j.ID, row.Status)
+		}
+		a := after[j.Scope]
+		if a == nil {
+			t.Fatalf("Complete of job %d inserted no follow-up job", j.ID)
+		}
+		for _, c := range results[i].Claimed {
+			if c.ID != a.ID || c.NodeID != "after" || c.Scope != j.Scope || c.RunID != root.RunID || string(c.Input) != string(enc(t, i)) {
+				t.Fatalf("Complete of job %d claimed %+v; want its follow-up job %d", j.ID, c, a.ID)
+			}
+			if a.Status != backend.JobRunning || a.Fence != c.Fence || a.ProcessID != proc {
+				t.Fatalf("claimed follow-up job %d is {%s, fence %d, owner %q}; want {running, fence %d, owner %q}",
+					a.ID, a.Status, a.Fence, a.ProcessID, c.Fence, proc)
+			}
+			complete(t, b, c, proc, enc(t, "done"), backend.Plan{})
+		}
+	}
+	if len(after) != 12 {
+		t.Fatalf("%d follow-up jobs; want 12 (the failed completions' plans must not apply)", len(after))
 	}
 }

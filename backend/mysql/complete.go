@@ -20,6 +20,11 @@ var errJoinNotFound = errors.New("ductwork/mysql: arrival at a join that was not
 // rolled back.
 var errJoinFired = errors.New("ductwork/mysql: arrival at a join that already fired")
 
+// errStaleUnchanged is the stale-claim answer of a completion's first
+// statement, the fenced update of the job: it matched nothing, so the
+// completion changed nothing and its group goes on without it.
+var errStaleUnchanged = fmt.Errorf("%w", backend.ErrStaleClaim)
+
 // Complete records the job's output and applies params.Plan in one
 // transaction fenced by (JobID, Fence, ProcessID, status running): if the
 // fence or owner no longer match it returns backend.ErrStaleClaim and changes
@@ -90,19 +95,45 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	if err != nil {
 		return err
 	}
-	if err := expectOne(r, backend.ErrStaleClaim); err != nil {
+	if err := expectOne(r, errStaleUnchanged); err != nil {
 		return err
 	}
 	crashpoint.Hit(crashpoint.CompleteTx)
 	plan := &p.Plan
-	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.CompleteRun && plan.Detached == 0 && !plan.Settle {
+	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.Settle {
+		if plan.CompleteRun || plan.Detached != 0 {
+			// The last step of a run: one more statement, which finds the
+			// run through the job.
+			return advanceRun(ctx, tx, plan, p.Output, p.JobID, res)
+		}
 		return nil
 	}
 	// The completion time, read back from the row, is the "now" every new
 	// job's due time is computed from: the database's clock, read once.
-	var runID, now int64
-	if err := tx.QueryRowContext(ctx, qJobRunAndFinish, p.JobID).Scan(&runID, &now); err != nil {
+	var (
+		runID, now int64
+		runStatus  []byte
+	)
+	if err := tx.QueryRowContext(ctx, qJobRunAndFinish, p.JobID).Scan(&runID, &now, &runStatus); err != nil {
 		return err
+	}
+	// The job the completion hands its process (ClaimNext) is, when it is
+	// one of the plan's new jobs, inserted claimed: one statement instead of
+	// an insert, a select and an update. Only a running run's job is
+	// claimed, as Claim would.
+	jobs := plan.Jobs
+	var claimed *backend.Job
+	if p.ClaimNext > 0 && string(runStatus) == backend.RunRunning {
+		if k := claimableJob(plan, p.Queue); k >= 0 {
+			j, err := b.insertClaimed(ctx, tx, p, runID, now, &jobs[k])
+			if err != nil {
+				return err
+			}
+			claimed = j
+			res.Claimed = []*backend.Job{j}
+			res.NewJobs++
+			jobs = append(append(make([]backend.NewJob, 0, len(jobs)-1), jobs[:k]...), jobs[k+1:]...)
+		}
 	}
 
 	for _, oj := range plan.OpenJoins {
@@ -126,10 +157,10 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		res.NewJobs++
 	}
 
-	if err := b.insertJobs(ctx, tx, runID, now, plan.Jobs); err != nil {
+	if err := b.insertJobs(ctx, tx, runID, now, jobs); err != nil {
 		return err
 	}
-	res.NewJobs += len(plan.Jobs)
+	res.NewJobs += len(jobs)
 	if len(plan.Jobs) > 0 {
 		crashpoint.Hit(crashpoint.FanoutInsert)
 	}
@@ -168,7 +199,7 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 			res.JoinFired = true
 		}
 	}
-	if p.ClaimNext > 0 && res.NewJobs > 0 {
+	if p.ClaimNext > 0 && res.NewJobs > 0 && claimed == nil {
 		next, err := b.claimNext(ctx, tx, p, runID, now)
 		if err != nil {
 			return err
@@ -179,7 +210,7 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 	}
 
 	if plan.CompleteRun || plan.Detached != 0 {
-		if err := advanceRun(ctx, tx, plan, p.Output, runID, res); err != nil {
+		if err := advanceRun(ctx, tx, plan, p.Output, p.JobID, res); err != nil {
 			return err
 		}
 	}
@@ -192,30 +223,59 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 // advanceRun applies the completion's change to the run's outstanding work
 // (backend.Plan.Detached) and completes the run when none is left. A halted
 // run keeps the count and the output for when it is revived; a cancelled or
-// completed run is left as it is.
-func advanceRun(ctx context.Context, tx querier, plan *backend.Plan, output []byte, runID int64, res *backend.CompleteResult) error {
-	var (
-		status      string
-		outstanding int
-	)
-	if err := tx.QueryRowContext(ctx, qRunOutstanding, runID).Scan(&status, &outstanding); err != nil {
+// completed run is left as it is. The run is the completed job's (jobID).
+// The common case, the work that completes the run, is one statement that
+// matches only then; otherwise a second one moves the count.
+func advanceRun(ctx context.Context, tx querier, plan *backend.Plan, output []byte, jobID int64, res *backend.CompleteResult) error {
+	delta := plan.Detached
+	if plan.CompleteRun {
+		delta--
+	}
+	r, err := tx.ExecContext(ctx, qFinishRun, plan.CompleteRun, output, jobID, delta)
+	if err != nil {
 		return err
 	}
-	switch status {
-	case backend.RunRunning, backend.RunWaiting, backend.RunHalted:
-	default:
+	if n, err := r.RowsAffected(); err != nil {
+		return err
+	} else if n == 1 {
+		res.RunCompleted = true
 		return nil
 	}
-	outstanding += plan.Detached
-	if plan.CompleteRun {
-		outstanding--
-	}
-	if (status == backend.RunRunning || status == backend.RunWaiting) && outstanding == 0 {
-		status = backend.RunCompleted
-		res.RunCompleted = true
-	}
-	_, err := tx.ExecContext(ctx, qAdvanceRun, status, plan.CompleteRun, output, outstanding, runID)
+	_, err = tx.ExecContext(ctx, qShiftRun, plan.CompleteRun, output, delta, jobID)
 	return err
+}
+
+// claimableJob returns the index in plan.Jobs of the job ClaimNext claims
+// (backend.Plan.NextDue), or -1 when that job is not one of plan.Jobs or
+// will wait (a job the plan parks for a signal or a time is never claimed).
+func claimableJob(plan *backend.Plan, queue string) int {
+	for k, j := range plan.Jobs {
+		if j.Delay <= 0 && j.Queue == queue && !j.Gate.Gated() {
+			if j.Wait != "" {
+				return -1
+			}
+			return k
+		}
+	}
+	return -1
+}
+
+// insertClaimed inserts nj as a job of run runID already claimed by
+// p.ProcessID (status running, fence 1, started now), as Claim would have
+// claimed it, and returns it.
+func (b *Backend) insertClaimed(ctx context.Context, tx querier, p *backend.CompleteParams, runID, now int64, nj *backend.NewJob) (*backend.Job, error) {
+	r, err := tx.ExecContext(ctx, qInsertClaimedJob, append([]any{runID, nj.NodeID, nj.Scope, nj.Priority, nj.Input,
+		now, now, p.ProcessID, now}, gateArgs(nj.Queue, nj.Gate)...)...)
+	if err != nil {
+		return nil, err
+	}
+	id, err := r.LastInsertId()
+	if err != nil {
+		return nil, err
+	}
+	t := fromMicros(now)
+	return &backend.Job{ID: id, RunID: runID, NodeID: nj.NodeID, Scope: nj.Scope, Input: nj.Input,
+		Attempt: 1, Fence: 1, CreatedAt: t, DueAt: t, ClaimedAt: t}, nil
 }
 
 // insertJobs inserts jobs with multi-row INSERTs of at most InsertBatchRows

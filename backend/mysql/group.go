@@ -1,7 +1,10 @@
 package mysql
 
 import (
+	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,33 +34,72 @@ func (b *Backend) commitGroup(group []*completeReq) {
 		// completions at 400 ms a round trip took longer than any caller's
 		// deadline, and none ever committed). Then each gets its own
 		// transaction, on its own connection, at once.
-		var wg sync.WaitGroup
-		for _, r := range group {
-			wg.Go(func() {
-				t0 := time.Now()
-				r.Res, r.Err = b.completeOne(r.Ctx, r.Params)
-				b.observeTx(time.Since(t0))
-			})
-		}
-		wg.Wait()
+		b.completeEach(group)
 		return
 	}
 	t0 := time.Now()
 	defer func() { b.observeTx(time.Since(t0) / time.Duration(len(group))) }()
 	ctx, cancel := groupcommit.Context(sqlbackend.Contexts(group))
 	defer cancel()
-	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error {
-		// A retryable error has rolled back the whole InnoDB transaction:
-		// ApplyEach returns it and withTx reruns the group.
-		return sqlbackend.ApplyEach(ctx, tx, group, func(r *completeReq, res *backend.CompleteResult) error {
-			return b.completeTx(ctx, tx, r.Params, res)
-		}, retryable, func(err error) error { return mapErr("complete", err) })
-	})
+	err := b.withTx(ctx, "complete", func(tx *sql.Tx) error { return b.applyGroup(ctx, tx, group) })
+	if errors.Is(err, errRegroup) {
+		// One completion failed part-way: the group was rolled back, and
+		// each completion now runs alone, so that only that one fails.
+		b.completeEach(group)
+		return
+	}
 	if err != nil {
 		for _, r := range group {
 			r.Res, r.Err = nil, err
 		}
 	}
+}
+
+// completeEach applies each completion of group in a transaction of its own,
+// all at once.
+func (b *Backend) completeEach(group []*completeReq) {
+	var wg sync.WaitGroup
+	for _, r := range group {
+		wg.Go(func() {
+			t0 := time.Now()
+			r.Res, r.Err = b.completeOne(r.Ctx, r.Params)
+			b.observeTx(time.Since(t0))
+		})
+	}
+	wg.Wait()
+}
+
+// errRegroup: a completion of a group failed after it had changed rows.
+var errRegroup = errors.New("ductwork/mysql: a completion of the group failed part-way")
+
+// applyGroup applies the completions of group in tx, one after another,
+// without savepoints (each would cost two round trips): a completion whose
+// claim is stale fails at its first statement, having changed nothing, and
+// the others go on; a deadlock has rolled back the whole transaction and is
+// returned for withTx to rerun it; any other failure returns errRegroup, and
+// the group is applied again one completion per transaction. A member whose
+// caller has given up is skipped with its context's error. Every member's
+// Res and Err are reset first.
+func (b *Backend) applyGroup(ctx context.Context, tx *sql.Tx, group []*completeReq) error {
+	for _, r := range group {
+		r.Res, r.Err = nil, nil
+		if err := r.Ctx.Err(); err != nil {
+			r.Err = err
+			continue
+		}
+		res := &backend.CompleteResult{}
+		switch err := b.completeTx(ctx, tx, r.Params, res); {
+		case err == nil:
+			r.Res = res
+		case errors.Is(err, errStaleUnchanged):
+			r.Err = mapErr("complete", err)
+		case retryable(err):
+			return err
+		default:
+			return fmt.Errorf("%w: %w", errRegroup, err)
+		}
+	}
+	return nil
 }
 
 // slowLinkTx is the time per write transaction above which the link to the

@@ -75,8 +75,14 @@ WHERE status = 'pending' AND id IN (`
 const (
 	fenced = " WHERE id = ? AND fence = ? AND process_id = ? AND status = 'running'"
 
-	qCompleteJob     = `UPDATE ductwork_jobs SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced
-	qJobRunAndFinish = "SELECT run_id, finished_at FROM ductwork_jobs WHERE id = ?"
+	qCompleteJob = `UPDATE ductwork_jobs SET status = 'completed', output = ?, finished_at = ` + nowUS + fenced
+	// qCompleteJob's stale answer (no row) is errStaleUnchanged.
+	qJobRunAndFinish = `SELECT j.run_id, j.finished_at, r.status FROM ductwork_jobs j
+JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id = ?`
+	// qInsertClaimedJob inserts a job claimed at once (insertClaimed).
+	qInsertClaimedJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+  fence, process_id, started_at, queue, gated, gate_key, gate_limit, rate_key)
+VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`
 
 	qInsertJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
   queue, gated, gate_key, gate_limit, rate_key) VALUES `
@@ -94,13 +100,15 @@ VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJoinRow    = `SELECT id, expected, arrived, priority, delay_us, queue, gate_key, gate_limit, rate_key FROM ductwork_joins
 WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 	qMarkArrival = `UPDATE ductwork_jobs SET arrival_join_id = ?, arrival_slot = ? WHERE id = ?`
-	// qRunOutstanding reads and locks the run's status and outstanding work
-	// (backend.Plan.Detached) for a completion that changes it; qAdvanceRun
-	// then writes the new status, the output when the job is the end node,
-	// and the new count.
-	qRunOutstanding = `SELECT status, outstanding FROM ductwork_runs WHERE id = ? FOR UPDATE`
-	qAdvanceRun     = `UPDATE ductwork_runs SET status = ?, output = IF(?, ?, output), outstanding = ?,
-  updated_at = ` + nowUS + ` WHERE id = ?`
+	// qFinishRun completes the run of the job (the arguments: whether the
+	// job's output is the run's, that output, the job, the change to the
+	// outstanding work) if that change leaves none; qShiftRun otherwise
+	// applies the change (and the output) to a run not yet finished.
+	qFinishRun = `UPDATE ductwork_runs SET status = 'completed', output = IF(?, ?, output), outstanding = 0,
+  updated_at = ` + nowUS + `
+WHERE id = (SELECT run_id FROM ductwork_jobs WHERE id = ?) AND status IN ('running', 'waiting') AND outstanding + ? = 0`
+	qShiftRun = `UPDATE ductwork_runs SET output = IF(?, ?, output), outstanding = outstanding + ?, updated_at = ` + nowUS + `
+WHERE id = (SELECT run_id FROM ductwork_jobs WHERE id = ?) AND status IN ('running', 'waiting', 'halted')`
 
 	qRetryJob = `UPDATE ductwork_jobs SET status = 'pending', attempt = attempt + 1, due_at = ` + nowUS + ` + ?,
   error = ?, error_stack = ?, process_id = NULL` + fenced

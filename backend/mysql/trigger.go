@@ -82,7 +82,7 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(tx) })
+		err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(b.preparedTx(tx)) })
 		if err == nil {
 			return &res, nil
 		}
