@@ -11,15 +11,15 @@ import (
 
 func testFencing(t *testing.T, h Harness) {
 	runCases(t, h, map[string]caseFunc{
-		"StaleAmongConcurrent": fencingStaleAmongConcurrent,
+		"StaleAmongConcurrent":  fencingStaleAmongConcurrent,
 		"FailedAmongConcurrent": fencingFailedAmongConcurrent,
-		"StaleFence":           fencingStaleFence,
-		"WrongOwner":           fencingWrongOwner,
-		"CompleteTwice":        fencingCompleteTwice,
-		"ReleaseReclaim":       fencingReleaseReclaim,
-		"ReleaseCrashed":       fencingReleaseCrashed,
-		"CompleteRacesReap":    fencingCompleteRacesReap,
-		"StaleCompleteNoOps":   fencingStaleCompleteNoOps,
+		"StaleFence":            fencingStaleFence,
+		"WrongOwner":            fencingWrongOwner,
+		"CompleteTwice":         fencingCompleteTwice,
+		"ReleaseReclaim":        fencingReleaseReclaim,
+		"ReleaseCrashed":        fencingReleaseCrashed,
+		"CompleteRacesReap":     fencingCompleteRacesReap,
+		"StaleCompleteNoOps":    fencingStaleCompleteNoOps,
 	})
 }
 
