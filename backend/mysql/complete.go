@@ -108,6 +108,25 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		}
 		return nil
 	}
+	if b.returning.Load() && p.ClaimNext > 0 && len(plan.Jobs) == 1 && len(plan.OpenJoins) == 0 &&
+		plan.Arrive == nil && !plan.Settle && claimableJob(plan, p.Queue) == 0 {
+		// A chain's step: the next step's job inserted claimed in one
+		// statement that finds the run and the time through the completed
+		// job. When the run is not running it inserts nothing, and the
+		// general path below inserts the job unclaimed.
+		j, err := b.insertClaimedReturning(ctx, tx, p, &plan.Jobs[0])
+		if err != nil {
+			return err
+		}
+		if j != nil {
+			res.Claimed = []*backend.Job{j}
+			res.NewJobs = 1
+			if plan.CompleteRun || plan.Detached != 0 {
+				return advanceRun(ctx, tx, plan, p.Output, p.JobID, res)
+			}
+			return nil
+		}
+	}
 	// The completion time, read back from the row, is the "now" every new
 	// job's due time is computed from: the database's clock, read once.
 	var (
@@ -258,6 +277,32 @@ func claimableJob(plan *backend.Plan, queue string) int {
 		}
 	}
 	return -1
+}
+
+// insertClaimedReturning inserts nj claimed by p.ProcessID, like
+// insertClaimed, in the run of the completed job p.JobID, at its completion
+// time, if that run is running; it returns nil when it is not (nothing
+// inserted). One statement: INSERT ... SELECT ... RETURNING (MariaDB).
+func (b *Backend) insertClaimedReturning(ctx context.Context, tx ptx, p *backend.CompleteParams, nj *backend.NewJob) (*backend.Job, error) {
+	rows, err := tx.QueryContext(ctx, qInsertClaimedReturning, append(append([]any{nj.NodeID, nj.Scope, nj.Priority, nj.Input,
+		p.ProcessID}, gateArgs(nj.Queue, nj.Gate)...), p.JobID)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, errors.Join(rows.Err(), rows.Close())
+	}
+	var id, runID, now int64
+	if err := rows.Scan(&id, &runID, &now); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+		return nil, err
+	}
+	t := fromMicros(now)
+	return &backend.Job{ID: id, RunID: runID, NodeID: nj.NodeID, Scope: nj.Scope, Input: nj.Input,
+		Attempt: 1, Fence: 1, CreatedAt: t, DueAt: t, ClaimedAt: t}, nil
 }
 
 // insertClaimed inserts nj as a job of run runID already claimed by

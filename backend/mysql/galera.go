@@ -64,7 +64,7 @@ type varQuerier interface {
 // the clocks of the nodes must agree.
 func (b *Backend) checkCluster(ctx context.Context, conn varQuerier, logOK bool) error {
 	vars := map[string]string{}
-	rows, err := conn.QueryContext(ctx, "SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_osu_method', 'binlog_format', 'wsrep_sync_wait', 'wsrep_cluster_name')")
+	rows, err := conn.QueryContext(ctx, "SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_osu_method', 'binlog_format', 'wsrep_sync_wait', 'wsrep_cluster_name', 'version')")
 	if err != nil {
 		return err
 	}
@@ -78,6 +78,9 @@ func (b *Backend) checkCluster(ctx context.Context, conn varQuerier, logOK bool)
 	}
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return err
+	}
+	if insertReturning(vars["version"]) {
+		b.returning.Store(true)
 	}
 	if !strings.EqualFold(vars["wsrep_on"], "ON") {
 		return nil
@@ -117,4 +120,18 @@ func (b *Backend) checkClusterOnce(ctx context.Context) error {
 	}
 	b.clusterChecked.Store(true)
 	return nil
+}
+
+// insertReturning reports whether a server of the version string v runs
+// INSERT ... RETURNING: MariaDB from 10.5 (a version such as
+// "10.11.19-MariaDB-0+deb12u1"); MySQL never.
+func insertReturning(v string) bool {
+	if !strings.Contains(strings.ToLower(v), "mariadb") {
+		return false
+	}
+	major, rest, _ := strings.Cut(v, ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	return err1 == nil && err2 == nil && (ma > 10 || ma == 10 && mi >= 5)
 }

@@ -10,3 +10,14 @@ func TestGatedSelectShape(t *testing.T) {
 		t.Fatal(qGatedSelectHead)
 	}
 }
+
+func TestInsertReturning(t *testing.T) {
+	for v, want := range map[string]bool{
+		"10.11.19-MariaDB-0+deb12u1": true, "10.5.0-MariaDB": true, "11.4.2-MariaDB-log": true,
+		"10.4.34-MariaDB": false, "8.0.36": false, "8.4.0-commercial": false, "": false, "MariaDB": false,
+	} {
+		if got := insertReturning(v); got != want {
+			t.Errorf("insertReturning(%q) = %v; want %v", v, got, want)
+		}
+	}
+}

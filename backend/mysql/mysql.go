@@ -104,6 +104,9 @@ type Backend struct {
 	// clusterChecked is set once a registration found the server to be a
 	// plain server or a Galera node set up as the backend needs (galera.go).
 	clusterChecked atomic.Bool
+	// returning is set once Migrate or a registration found a server that
+	// runs INSERT ... RETURNING (MariaDB 10.5 and later; MySQL has none).
+	returning atomic.Bool
 }
 
 var _ backend.Backend = (*Backend)(nil)

@@ -83,6 +83,14 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id = ?`
 	qInsertClaimedJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
   fence, process_id, started_at, queue, gated, gate_key, gate_limit, rate_key)
 VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`
+	// qInsertClaimedReturning is qInsertClaimedJob with the run and the
+	// time taken from the completed job, for a running run only
+	// (insertClaimedReturning).
+	qInsertClaimedReturning = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+  fence, process_id, started_at, queue, gated, gate_key, gate_limit, rate_key)
+SELECT j.run_id, ?, ?, 'running', ?, ?, j.finished_at, j.finished_at, 1, ?, j.finished_at, ?, ?, ?, ?, ?
+FROM ductwork_jobs j JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id = ? AND r.status = 'running'
+RETURNING id, run_id, created_at`
 
 	qInsertJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
   queue, gated, gate_key, gate_limit, rate_key) VALUES `
