@@ -4,7 +4,8 @@
 //
 // # Opening
 //
-// Open opens a database file with WAL journaling, synchronous=NORMAL and a
+// Open opens a database file with WAL journaling, synchronous=NORMAL (FULL
+// with Config.Synchronous, for commits that survive a power failure) and a
 // busy timeout. It keeps two handles: a writer with a single connection whose
 // transactions begin IMMEDIATE, through which every write goes, and a
 // read-only pool for queries that need no transaction (GetRun, ListRuns,

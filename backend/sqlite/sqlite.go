@@ -44,6 +44,16 @@ type Config struct {
 	// MaxReadConns caps the read-only pool Open creates. Used by Open only.
 	// Default 4.
 	MaxReadConns int
+	// Synchronous is SQLite's synchronous setting (PRAGMA synchronous) on
+	// the handles Open creates: "NORMAL" (the default) or "FULL", in any
+	// case. With WAL journaling, NORMAL syncs the WAL only at checkpoints:
+	// the database stays consistent, but the last commits before a power
+	// failure or an operating-system crash may be lost (a crash of the
+	// process loses none). FULL syncs the WAL at every commit, so a commit
+	// is durable once it returns, at the cost of an fsync each. Used by Open
+	// only, not for Memory; with New the caller's DSN decides
+	// ("_synchronous=FULL" with this driver).
+	Synchronous string
 	// Logger receives the backend's rare log lines (applied migrations).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -73,6 +83,14 @@ func (cfg *Config) withDefaults() (Config, error) {
 		return c, &ConfigError{Field: "BusyTimeout", Reason: "must not be negative"}
 	case c.MaxReadConns < 0:
 		return c, &ConfigError{Field: "MaxReadConns", Reason: "must not be negative"}
+	}
+	switch strings.ToUpper(c.Synchronous) {
+	case "", "NORMAL":
+		c.Synchronous = "NORMAL"
+	case "FULL":
+		c.Synchronous = "FULL"
+	default:
+		return c, &ConfigError{Field: "Synchronous", Reason: fmt.Sprintf("%q: want NORMAL or FULL", c.Synchronous)}
 	}
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = defaultBusyTimeout
@@ -121,9 +139,10 @@ type Backend struct {
 var _ backend.Backend = (*Backend)(nil)
 
 // Open opens (creating if needed) the SQLite database file at path with WAL
-// journaling, synchronous=NORMAL and a busy timeout. It creates a writer
-// handle with a single connection whose transactions begin IMMEDIATE, and a
-// read-only pool for queries that need no transaction. Close closes both.
+// journaling, synchronous=NORMAL (or Config.Synchronous) and a busy timeout.
+// It creates a writer handle with a single connection whose transactions
+// begin IMMEDIATE, and a read-only pool for queries that need no
+// transaction. Close closes both.
 //
 // path must be a file path whose directory exists, or ":memory:" (see
 // Memory); "file:" URIs are refused (use New with your own handle for those).
@@ -142,8 +161,9 @@ func Open(path string, cfg *Config) (*Backend, error) {
 	}
 	ms := strconv.FormatInt(c.BusyTimeout.Milliseconds(), 10)
 	cache := strconv.Itoa(stmtCacheSize)
+	syncMode := c.Synchronous // NORMAL or FULL, checked by withDefaults
 
-	write, err := sql.Open(driverName, fileURI(abs)+"?_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=0"+
+	write, err := sql.Open(driverName, fileURI(abs)+"?_journal_mode=WAL&_synchronous="+syncMode+"&_foreign_keys=0"+
 		"&_txlock=immediate&_busy_timeout="+ms+"&_stmt_cache_size="+cache)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
@@ -159,7 +179,7 @@ func Open(path string, cfg *Config) (*Backend, error) {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
 
-	read, err := sql.Open(driverName, fileURI(abs)+"?_query_only=1&_synchronous=NORMAL&_foreign_keys=0"+
+	read, err := sql.Open(driverName, fileURI(abs)+"?_query_only=1&_synchronous="+syncMode+"&_foreign_keys=0"+
 		"&_busy_timeout="+ms+"&_stmt_cache_size="+cache)
 	if err != nil {
 		_ = write.Close()
