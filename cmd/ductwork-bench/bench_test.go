@@ -60,7 +60,7 @@ func BenchmarkChainStep(b *testing.B) {
 func benchChainStep(b *testing.B, kind, dsn string, workers int) {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := openStore(ctx, kind, dsn, workers+8, logger)
+	s, err := openStore(ctx, kind, dsn, "", workers+8, logger)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,11 @@
 //	         of trigger → first step's start ("latency") and, in a two-step
 //	         chain, step 1's end → step 2's start ("latency-handoff").
 //
+// With -sync full, SQLite commits with synchronous=FULL (every commit synced,
+// as the peers' SQLite figures are taken) instead of the library's default
+// synchronous=NORMAL; the results and the benchmark names say which
+// (BenchmarkW1Jobs/sqlite-full).
+//
 // With -procs N, the jobs and chain workloads are drained by N supervisor
 // processes instead (-workers split evenly among them), and with -netns each
 // process runs on a host of its own (a network namespace, reaching the
@@ -100,6 +105,9 @@ type options struct {
 	analyze    bool
 	procs      int
 	netns      bool
+	// sync is SQLite's synchronous setting, "normal" or "full"; "" for the
+	// server backends.
+	sync string
 
 	// -serve-worker: this process is one of a -procs run's supervisors.
 	serveWorker bool
@@ -123,6 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on a workload after this long")
 	fs.BoolVar(&o.analyze, "analyze", false, "postgres, mysql: refresh the planner statistics (ANALYZE) once the jobs and chain runs are triggered,\n"+
 		"as autovacuum eventually would; off by default, to measure the library as deployed")
+	fs.StringVar(&o.sync, "sync", "normal", "sqlite: synchronous=normal (the library's default) or full (every commit synced, as the peers measure)")
 	fs.BoolVar(&o.verbose, "v", false, "log the library's info messages to stderr")
 	fs.IntVar(&o.procs, "procs", 0, "jobs, chain: drain the runs with this many supervisor processes, -workers split evenly among them\n"+
 		"(0: one supervisor in this process)")
@@ -142,6 +151,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if !slices.Contains(backendNames, o.backend) {
 		return nil, fmt.Errorf("-backend %q: want sqlite, postgres or mysql", o.backend)
+	}
+	switch o.sync = strings.ToLower(o.sync); {
+	case o.backend != "sqlite" && set["sync"]:
+		return nil, fmt.Errorf("-sync applies to sqlite only, not %s", o.backend)
+	case o.backend != "sqlite":
+		o.sync = ""
+	case o.sync != "normal" && o.sync != "full":
+		return nil, fmt.Errorf("-sync %q: want normal or full", o.sync)
 	}
 	if *workload == "all" {
 		o.workloads = workloadNames
@@ -206,7 +223,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 			n = defaultN[w]
 		}
 		for i := range o.count {
-			fmt.Fprintf(stderr, "%s %s n=%d workers=%d procs=%d (%d/%d) ...\n", o.backend, w, n, o.workers, o.procs, i+1, o.count)
+			backendName := o.backend
+			if o.sync != "" {
+				backendName += " sync=" + o.sync
+			}
+			fmt.Fprintf(stderr, "%s %s n=%d workers=%d procs=%d (%d/%d) ...\n", backendName, w, n, o.workers, o.procs, i+1, o.count)
 			run := runWorkload
 			if o.procs > 0 {
 				run = runProcs
@@ -249,7 +270,7 @@ func runWorkload(ctx context.Context, o *options, workload string, n int, stderr
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	s, err := openStore(ctx, o.backend, o.dsn, o.workers+8, logger)
+	s, err := openStore(ctx, o.backend, o.dsn, o.sync, o.workers+8, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +299,7 @@ func runWorkload(ctx context.Context, o *options, workload string, n int, stderr
 		return nil, err
 	}
 	for _, m := range ms {
-		rs = append(rs, newResult(m, o.backend, o.workers, cpu, peak))
+		rs = append(rs, newResult(m, o, o.workers, cpu, peak))
 	}
 	return rs, nil
 }

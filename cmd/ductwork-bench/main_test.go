@@ -33,7 +33,7 @@ func TestRunSQLite(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
 				t.Fatalf("%q: %v", line, err)
 			}
-			if !want[r.Workload] || r.Backend != "sqlite" || r.N != 40 || r.Workers != 4 || r.Seconds <= 0 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 {
+			if !want[r.Workload] || r.Backend != "sqlite" || r.Sync != "normal" || r.N != 40 || r.Workers != 4 || r.Seconds <= 0 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 {
 				t.Errorf("unexpected result %+v", r)
 			}
 			if (r.Workload == "chain" || strings.HasPrefix(r.Workload, "latency")) && (r.P50Ms <= 0 || r.P99Ms < r.P50Ms) {
@@ -55,6 +55,33 @@ func TestRunSQLite(t *testing.T) {
 	}
 }
 
+// TestSyncFull runs W1 with -sync full and checks that the setting is in the
+// JSON, the table and the benchmark names.
+func TestSyncFull(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"-backend", "sqlite", "-sync", "full", "-workload", "jobs", "-n", "20", "-workers", "4", "-json", "-benchfmt",
+		"-dsn", t.TempDir()}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	first, rest, _ := strings.Cut(out.String(), "\n")
+	if err := json.Unmarshal([]byte(first), &r); err != nil {
+		t.Fatalf("%q: %v", first, err)
+	}
+	if r.Sync != "full" || r.Backend != "sqlite" || r.StepsPerSec <= 0 {
+		t.Errorf("unexpected result %+v", r)
+	}
+	if !strings.Contains(rest, "\nBenchmarkW1Jobs/sqlite-full\t1\t") {
+		t.Errorf("no BenchmarkW1Jobs/sqlite-full line in\n%s", rest)
+	}
+	var table bytes.Buffer
+	printTable(&table, []result{r, {Workload: "jobs", Backend: "postgres"}})
+	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	if len(lines) != 3 || strings.Fields(lines[0])[2] != "sync" || strings.Fields(lines[1])[2] != "full" || strings.Fields(lines[2])[2] != "-" {
+		t.Errorf("table without the sync column:\n%s", table.String())
+	}
+}
+
 // TestMain lets the test binary stand in for the command when a -procs run
 // starts its worker processes (os.Executable is the test binary).
 func TestMain(m *testing.M) {
@@ -69,10 +96,11 @@ func TestMain(m *testing.M) {
 }
 
 // TestProcsSQLite drains W1 and W2 with two supervisor processes on one
-// SQLite file and checks that every run completed and the figures are set.
+// SQLite file (with -sync full, which the processes receive too) and checks
+// that every run completed and the figures are set.
 func TestProcsSQLite(t *testing.T) {
 	var out bytes.Buffer
-	if err := run([]string{"-backend", "sqlite", "-workload", "jobs,chain", "-n", "30", "-workers", "4", "-procs", "2",
+	if err := run([]string{"-backend", "sqlite", "-sync", "full", "-workload", "jobs,chain", "-n", "30", "-workers", "4", "-procs", "2",
 		"-json", "-dsn", t.TempDir()}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +116,7 @@ func TestProcsSQLite(t *testing.T) {
 		t.Fatalf("%d results, want 2: %s", len(got), out.String())
 	}
 	for _, r := range got {
-		if r.Procs != 2 || r.Workers != 4 || r.N != 30 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 || r.MachineCPU <= 0 {
+		if r.Procs != 2 || r.Sync != "full" || r.Workers != 4 || r.N != 30 || r.StepsPerSec <= 0 || r.CPUSeconds <= 0 || r.MachineCPU <= 0 {
 			t.Errorf("unexpected result %+v", r)
 		}
 	}
@@ -99,11 +127,18 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.backend != "sqlite" || o.workers != 16 || o.count != 1 || o.benchfmt || len(o.workloads) != 2 {
+	if o.backend != "sqlite" || o.sync != "normal" || o.workers != 16 || o.count != 1 || o.benchfmt || len(o.workloads) != 2 {
 		t.Errorf("unexpected options %+v", o)
 	}
+	if o, err := parseFlags([]string{"-sync", "FULL"}, io.Discard); err != nil || o.sync != "full" {
+		t.Errorf("-sync FULL: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"-backend", "postgres"}, io.Discard); err != nil || o.sync != "" {
+		t.Errorf("postgres: sync %q, %v; want none", o.sync, err)
+	}
 	for _, args := range [][]string{{"-backend", "oracle"}, {"-workload", "nope"}, {"-workers", "0"}, {"extra"},
-		{"-netns"}, {"-procs", "-1"}, {"-procs", "2", "-workload", "fanout"}, {"-procs", "2", "-cpuprofile", "x"}} {
+		{"-netns"}, {"-procs", "-1"}, {"-procs", "2", "-workload", "fanout"}, {"-procs", "2", "-cpuprofile", "x"},
+		{"-sync", "off"}, {"-sync", ""}, {"-backend", "postgres", "-sync", "full"}, {"-backend", "mysql", "-sync", "normal"}} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)
 		}

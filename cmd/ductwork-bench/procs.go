@@ -42,6 +42,8 @@ const nsPrefix = "dwbench-"
 // attachment is what a worker process needs to reach a store.
 type attachment struct {
 	kind, dsn, schema string
+	// sync is SQLite's synchronous setting (-sync).
+	sync string
 }
 
 // serveWorker is the -serve-worker mode: attach to the store, say "ready" on
@@ -50,7 +52,7 @@ func serveWorker(o *options, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, closeB, err := attachStore(ctx, attachment{o.backend, o.dsn, o.schema}, o.workers+8, logger)
+	b, closeB, err := attachStore(ctx, attachment{kind: o.backend, dsn: o.dsn, schema: o.schema, sync: o.sync}, o.workers+8, logger)
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func runProcs(ctx context.Context, o *options, workload string, n int, stderr io
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := openStore(ctx, o.backend, o.dsn, 16, logger)
+	s, err := openStore(ctx, o.backend, o.dsn, o.sync, 16, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +174,9 @@ func runProcs(ctx context.Context, o *options, workload string, n int, stderr io
 		}
 		cmd.Args = append(cmd.Args, "-serve-worker", "-backend", a.kind, "-dsn", a.dsn, "-schema", a.schema,
 			"-workers", strconv.Itoa(per), "-workload", workload)
+		if a.sync != "" {
+			cmd.Args = append(cmd.Args, "-sync", a.sync)
+		}
 		cmd.Stderr = stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -230,7 +235,7 @@ func runProcs(ctx context.Context, o *options, workload string, n int, stderr io
 	if err := verifyCompleted(ctx, s, pipeline, n); err != nil {
 		return nil, err
 	}
-	r := newResult(measured{workload: workload, n: n, steps: steps, elapsed: elapsed}, o.backend, per*o.procs, cpu, 0)
+	r := newResult(measured{workload: workload, n: n, steps: steps, elapsed: elapsed}, o, per*o.procs, cpu, 0)
 	r.Procs, r.NetNS = o.procs, o.netns
 	if total1 > total0 {
 		r.MachineCPU = float64(busy1-busy0) / float64(total1-total0)

@@ -19,8 +19,11 @@ import (
 // workload are 0; triggers_per_sec is only set for workloads that trigger in
 // bulk.
 type result struct {
-	Workload       string  `json:"workload"`
-	Backend        string  `json:"backend"`
+	Workload string `json:"workload"`
+	Backend  string `json:"backend"`
+	// Sync is SQLite's synchronous setting, "normal" or "full" (-sync);
+	// empty for the server backends.
+	Sync           string  `json:"sync,omitempty"`
 	Workers        int     `json:"workers"`
 	N              int     `json:"n"`
 	StepsPerSec    float64 `json:"steps_per_sec"`
@@ -41,9 +44,9 @@ type result struct {
 	meanLat time.Duration
 }
 
-func newResult(m measured, backendName string, workers int, cpu time.Duration, peakBytes int64) result {
+func newResult(m measured, o *options, workers int, cpu time.Duration, peakBytes int64) result {
 	r := result{
-		Workload: m.workload, Backend: backendName, Workers: workers, N: m.n,
+		Workload: m.workload, Backend: o.backend, Sync: o.sync, Workers: workers, N: m.n,
 		Seconds:    m.elapsed.Seconds(),
 		CPUSeconds: cpu.Seconds(),
 		PeakRSSMB:  float64(peakBytes) / (1 << 20),
@@ -95,7 +98,7 @@ func (r result) summary() string {
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tbackend\tworkers\tprocs\tn\tseconds\tsteps/s\ttriggers/s\tp50 ms\tp99 ms\tcpu s\tpeak RSS MB\t")
+	fmt.Fprintln(tw, "workload\tbackend\tsync\tworkers\tprocs\tn\tseconds\tsteps/s\ttriggers/s\tp50 ms\tp99 ms\tcpu s\tpeak RSS MB\t")
 	opt := func(v float64, format string) string {
 		if v == 0 {
 			return "-"
@@ -110,8 +113,12 @@ func printTable(w io.Writer, rs []result) {
 				procs += " hosts"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t%.0f\t\n",
-			r.Workload, r.Backend, r.Workers, procs, r.N, r.Seconds, r.StepsPerSec,
+		sync := r.Sync
+		if sync == "" {
+			sync = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t%.0f\t\n",
+			r.Workload, r.Backend, sync, r.Workers, procs, r.N, r.Seconds, r.StepsPerSec,
 			opt(r.TriggersPerSec, "%.0f"), opt(r.P50Ms, "%.2f"), opt(r.P99Ms, "%.2f"), r.CPUSeconds, r.PeakRSSMB)
 	}
 	_ = tw.Flush()
@@ -137,7 +144,12 @@ func printBenchfmt(w io.Writer, rs []result) {
 		fmt.Fprintf(w, "cpu: %s\n", m)
 	}
 	for _, r := range rs {
+		// The default setting keeps the plain backend name, so results
+		// compare with those of builds before -sync existed.
 		name := benchName[r.Workload] + "/" + r.Backend
+		if r.Sync == "full" {
+			name += "-full"
+		}
 		if r.Procs > 0 {
 			name += fmt.Sprintf("/procs=%d", r.Procs)
 			if r.NetNS {

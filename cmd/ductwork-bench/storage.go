@@ -65,9 +65,11 @@ func randomName(prefix string) string {
 }
 
 // openStore creates fresh storage on the backend kind, migrates it and
-// returns it. conns sizes the connection pools of the server backends (the
-// workers, the claim loop, the heartbeat and the API calls each hold one).
-func openStore(ctx context.Context, kind, dsn string, conns int, logger *slog.Logger) (*store, error) {
+// returns it. sync is SQLite's synchronous setting ("normal" or "full"; ""
+// is the library's default). conns sizes the connection pools of the server
+// backends (the workers, the claim loop, the heartbeat and the API calls each
+// hold one).
+func openStore(ctx context.Context, kind, dsn, sync string, conns int, logger *slog.Logger) (*store, error) {
 	if dsn == "" {
 		dsn = defaultDSN(kind)
 	}
@@ -77,7 +79,7 @@ func openStore(ctx context.Context, kind, dsn string, conns int, logger *slog.Lo
 	)
 	switch kind {
 	case "sqlite":
-		s, err = openSQLite(dsn, logger)
+		s, err = openSQLite(dsn, sync, logger)
 	case "postgres":
 		s, err = openPostgres(ctx, dsn, conns, logger)
 	case "mysql":
@@ -94,7 +96,7 @@ func openStore(ctx context.Context, kind, dsn string, conns int, logger *slog.Lo
 	return s, nil
 }
 
-func openSQLite(dir string, logger *slog.Logger) (*store, error) {
+func openSQLite(dir, sync string, logger *slog.Logger) (*store, error) {
 	var tmp string
 	if dir == "" {
 		var err error
@@ -104,14 +106,14 @@ func openSQLite(dir string, logger *slog.Logger) (*store, error) {
 		dir = tmp
 	}
 	path := filepath.Join(dir, randomName("dwbench_")+".db")
-	b, err := sqlite.Open(path, &sqlite.Config{Logger: logger})
+	b, err := sqlite.Open(path, &sqlite.Config{Logger: logger, Synchronous: sync})
 	if err != nil {
 		if tmp != "" {
 			_ = os.RemoveAll(tmp)
 		}
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &store{Backend: b, name: path, attach: attachment{kind: "sqlite", dsn: path}, drop: func(ctx context.Context) error {
+	return &store{Backend: b, name: path, attach: attachment{kind: "sqlite", dsn: path, sync: sync}, drop: func(ctx context.Context) error {
 		err := b.Close(ctx)
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			if rerr := os.Remove(path + suffix); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -226,7 +228,7 @@ func openMySQL(ctx context.Context, dsn string, conns int, logger *slog.Logger) 
 func attachStore(ctx context.Context, a attachment, conns int, logger *slog.Logger) (backend.Backend, func(), error) {
 	switch a.kind {
 	case "sqlite":
-		b, err := sqlite.Open(a.dsn, &sqlite.Config{Logger: logger})
+		b, err := sqlite.Open(a.dsn, &sqlite.Config{Logger: logger, Synchronous: a.sync})
 		if err != nil {
 			return nil, nil, err
 		}
