@@ -91,28 +91,6 @@ func (b *Backend) completeOne(ctx context.Context, params *backend.CompleteParam
 // completion writes no history row.
 func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.CompleteParams, res *backend.CompleteResult) error {
 	tx := b.preparedTx(sqlTx)
-	plan := &p.Plan
-	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.Settle && (plan.CompleteRun || plan.Detached != 0) {
-		// The last step of a run: one statement completes the job and the
-		// run when that is the outcome (the common one); it matches
-		// nothing otherwise (a stale claim, work still outstanding, a run
-		// no longer running), and the general path below takes over.
-		r, err := tx.ExecContext(ctx, qCompleteJobAndRun, p.Output, plan.CompleteRun, p.Output,
-			p.JobID, p.Fence, p.ProcessID, plan.Detached-boolInt(plan.CompleteRun))
-		if err != nil {
-			return err
-		}
-		switch n, err := r.RowsAffected(); {
-		case err != nil:
-			return err
-		case n == 2:
-			crashpoint.Hit(crashpoint.CompleteTx)
-			res.RunCompleted = true
-			return nil
-		case n != 0:
-			return fmt.Errorf("completing job %d and its run changed %d rows", p.JobID, n)
-		}
-	}
 	r, err := tx.ExecContext(ctx, qCompleteJob, p.Output, p.JobID, p.Fence, p.ProcessID)
 	if err != nil {
 		return err
@@ -121,6 +99,7 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 		return err
 	}
 	crashpoint.Hit(crashpoint.CompleteTx)
+	plan := &p.Plan
 	if len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && plan.Arrive == nil && !plan.Settle {
 		if plan.CompleteRun || plan.Detached != 0 {
 			// The last step of a run: one more statement, which finds the
@@ -267,7 +246,10 @@ func (b *Backend) completeTx(ctx context.Context, sqlTx *sql.Tx, p *backend.Comp
 // The common case, the work that completes the run, is one statement that
 // matches only then; otherwise a second one moves the count.
 func advanceRun(ctx context.Context, tx querier, plan *backend.Plan, output []byte, jobID int64, res *backend.CompleteResult) error {
-	delta := plan.Detached - boolInt(plan.CompleteRun)
+	delta := plan.Detached
+	if plan.CompleteRun {
+		delta--
+	}
 	r, err := tx.ExecContext(ctx, qFinishRun, plan.CompleteRun, output, jobID, delta)
 	if err != nil {
 		return err
@@ -502,11 +484,4 @@ func (b *Backend) Release(ctx context.Context, params *backend.ReleaseParams) (*
 		return nil, err
 	}
 	return &backend.ReleaseResult{}, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

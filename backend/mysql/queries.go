@@ -115,13 +115,6 @@ WHERE run_id = ? AND node_id = ? AND scope = ? FOR UPDATE`
 	qFinishRun = `UPDATE ductwork_runs SET status = 'completed', output = IF(?, ?, output), outstanding = 0,
   updated_at = ` + nowUS + `
 WHERE id = (SELECT run_id FROM ductwork_jobs WHERE id = ?) AND status IN ('running', 'waiting') AND outstanding + ? = 0`
-	// qCompleteJobAndRun is qCompleteJob and qFinishRun in one statement,
-	// which matches (two rows) only when the run completes.
-	qCompleteJobAndRun = `UPDATE ductwork_jobs j JOIN ductwork_runs r ON r.id = j.run_id
-SET j.status = 'completed', j.output = ?, j.finished_at = ` + nowUS + `,
-  r.status = 'completed', r.output = IF(?, ?, r.output), r.outstanding = 0, r.updated_at = ` + nowUS + `
-WHERE j.id = ? AND j.fence = ? AND j.process_id = ? AND j.status = 'running'
-  AND r.status IN ('running', 'waiting') AND r.outstanding + ? = 0`
 	qShiftRun = `UPDATE ductwork_runs SET output = IF(?, ?, output), outstanding = outstanding + ?, updated_at = ` + nowUS + `
 WHERE id = (SELECT run_id FROM ductwork_jobs WHERE id = ?) AND status IN ('running', 'waiting', 'halted')`
 
