@@ -77,16 +77,37 @@ var errRegroup = errors.New("ductwork/mysql: a completion of the group failed pa
 // claim is stale fails at its first statement, having changed nothing, and
 // the others go on; a deadlock has rolled back the whole transaction and is
 // returned for withTx to rerun it; any other failure returns errRegroup, and
-// the group is applied again one completion per transaction. A member whose
-// caller has given up is skipped with its context's error. Every member's
-// Res and Err are reset first.
+// the group is applied again one completion per transaction. The
+// completions that add no work are applied first, together (applySet); a
+// stale claim among them also sends the group back one completion per
+// transaction. A member whose caller has given up is skipped with its
+// context's error. Every member's Res and Err are reset first.
 func (b *Backend) applyGroup(ctx context.Context, tx *sql.Tx, group []*completeReq) error {
+	var set, rest []*completeReq
 	for _, r := range group {
 		r.Res, r.Err = nil, nil
 		if err := r.Ctx.Err(); err != nil {
 			r.Err = err
 			continue
 		}
+		if setShaped(r.Params) {
+			set = append(set, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(set) > 1 {
+		switch err := b.applySet(ctx, tx, set); {
+		case err == nil:
+		case retryable(err):
+			return err
+		default:
+			return fmt.Errorf("%w: %w", errRegroup, err)
+		}
+	} else {
+		rest = append(set, rest...)
+	}
+	for _, r := range rest {
 		res := &backend.CompleteResult{}
 		switch err := b.completeTx(ctx, tx, r.Params, res); {
 		case err == nil:
