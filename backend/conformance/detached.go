@@ -23,6 +23,7 @@ func testDetached(t *testing.T, h Harness) {
 		"HaltRevive":      detachedHaltRevive,
 		"Cancel":          detachedCancel,
 		"Pipelines":       detachedPipelines,
+		"Concurrent":      detachedConcurrent,
 	})
 }
 
@@ -283,4 +284,55 @@ func detachedCancel(t *testing.T, h Harness) {
 		t.Fatalf("run status %q after cancel; want %q", r.Status, backend.RunCancelled)
 	}
 	claimNone(t, b, proc, defA)
+}
+
+// detachedConcurrent: two runs of eight leaves each (one the end node, seven
+// detached) complete all sixteen at once (a backend may commit them
+// together, several of one run in one transaction): each run completes
+// exactly once, reported by exactly one completion, with the end node's
+// output.
+func detachedConcurrent(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	proc := register(t, b, defA)
+	var runs []int64
+	for range 2 {
+		trigger(t, b, defA, backend.NewJob{NodeID: "root", Input: enc(t, "root")})
+	}
+	for _, root := range claim(t, b, proc, 2, defA) {
+		runs = append(runs, root.RunID)
+		complete(t, b, root, proc, nil, backend.Plan{Jobs: children(t, "leaf", 8), Detached: 7})
+	}
+	if len(runs) != 2 {
+		t.Fatalf("claimed %d roots; want 2", len(runs))
+	}
+	leaves := claim(t, b, proc, 16, defA)
+	if len(leaves) != 16 {
+		t.Fatalf("claimed %d leaves; want 16", len(leaves))
+	}
+	completed := map[int64]*atomic.Int32{runs[0]: {}, runs[1]: {}}
+	var wg sync.WaitGroup
+	for _, j := range leaves {
+		wg.Go(func() {
+			plan := backend.Plan{Detached: -1}
+			if j.Scope == "0" {
+				plan = backend.Plan{CompleteRun: true}
+			}
+			res, err := b.Complete(testCtx(t), &backend.CompleteParams{JobID: j.ID, ProcessID: proc, Fence: j.Fence,
+				Output: enc(t, "out-"+j.Scope), Plan: plan})
+			if err != nil {
+				t.Errorf("Complete of leaf %s of run %d: %v", j.Scope, j.RunID, err)
+				return
+			}
+			if res.RunCompleted {
+				completed[j.RunID].Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range runs {
+		if n := completed[id].Load(); n != 1 {
+			t.Errorf("run %d: %d completions reported RunCompleted; want 1", id, n)
+		}
+		wantRun(t, b, id, backend.RunCompleted, enc(t, "out-0"))
+	}
 }
