@@ -84,14 +84,19 @@ var errRegroup = errors.New("ductwork/mysql: a completion of the group failed pa
 // context's error. Every member's Res and Err are reset first.
 func (b *Backend) applyGroup(ctx context.Context, tx *sql.Tx, group []*completeReq) error {
 	var set, rest []*completeReq
+	returning, maxRows := b.returning.Load(), b.cfg.InsertBatchRows
+	setRows, setBytes := 0, 0
 	for _, r := range group {
 		r.Res, r.Err = nil, nil
 		if err := r.Ctx.Err(); err != nil {
 			r.Err = err
 			continue
 		}
-		if setShaped(r.Params) {
+		if setShaped(r.Params, returning, maxRows) && setRows+len(r.Params.Plan.Jobs) <= maxRows &&
+			setBytes+planBytes(&r.Params.Plan) <= setInsertBytes {
 			set = append(set, r)
+			setRows += len(r.Params.Plan.Jobs)
+			setBytes += planBytes(&r.Params.Plan)
 		} else {
 			rest = append(rest, r)
 		}
@@ -140,3 +145,12 @@ func (b *Backend) observeTx(d time.Duration) {
 // linkSlow reports whether transactions have lately been slow enough that
 // grouping completions would serialize round trips rather than save commits.
 func (b *Backend) linkSlow() bool { return time.Duration(b.txTime.avg.Load()) > slowLinkTx }
+
+// planBytes is the size of the inputs a plan inserts.
+func planBytes(p *backend.Plan) int {
+	n := 0
+	for i := range p.Jobs {
+		n += len(p.Jobs[i].Input)
+	}
+	return n
+}

@@ -10,18 +10,40 @@ import (
 	"github.com/ductwork-go/ductwork/internal/crashpoint"
 )
 
-// The completions of a group whose plan adds no work (a run's last step, a
-// step whose successors are already there) are applied together: one
-// UPDATE for their jobs, one locking read of their runs and one UPDATE of
-// the runs, whatever their number, instead of two statements each. What is
-// written is what completeTx would write applying them one after another.
+// The completions of a group whose plan only completes the job, inserts
+// plain jobs (a chain's next step, a small fan-out) and changes the run's
+// outstanding work (a run's last step) are applied together: one UPDATE of
+// their jobs, one read of their runs and one multi-row INSERT ... RETURNING
+// of their new jobs (MariaDB), one locking read and one UPDATE of the runs
+// whose work changes, whatever their number, instead of two or more
+// statements each. What is written is what completeTx would write applying
+// them one after another.
 
-// setShaped reports whether p's completion can be applied with a set:
-// nothing to insert, no join to open or arrive at, nothing to settle.
-func setShaped(p *backend.CompleteParams) bool {
+// setShaped reports whether p's completion can be applied with a set: no
+// join to open or arrive at, nothing to settle, and new jobs only when the
+// server returns inserted rows (returning), none of them waiting, at most
+// maxRows of them.
+func setShaped(p *backend.CompleteParams, returning bool, maxRows int) bool {
 	pl := &p.Plan
-	return len(pl.Jobs) == 0 && len(pl.OpenJoins) == 0 && pl.Arrive == nil && !pl.Settle
+	if len(pl.OpenJoins) != 0 || pl.Arrive != nil || pl.Settle {
+		return false
+	}
+	if len(pl.Jobs) == 0 {
+		return true
+	}
+	if !returning || len(pl.Jobs) > maxRows {
+		return false
+	}
+	for i := range pl.Jobs {
+		if pl.Jobs[i].Wait != "" {
+			return false
+		}
+	}
+	return true
 }
+
+// setInsertBytes bounds the input bytes one set inserts.
+const setInsertBytes = 4 << 20
 
 // errSetStale: the jobs UPDATE of a set matched fewer rows than the set has
 // completions (a stale claim among them, or one job twice). The group is
@@ -63,6 +85,9 @@ func (b *Backend) applySet(ctx context.Context, sqlTx *sql.Tx, set []*completeRe
 	crashpoint.Hit(crashpoint.CompleteTx)
 	for _, r := range set {
 		r.Res = &backend.CompleteResult{}
+	}
+	if err := b.insertSetJobs(ctx, tx, set); err != nil {
+		return err
 	}
 
 	// The runs whose outstanding work changes, read and locked.
@@ -172,4 +197,107 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// insertSetJobs inserts the new jobs of the completions of set in one
+// statement, each due at its completion's time plus its delay, the one
+// ClaimNext takes (claimableJob) inserted claimed when its run is running,
+// and stores the claimed jobs and counts in the completions' results.
+func (b *Backend) insertSetJobs(ctx context.Context, tx ptx, set []*completeReq) error {
+	var adding []*completeReq
+	for _, r := range set {
+		if len(r.Params.Plan.Jobs) > 0 {
+			adding = append(adding, r)
+		}
+	}
+	if len(adding) == 0 {
+		return nil
+	}
+	type jobRun struct {
+		runID, now int64
+		running    bool
+	}
+	runs := make(map[int64]jobRun, len(adding))
+	args := make([]any, 0, len(adding))
+	for _, r := range adding {
+		args = append(args, r.Params.JobID)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT j.id, j.run_id, j.finished_at, r.status FROM ductwork_jobs j
+JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(adding))+")", args...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var (
+			jobID  int64
+			jr     jobRun
+			status []byte
+		)
+		if err := rows.Scan(&jobID, &jr.runID, &jr.now, &status); err != nil {
+			rows.Close()
+			return err
+		}
+		jr.running = string(status) == backend.RunRunning
+		runs[jobID] = jr
+	}
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+		return err
+	}
+	type rowKey struct {
+		runID       int64
+		node, scope string
+	}
+	claimed := map[rowKey]*completeReq{}
+	n := 0
+	args = args[:0]
+	for _, r := range adding {
+		jr, ok := runs[r.Params.JobID]
+		if !ok {
+			return errors.New("ductwork/mysql: a completed job has no run")
+		}
+		k := -1
+		if r.Params.ClaimNext > 0 && jr.running {
+			k = claimableJob(&r.Params.Plan, r.Params.Queue)
+		}
+		for i := range r.Params.Plan.Jobs {
+			j := &r.Params.Plan.Jobs[i]
+			if i == k {
+				args = append(args, jr.runID, j.NodeID, j.Scope, "running", j.Priority, j.Input, jr.now, jr.now, 1, r.Params.ProcessID, jr.now)
+				claimed[rowKey{jr.runID, j.NodeID, j.Scope}] = r
+			} else {
+				args = append(args, jr.runID, j.NodeID, j.Scope, "pending", j.Priority, j.Input, jr.now, jr.now+micros(j.Delay), 0, nil, nil)
+			}
+			args = append(args, gateArgs(j.Queue, j.Gate)...)
+			n++
+		}
+		r.Res.NewJobs = len(r.Params.Plan.Jobs)
+	}
+	rows, err = tx.QueryContext(ctx, qInsertSetJobsHead+placeholders(insertSetJobRow, n)+" RETURNING id, run_id, node_id, scope", args...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var (
+			id, runID   int64
+			node, scope []byte
+		)
+		if err := rows.Scan(&id, &runID, &node, &scope); err != nil {
+			rows.Close()
+			return err
+		}
+		r := claimed[rowKey{runID, string(node), string(scope)}]
+		if r == nil {
+			continue
+		}
+		jr := runs[r.Params.JobID]
+		nj := &r.Params.Plan.Jobs[claimableJob(&r.Params.Plan, r.Params.Queue)]
+		t := fromMicros(jr.now)
+		r.Res.Claimed = []*backend.Job{{ID: id, RunID: runID, NodeID: nj.NodeID, Scope: nj.Scope, Input: nj.Input,
+			Attempt: 1, Fence: 1, CreatedAt: t, DueAt: t, ClaimedAt: t}}
+	}
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.FanoutInsert)
+	return nil
 }

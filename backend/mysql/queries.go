@@ -83,6 +83,11 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id = ?`
 	qInsertClaimedJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
   fence, process_id, started_at, queue, gated, gate_key, gate_limit, rate_key)
 VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)`
+	// qInsertSetJobsHead and insertSetJobRow insert the new jobs of a set
+	// of completions, claimed or not (insertSetJobs).
+	qInsertSetJobsHead = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+  fence, process_id, started_at, queue, gated, gate_key, gate_limit, rate_key) VALUES `
+	insertSetJobRow = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	// qInsertClaimedReturning is qInsertClaimedJob with the run and the
 	// time taken from the completed job, for a running run only
 	// (insertClaimedReturning).
