@@ -14,18 +14,19 @@ import (
 // plain jobs (a chain's next step, a small fan-out) and changes the run's
 // outstanding work (a run's last step) are applied together: one UPDATE of
 // their jobs, one read of their runs and one multi-row INSERT ... RETURNING
-// of their new jobs (MariaDB), one locking read and one UPDATE of the runs
+// of their new jobs (MariaDB), a locking read and two UPDATEs for their
+// arrivals at joins, one locking read and one UPDATE of the runs
 // whose work changes, whatever their number, instead of two or more
 // statements each. What is written is what completeTx would write applying
 // them one after another.
 
 // setShaped reports whether p's completion can be applied with a set: no
-// join to open or arrive at, nothing to settle, and new jobs only when the
-// server returns inserted rows (returning), none of them waiting, at most
-// maxRows of them.
+// join to open, nothing to settle, and new jobs or an arrival at a join only
+// on a server that returns inserted rows (returning; the statements are
+// MariaDB's), no new job waiting, at most maxRows of them.
 func setShaped(p *backend.CompleteParams, returning bool, maxRows int) bool {
 	pl := &p.Plan
-	if len(pl.OpenJoins) != 0 || pl.Arrive != nil || pl.Settle {
+	if len(pl.OpenJoins) != 0 || pl.Settle || pl.Arrive != nil && !returning {
 		return false
 	}
 	if len(pl.Jobs) == 0 {
@@ -86,7 +87,14 @@ func (b *Backend) applySet(ctx context.Context, sqlTx *sql.Tx, set []*completeRe
 	for _, r := range set {
 		r.Res = &backend.CompleteResult{}
 	}
-	if err := b.insertSetJobs(ctx, tx, set); err != nil {
+	runs, err := readJobRuns(ctx, tx, set)
+	if err != nil {
+		return err
+	}
+	if err := insertSetJobs(ctx, tx, set, runs); err != nil {
+		return err
+	}
+	if err := arriveSet(ctx, tx, set, runs); err != nil {
 		return err
 	}
 
@@ -108,7 +116,7 @@ func (b *Backend) applySet(ctx context.Context, sqlTx *sql.Tx, set []*completeRe
 		changed     bool
 	}
 	runOf := make(map[int64]int64, len(moving)) // job -> run
-	runs := make(map[int64]*runState, len(moving))
+	states := make(map[int64]*runState, len(moving))
 	args = args[:0]
 	for _, r := range moving {
 		args = append(args, r.Params.JobID)
@@ -128,8 +136,8 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(m
 			return err
 		}
 		runOf[jobID] = runID
-		if runs[runID] == nil {
-			runs[runID] = &st
+		if states[runID] == nil {
+			states[runID] = &st
 		}
 	}
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
@@ -142,7 +150,7 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(m
 		if !ok {
 			return errors.New("ductwork/mysql: a completed job has no run")
 		}
-		st := runs[runID]
+		st := states[runID]
 		switch st.status {
 		case backend.RunRunning, backend.RunWaiting, backend.RunHalted:
 		default:
@@ -172,17 +180,17 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(m
 	q.WriteString("UPDATE ductwork_runs SET status = CASE id")
 	for _, id := range order {
 		q.WriteString(" WHEN ? THEN ?")
-		args = append(args, id, runs[id].status)
+		args = append(args, id, states[id].status)
 	}
 	q.WriteString(" END, output = CASE id")
 	for _, id := range order {
 		q.WriteString(" WHEN ? THEN IF(?, ?, output)")
-		args = append(args, id, runs[id].setOutput, runs[id].output)
+		args = append(args, id, states[id].setOutput, states[id].output)
 	}
 	q.WriteString(" END, outstanding = CASE id")
 	for _, id := range order {
 		q.WriteString(" WHEN ? THEN ?")
-		args = append(args, id, runs[id].outstanding)
+		args = append(args, id, states[id].outstanding)
 	}
 	q.WriteString(" END, updated_at = " + nowUS + " WHERE id IN (" + placeholders("?", len(order)) + ")")
 	for _, id := range order {
@@ -199,33 +207,30 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// insertSetJobs inserts the new jobs of the completions of set in one
-// statement, each due at its completion's time plus its delay, the one
-// ClaimNext takes (claimableJob) inserted claimed when its run is running,
-// and stores the claimed jobs and counts in the completions' results.
-func (b *Backend) insertSetJobs(ctx context.Context, tx ptx, set []*completeReq) error {
-	var adding []*completeReq
+// jobRun is what a set reads of a completed job: its run, its completion
+// time and whether the run is running.
+type jobRun struct {
+	runID, now int64
+	running    bool
+}
+
+// readJobRuns reads, without locking, the run and completion time of the
+// completed jobs of set that insert jobs or arrive at a join.
+func readJobRuns(ctx context.Context, tx ptx, set []*completeReq) (map[int64]jobRun, error) {
+	args := make([]any, 0, len(set))
 	for _, r := range set {
-		if len(r.Params.Plan.Jobs) > 0 {
-			adding = append(adding, r)
+		if len(r.Params.Plan.Jobs) > 0 || r.Params.Plan.Arrive != nil {
+			args = append(args, r.Params.JobID)
 		}
 	}
-	if len(adding) == 0 {
-		return nil
+	if len(args) == 0 {
+		return nil, nil
 	}
-	type jobRun struct {
-		runID, now int64
-		running    bool
-	}
-	runs := make(map[int64]jobRun, len(adding))
-	args := make([]any, 0, len(adding))
-	for _, r := range adding {
-		args = append(args, r.Params.JobID)
-	}
+	runs := make(map[int64]jobRun, len(args))
 	rows, err := tx.QueryContext(ctx, `SELECT j.id, j.run_id, j.finished_at, r.status FROM ductwork_jobs j
-JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(adding))+")", args...)
+JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(args))+")", args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for rows.Next() {
 		var (
@@ -235,14 +240,35 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(a
 		)
 		if err := rows.Scan(&jobID, &jr.runID, &jr.now, &status); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		jr.running = string(status) == backend.RunRunning
 		runs[jobID] = jr
 	}
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
-		return err
+		return nil, err
 	}
+	if len(runs) != len(args) {
+		return nil, errors.New("ductwork/mysql: a completed job has no run")
+	}
+	return runs, nil
+}
+
+// insertSetJobs inserts the new jobs of the completions of set in one
+// statement, each due at its completion's time plus its delay, the one
+// ClaimNext takes (claimableJob) inserted claimed when its run is running,
+// and stores the claimed jobs and counts in the completions' results.
+func insertSetJobs(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]jobRun) error {
+	var adding []*completeReq
+	for _, r := range set {
+		if len(r.Params.Plan.Jobs) > 0 {
+			adding = append(adding, r)
+		}
+	}
+	if len(adding) == 0 {
+		return nil
+	}
+	var args []any
 	type rowKey struct {
 		runID       int64
 		node, scope string
@@ -251,10 +277,7 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(a
 	n := 0
 	args = args[:0]
 	for _, r := range adding {
-		jr, ok := runs[r.Params.JobID]
-		if !ok {
-			return errors.New("ductwork/mysql: a completed job has no run")
-		}
+		jr := runs[r.Params.JobID]
 		k := -1
 		if r.Params.ClaimNext > 0 && jr.running {
 			k = claimableJob(&r.Params.Plan, r.Params.Queue)
@@ -272,7 +295,7 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(a
 		}
 		r.Res.NewJobs = len(r.Params.Plan.Jobs)
 	}
-	rows, err = tx.QueryContext(ctx, qInsertSetJobsHead+placeholders(insertSetJobRow, n)+" RETURNING id, run_id, node_id, scope", args...)
+	rows, err := tx.QueryContext(ctx, qInsertSetJobsHead+placeholders(insertSetJobRow, n)+" RETURNING id, run_id, node_id, scope", args...)
 	if err != nil {
 		return err
 	}
@@ -299,5 +322,140 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(a
 		return err
 	}
 	crashpoint.Hit(crashpoint.FanoutInsert)
+	return nil
+}
+
+// joinKey names a join of a run.
+type joinKey struct {
+	runID       int64
+	node, scope string
+}
+
+// joinRow is a join row a set reads and counts arrivals at.
+type joinRow struct {
+	key                         joinKey
+	id                          int64
+	expected, arrived, priority int
+	delay                       int64
+	jg                          joinGate
+	firedAt                     int64 // the completion time of the arrival that fired it
+}
+
+// arriveSet counts the arrivals of the completions of set at their joins:
+// one locking read of the joins, one UPDATE of their counts, one UPDATE
+// marking the arriving jobs with their join and slot, and the join job of
+// each join the set brings to its expected count (inserted unclaimed:
+// ClaimNext may claim fewer). An arrival at a join that is missing or has
+// fired fails the set (errRegroup then gives that completion its error).
+func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]jobRun) error {
+	var arriving []*completeReq
+	joins := map[joinKey]*joinRow{}
+	var keys []joinKey
+	for _, r := range set {
+		if a := r.Params.Plan.Arrive; a != nil {
+			arriving = append(arriving, r)
+			k := joinKey{runs[r.Params.JobID].runID, a.NodeID, a.Scope}
+			if joins[k] == nil {
+				joins[k] = &joinRow{}
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(arriving) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*len(keys))
+	for _, k := range keys {
+		args = append(args, k.runID, k.node, k.scope)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT run_id, node_id, scope, id, expected, arrived, priority, delay_us, queue, gate_key,
+  gate_limit, rate_key FROM ductwork_joins WHERE (run_id, node_id, scope) IN (`+placeholders("(?, ?, ?)", len(keys))+`) FOR UPDATE`, args...)
+	if err != nil {
+		return err
+	}
+	found := 0
+	for rows.Next() {
+		var (
+			k           joinKey
+			node, scope []byte
+			j           joinRow
+		)
+		if err := rows.Scan(&k.runID, &node, &scope, &j.id, &j.expected, &j.arrived, &j.priority, &j.delay,
+			&j.jg.queue, &j.jg.key, &j.jg.limit, &j.jg.rate); err != nil {
+			rows.Close()
+			return err
+		}
+		k.node, k.scope = string(node), string(scope)
+		if row := joins[k]; row != nil {
+			j.key = k
+			*row = j
+			found++
+		}
+	}
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+		return err
+	}
+	if found != len(keys) {
+		return errJoinNotFound
+	}
+	// Each arrival in turn, as completeTx would count it.
+	var marks []any
+	var fired []*joinRow
+	for _, r := range arriving {
+		a := r.Params.Plan.Arrive
+		jr := runs[r.Params.JobID]
+		j := joins[joinKey{jr.runID, a.NodeID, a.Scope}]
+		j.arrived++
+		if j.arrived > j.expected {
+			return errJoinFired
+		}
+		marks = append(marks, r.Params.JobID, j.id, r.Params.JobID, a.Slot)
+		if j.arrived == j.expected {
+			j.firedAt = jr.now
+			fired = append(fired, j)
+			r.Res.NewJobs++
+			r.Res.JoinFired = true
+		}
+	}
+	var q strings.Builder
+	args = args[:0]
+	q.WriteString("UPDATE ductwork_joins SET arrived = CASE id")
+	for _, k := range keys {
+		q.WriteString(" WHEN ? THEN ?")
+		args = append(args, joins[k].id, joins[k].arrived)
+	}
+	q.WriteString(" END WHERE id IN (" + placeholders("?", len(keys)) + ")")
+	for _, k := range keys {
+		args = append(args, joins[k].id)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.JoinUpdate)
+	q.Reset()
+	args = args[:0]
+	q.WriteString("UPDATE ductwork_jobs SET arrival_join_id = CASE id")
+	for i := 0; i < len(marks); i += 4 {
+		q.WriteString(" WHEN ? THEN ?")
+		args = append(args, marks[i], marks[i+1])
+	}
+	q.WriteString(" END, arrival_slot = CASE id")
+	for i := 0; i < len(marks); i += 4 {
+		q.WriteString(" WHEN ? THEN ?")
+		args = append(args, marks[i+2], marks[i+3])
+	}
+	q.WriteString(" END WHERE id IN (" + placeholders("?", len(arriving)) + ")")
+	for _, r := range arriving {
+		args = append(args, r.Params.JobID)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return err
+	}
+	for _, j := range fired {
+		if _, err := tx.ExecContext(ctx, qInsertJoinJob, append([]any{j.key.runID, j.key.node, j.key.scope, j.priority, j.id,
+			j.firedAt, j.firedAt + j.delay}, gateArgs(string(j.jg.queue), j.jg.gate())...)...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
