@@ -360,7 +360,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 		batch.Queue(b.q.completeJob, params.JobID, params.Fence, params.ProcessID, params.Output).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 	}
-	notify := false
+	notify, claimedAtInsert := false, false
 	if n := len(plan.Jobs); n > 0 {
 		nodes, scopes := make([]string, n), make([]string, n)
 		prios, inputs, delays := make([]int32, n), make([][]byte, n), make([]int64, n)
@@ -371,7 +371,30 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			gatedPlan = gatedPlan || j.Queue != "" || j.Gate.Gated()
 		}
 		count := func(tag pgconn.CommandTag) error { res.NewJobs += int(tag.RowsAffected()); return nil }
-		if !gatedPlan {
+		if k := claimedOnInsert(params); k >= 0 && !gatedPlan {
+			claimedAtInsert = true
+			nj := &plan.Jobs[k]
+			batch.Queue(b.q.insertJobsClaim, params.JobID, nodes, scopes, prios, inputs, delays, int64(k+1), params.ProcessID).
+				QueryRow(func(row pgx.Row) error {
+					var (
+						n     int64
+						id    *int64
+						j     backend.Job
+						input []byte
+					)
+					var created, due, started *time.Time
+					if err := row.Scan(&n, &id, &j.RunID, &input, &created, &due, &started); err != nil {
+						return err
+					}
+					res.NewJobs += int(n)
+					if id != nil {
+						j.ID, j.NodeID, j.Scope, j.Input, j.Attempt, j.Fence = *id, nj.NodeID, nj.Scope, input, 1, 1
+						j.CreatedAt, j.DueAt, j.ClaimedAt = *created, *due, *started
+						res.Claimed = append(res.Claimed, &j)
+					}
+					return nil
+				})
+		} else if !gatedPlan {
 			batch.Queue(b.q.insertJobs, params.JobID, nodes, scopes, prios, inputs, delays).Exec(count)
 		} else {
 			queues, keys, limits, rates := make([]string, n), make([]*string, n), make([]int32, n), make([]*string, n)
@@ -423,7 +446,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			})
 	}
 	b.queueSettle(batch, params)
-	if node, scope, ok := plan.NextDue(params.Queue); ok && params.ClaimNext > 0 {
+	if node, scope, ok := plan.NextDue(params.Queue); ok && params.ClaimNext > 0 && !claimedAtInsert {
 		batch.Queue(b.q.claimNext, params.JobID, node, scope, params.ProcessID).Query(func(rows pgx.Rows) error {
 			defer rows.Close()
 			for rows.Next() {
@@ -903,4 +926,25 @@ func (b *Backend) Now(ctx context.Context) (time.Time, error) {
 		return time.Time{}, mapErr("now", err)
 	}
 	return t, nil
+}
+
+// claimedOnInsert returns the index in the plan's jobs of the job a
+// completion with ClaimNext may insert already claimed (sqlInsertJobsClaim),
+// or -1: only when that job (backend.Plan.NextDue) is one of the plan's jobs
+// and does not wait, and nothing else in the plan (an arrival, a join, the
+// run's end, a settle) comes between the insert and the claim.
+func claimedOnInsert(p *backend.CompleteParams) int {
+	pl := &p.Plan
+	if p.ClaimNext <= 0 || len(pl.OpenJoins) > 0 || pl.Arrive != nil || pl.Settle || pl.CompleteRun || pl.Detached != 0 {
+		return -1
+	}
+	for k, j := range pl.Jobs {
+		if j.Delay <= 0 && j.Queue == p.Queue && !j.Gate.Gated() {
+			if j.Wait != "" {
+				return -1
+			}
+			return k
+		}
+	}
+	return -1
 }

@@ -111,6 +111,33 @@ RETURNING j.id, j.run_id, j.input, j.is_join, j.attempt, j.retry_base, j.crashes
 		WHERE a.arrival_join_id = j.join_id
 		ORDER BY a.arrival_slot) END`
 
+// sqlInsertJobsClaim is sqlInsertJobs for a completion with ClaimNext whose
+// next job is the plan's job at ordinality $7: that job is inserted already
+// claimed by process $8 (running, fence 1, started now) when the run is
+// running, one statement instead of an insert and an update of the row just
+// inserted. It returns the number of jobs inserted and the claimed job's
+// fields (NULL when the run is not running).
+const sqlInsertJobsClaim = `
+WITH src AS (
+	SELECT j.run_id, r.status = 'running' AS running
+	FROM {schema}.ductwork_jobs AS j JOIN {schema}.ductwork_runs AS r ON r.id = j.run_id
+	WHERE j.id = $1
+), ins AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at, fence, process_id, started_at)
+	SELECT src.run_id, u.node_id, u.scope,
+		CASE WHEN src.running AND u.ord = $7 THEN 'running' ELSE 'pending' END,
+		u.priority, u.input, now() + u.delay_us * interval '1 microsecond',
+		CASE WHEN src.running AND u.ord = $7 THEN 1 ELSE 0 END,
+		CASE WHEN src.running AND u.ord = $7 THEN $8::text END,
+		CASE WHEN src.running AND u.ord = $7 THEN now() END
+	FROM src, unnest($2::text[], $3::text[], $4::integer[], $5::bytea[], $6::bigint[])
+		WITH ORDINALITY AS u(node_id, scope, priority, input, delay_us, ord)
+	ORDER BY u.ord
+	RETURNING id, run_id, status, input, created_at, due_at, started_at
+)
+SELECT (SELECT count(*) FROM ins), c.id, c.run_id, c.input, c.created_at, c.due_at, c.started_at
+FROM (SELECT 1) AS one LEFT JOIN ins AS c ON c.status = 'running'`
+
 // sqlLockOwner runs first in the batches of Complete, Fail and Release. Its
 // KEY SHARE lock on the owner's process row orders the commit against Reap
 // and DeregisterProcess, which delete that row: if a reaper is deleting it,
@@ -542,7 +569,7 @@ const (
 // queries holds the statements rendered for one schema.
 type queries struct {
 	trigger, triggerKeyed, triggerExisting, claimOutcome, owned        string
-	claim, claimNext, insertJobsGated                                  string
+	claim, claimNext, insertJobsGated, insertJobsClaim                 string
 	gatedSelect, gatedClaim, limitRow, gateRunning, limitSetTAT        string
 	releaseKey                                                         string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
@@ -572,6 +599,7 @@ func renderQueries(schema string) queries {
 		completeJobArrive: r.Replace(sqlCompleteJobArrive),
 		insertJobs:        r.Replace(sqlInsertJobs),
 		insertJobsGated:   r.Replace(sqlInsertJobsGated),
+		insertJobsClaim:   r.Replace(sqlInsertJobsClaim),
 		gatedSelect:       r.Replace(sqlGatedSelect),
 		gatedClaim:        r.Replace(sqlGatedClaim),
 		limitRow:          r.Replace(sqlLimitRow),
