@@ -24,8 +24,9 @@
 // UTC_TIMESTAMP(6), the database's clock, so parseTime, loc and the session
 // time zone cannot change what is stored or compared, and the host's clock is
 // never consulted. Every time returned is in UTC. clientFoundRows does not
-// matter either: every guarded UPDATE changes a column. interpolateParams=true
-// saves a round trip per statement and is safe with this backend.
+// matter either: every guarded UPDATE changes a column. interpolateParams
+// makes no measurable difference (statements with arguments are prepared once
+// per connection and reused) and is safe with this backend.
 //
 // # Semantics
 //
@@ -38,6 +39,23 @@
 // multi-row INSERTs. A transaction that hits a deadlock (1213) or a lock wait
 // timeout (1205) is rerun as a whole after a short randomized backoff
 // (Config.TxRetries). Trigger can join a caller's *sql.Tx.
+//
+// # Group commit
+//
+// Concurrent completions through one Backend share a transaction and its
+// commit. Within it, those whose plans are simple (new jobs without waits, an
+// arrival at a join, the run's end, but no join to open and nothing to
+// settle) are applied as a set: one UPDATE of their jobs, one multi-row
+// INSERT of their new jobs, a few statements for their arrivals and their
+// runs, whatever their number; the others one after another, in two or more
+// statements each. A stale claim fails its completion at its first statement,
+// having changed nothing, and the others go on; any other failure part-way
+// (a stale claim within a set, an arrival at a missing join) rolls the group
+// back and applies its completions one per transaction, so that only the
+// failing one fails. New jobs and arrivals are applied as a set on MariaDB
+// 10.5 and later only (INSERT ... RETURNING, detected when a process
+// registers); MySQL applies them one completion at a time, with the same
+// results.
 //
 // Capabilities: SkipLocked, no Notify (workers poll), microsecond
 // timestamps.
