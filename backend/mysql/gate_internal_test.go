@@ -21,3 +21,21 @@ func TestInsertReturning(t *testing.T) {
 		}
 	}
 }
+
+func TestPadded(t *testing.T) {
+	for n, want := range map[int]int{0: 0, 1: 2, 2: 2, 3: 4, 5: 8, 8: 8, 9: 16, 32: 32} {
+		s := make([]int, n)
+		for i := range s {
+			s[i] = i
+		}
+		p := padded(s)
+		if len(p) != want {
+			t.Fatalf("padded(%d items) has %d; want %d", n, len(p), want)
+		}
+		for i, v := range p {
+			if i < n && v != i || i >= n && v != n-1 {
+				t.Fatalf("padded(%d items) = %v", n, p)
+			}
+		}
+	}
+}

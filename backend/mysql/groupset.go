@@ -57,21 +57,22 @@ var errSetStale = errors.New("ductwork/mysql: a completion of the set is stale")
 func (b *Backend) applySet(ctx context.Context, sqlTx *sql.Tx, set []*completeReq) error {
 	tx := b.preparedTx(sqlTx)
 	n := len(set)
+	all := padded(set)
 	// UPDATE ductwork_jobs SET ..., output = CASE id WHEN ? THEN ? ... END
 	// WHERE id IN (...) AND (id, fence, process_id) IN (...).
 	var q strings.Builder
 	args := make([]any, 0, 6*n)
 	q.WriteString("UPDATE ductwork_jobs SET status = 'completed', output = CASE id")
-	for _, r := range set {
+	for _, r := range all {
 		q.WriteString(" WHEN ? THEN ?")
 		args = append(args, r.Params.JobID, r.Params.Output)
 	}
-	q.WriteString(" END, finished_at = " + nowUS + " WHERE status = 'running' AND id IN (" + placeholders("?", n) + ")")
-	for _, r := range set {
+	q.WriteString(" END, finished_at = " + nowUS + " WHERE status = 'running' AND id IN (" + placeholders("?", len(all)) + ")")
+	for _, r := range all {
 		args = append(args, r.Params.JobID)
 	}
-	q.WriteString(" AND (id, fence, process_id) IN (" + placeholders("(?, ?, ?)", n) + ")")
-	for _, r := range set {
+	q.WriteString(" AND (id, fence, process_id) IN (" + placeholders("(?, ?, ?)", len(all)) + ")")
+	for _, r := range all {
 		args = append(args, r.Params.JobID, r.Params.Fence, r.Params.ProcessID)
 	}
 	res, err := tx.ExecContext(ctx, q.String(), args...)
@@ -118,11 +119,11 @@ func (b *Backend) applySet(ctx context.Context, sqlTx *sql.Tx, set []*completeRe
 	runOf := make(map[int64]int64, len(moving)) // job -> run
 	states := make(map[int64]*runState, len(moving))
 	args = args[:0]
-	for _, r := range moving {
+	for _, r := range padded(moving) {
 		args = append(args, r.Params.JobID)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT j.id, r.id, r.status, r.outstanding FROM ductwork_jobs j
-JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(moving))+`) FOR UPDATE`, args...)
+JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(args))+`) FOR UPDATE`, args...)
 	if err != nil {
 		return err
 	}
@@ -177,6 +178,7 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(m
 	// outstanding = CASE id ... WHERE id IN (...).
 	q.Reset()
 	args = args[:0]
+	order = padded(order)
 	q.WriteString("UPDATE ductwork_runs SET status = CASE id")
 	for _, id := range order {
 		q.WriteString(" WHEN ? THEN ?")
@@ -226,7 +228,9 @@ func readJobRuns(ctx context.Context, tx ptx, set []*completeReq) (map[int64]job
 	if len(args) == 0 {
 		return nil, nil
 	}
-	runs := make(map[int64]jobRun, len(args))
+	want := len(args)
+	args = padded(args)
+	runs := make(map[int64]jobRun, want)
 	rows, err := tx.QueryContext(ctx, `SELECT j.id, j.run_id, j.finished_at, r.status FROM ductwork_jobs j
 JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(args))+")", args...)
 	if err != nil {
@@ -248,7 +252,7 @@ JOIN ductwork_runs r ON r.id = j.run_id WHERE j.id IN (`+placeholders("?", len(a
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return nil, err
 	}
-	if len(runs) != len(args) {
+	if len(runs) != want {
 		return nil, errors.New("ductwork/mysql: a completed job has no run")
 	}
 	return runs, nil
@@ -365,11 +369,11 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 		return nil
 	}
 	args := make([]any, 0, 3*len(keys))
-	for _, k := range keys {
+	for _, k := range padded(keys) {
 		args = append(args, k.runID, k.node, k.scope)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT run_id, node_id, scope, id, expected, arrived, priority, delay_us, queue, gate_key,
-  gate_limit, rate_key FROM ductwork_joins WHERE (run_id, node_id, scope) IN (`+placeholders("(?, ?, ?)", len(keys))+`) FOR UPDATE`, args...)
+  gate_limit, rate_key FROM ductwork_joins WHERE (run_id, node_id, scope) IN (`+placeholders("(?, ?, ?)", len(args)/3)+`) FOR UPDATE`, args...)
 	if err != nil {
 		return err
 	}
@@ -399,7 +403,11 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 		return errJoinNotFound
 	}
 	// Each arrival in turn, as completeTx would count it.
-	var marks []any
+	type mark struct {
+		job, join int64
+		slot      int
+	}
+	var marks []mark
 	var fired []*joinRow
 	for _, r := range arriving {
 		a := r.Params.Plan.Arrive
@@ -409,7 +417,7 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 		if j.arrived > j.expected {
 			return errJoinFired
 		}
-		marks = append(marks, r.Params.JobID, j.id, r.Params.JobID, a.Slot)
+		marks = append(marks, mark{r.Params.JobID, j.id, a.Slot})
 		if j.arrived == j.expected {
 			j.firedAt = jr.now
 			fired = append(fired, j)
@@ -419,6 +427,7 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 	}
 	var q strings.Builder
 	args = args[:0]
+	keys = padded(keys)
 	q.WriteString("UPDATE ductwork_joins SET arrived = CASE id")
 	for _, k := range keys {
 		q.WriteString(" WHEN ? THEN ?")
@@ -434,19 +443,20 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 	crashpoint.Hit(crashpoint.JoinUpdate)
 	q.Reset()
 	args = args[:0]
+	marks = padded(marks)
 	q.WriteString("UPDATE ductwork_jobs SET arrival_join_id = CASE id")
-	for i := 0; i < len(marks); i += 4 {
+	for _, m := range marks {
 		q.WriteString(" WHEN ? THEN ?")
-		args = append(args, marks[i], marks[i+1])
+		args = append(args, m.job, m.join)
 	}
 	q.WriteString(" END, arrival_slot = CASE id")
-	for i := 0; i < len(marks); i += 4 {
+	for _, m := range marks {
 		q.WriteString(" WHEN ? THEN ?")
-		args = append(args, marks[i+2], marks[i+3])
+		args = append(args, m.job, m.slot)
 	}
-	q.WriteString(" END WHERE id IN (" + placeholders("?", len(arriving)) + ")")
-	for _, r := range arriving {
-		args = append(args, r.Params.JobID)
+	q.WriteString(" END WHERE id IN (" + placeholders("?", len(marks)) + ")")
+	for _, m := range marks {
+		args = append(args, m.job)
 	}
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return err
@@ -458,4 +468,25 @@ func arriveSet(ctx context.Context, tx ptx, set []*completeReq, runs map[int64]j
 		}
 	}
 	return nil
+}
+
+// padded returns s lengthened to the next power of two (at least 2) by
+// repeating its last element. The statements of a set list their rows
+// (IN lists, CASE arms), where a repeat changes nothing; padding keeps their
+// texts to a few per statement, so they stay prepared (see prepared.go)
+// instead of one text, and one preparation per connection, per set size.
+func padded[T any](s []T) []T {
+	if len(s) == 0 {
+		return s
+	}
+	n := 2
+	for n < len(s) {
+		n *= 2
+	}
+	out := make([]T, len(s), n)
+	copy(out, s)
+	for len(out) < n {
+		out = append(out, s[len(s)-1])
+	}
+	return out
 }
