@@ -48,6 +48,7 @@ func (b *Backend) Complete(ctx context.Context, params *backend.CompleteParams) 
 		if err := validatePlan(&params.Plan); err != nil {
 			return nil, err
 		}
+		b.canReturn(ctx)
 		b.group.Do(req, b.commitGroup)
 	}
 	if errors.Is(req.Err, backend.ErrStaleClaim) {

@@ -79,9 +79,7 @@ func (b *Backend) checkCluster(ctx context.Context, conn varQuerier, logOK bool)
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return err
 	}
-	if insertReturning(vars["version"]) {
-		b.returning.Store(true)
-	}
+	b.setVersion(vars["version"])
 	if !strings.EqualFold(vars["wsrep_on"], "ON") {
 		return nil
 	}
@@ -134,4 +132,25 @@ func insertReturning(v string) bool {
 	ma, err1 := strconv.Atoi(major)
 	mi, err2 := strconv.Atoi(minor)
 	return err1 == nil && err2 == nil && (ma > 10 || ma == 10 && mi >= 5)
+}
+
+// setVersion records what the server of version string v can do.
+func (b *Backend) setVersion(v string) {
+	b.returning.Store(insertReturning(v))
+	b.versionKnown.Store(true)
+}
+
+// canReturn reports whether the server runs INSERT ... RETURNING, reading
+// its version the first time it is asked (Migrate and the first
+// registration read it too). A failed read answers false and is tried again
+// next time.
+func (b *Backend) canReturn(ctx context.Context) bool {
+	if !b.versionKnown.Load() {
+		var v string
+		if err := b.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+			return false
+		}
+		b.setVersion(v)
+	}
+	return b.returning.Load()
 }

@@ -97,6 +97,8 @@ type Backend struct {
 
 	// group coalesces concurrent completions (group.go).
 	group groupcommit.Batcher[*completeReq]
+	// triggers coalesces concurrent triggers (trigger.go).
+	triggers groupcommit.Batcher[*triggerReq]
 	// prepared holds the statements prepared once (prepared.go).
 	prepared preparedSet
 	// txTime tracks how long write transactions take (group.go).
@@ -106,7 +108,8 @@ type Backend struct {
 	clusterChecked atomic.Bool
 	// returning is set once Migrate or a registration found a server that
 	// runs INSERT ... RETURNING (MariaDB 10.5 and later; MySQL has none).
-	returning atomic.Bool
+	returning    atomic.Bool
+	versionKnown atomic.Bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -147,6 +150,7 @@ func New(db *sql.DB, cfg *Config) (*Backend, error) {
 	}
 	b := &Backend{db: db, cfg: c}
 	b.group.Max = maxGroup
+	b.triggers.Max = maxGroup
 	return b, nil
 }
 

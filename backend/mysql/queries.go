@@ -30,7 +30,16 @@ const (
 	qInsertRun = `INSERT INTO ductwork_runs
   (pipeline, fingerprint, status, input, output, error, metadata, identity, created_at, updated_at, trigger_key)
 VALUES (?, ?, 'running', ?, NULL, NULL, ?, ?, ` + nowUS + `, ` + nowUS + `, ?)`
-	qTriggerExisting = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input,
+	// qInsertRunsHead and insertRunRow insert the runs of a group of
+	// triggers (no key); qInsertFirstJobsHead and insertFirstJobRow their
+	// first jobs.
+	qInsertRunsHead = `INSERT INTO ductwork_runs
+  (pipeline, fingerprint, status, input, output, error, metadata, identity, created_at, updated_at) VALUES `
+	insertRunRow         = "(?, ?, 'running', ?, NULL, NULL, ?, ?, " + nowUS + ", " + nowUS + ")"
+	qInsertFirstJobsHead = `INSERT INTO ductwork_jobs
+  (run_id, node_id, scope, status, priority, input, created_at, due_at, queue, gated, gate_key, gate_limit, rate_key) VALUES `
+	insertFirstJobRow = "(?, ?, ?, 'pending', ?, ?, " + nowUS + ", " + nowUS + " + ?, ?, ?, ?, ?, ?)"
+	qTriggerExisting  = `SELECT r.id, COALESCE((SELECT MIN(j.id) FROM ductwork_jobs j WHERE j.run_id = r.id), 0), r.input,
   r.status IN ('completed', 'cancelled')
 FROM ductwork_runs r WHERE r.pipeline = ? AND r.trigger_key = ?`
 	// qReleaseKey takes a trigger key from a finished run (KeyWhileActive).

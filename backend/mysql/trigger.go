@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/ductwork-go/ductwork/backend"
+	"github.com/ductwork-go/ductwork/internal/groupcommit"
 )
 
 // Trigger inserts a run (status running) and the pending job of its first
@@ -18,7 +19,9 @@ import (
 // join it, nothing is retried and the caller commits or rolls back; a rollback
 // leaves no row. Any other non-nil Tx, including a nil *sql.Tx, returns
 // backend.ErrUnsupportedTx. Without Tx the inserts run in the backend's own
-// transaction, rerun on deadlock. Overlong identifiers return *TooLongError.
+// transaction, rerun on deadlock; on MariaDB concurrent triggers without a
+// key share one (see triggerGroup). Overlong identifiers return
+// *TooLongError.
 func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
 	const op = "trigger"
 	if err := b.checkOpen(op); err != nil {
@@ -81,6 +84,14 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 			}
 		}
 	}
+	if params.Key == "" && b.canReturn(ctx) {
+		// Concurrent triggers share one transaction (triggerGroup).
+		req := &triggerReq{ctx: ctx, params: params, meta: meta}
+		b.triggers.Do(req, b.triggerGroup)
+		if !req.alone {
+			return req.res, req.err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		err := b.withTx(ctx, op, func(tx *sql.Tx) error { return insert(b.preparedTx(tx)) })
 		if err == nil {
@@ -133,4 +144,107 @@ func (b *Backend) triggerExisting(ctx context.Context, q querier, params *backen
 		return nil, fmt.Errorf("ductwork/mysql: trigger %s key %q: %w", params.Pipeline, params.Key, backend.ErrKeyConflict)
 	}
 	return res, nil
+}
+
+// triggerReq is one caller's trigger in a group.
+type triggerReq struct {
+	ctx    context.Context
+	params *backend.TriggerParams
+	meta   []byte
+	res    *backend.TriggerResult
+	err    error
+	// alone: the group failed; the caller triggers in a transaction of its
+	// own, where it gets its own answer.
+	alone bool
+}
+
+// triggerGroup inserts the runs and first jobs of concurrent triggers (no
+// key, no caller's transaction, MariaDB) in one transaction: one multi-row
+// INSERT ... RETURNING of the runs, one of the jobs (a group of one too:
+// the callers that arrive meanwhile queue for the next group). If it fails,
+// every trigger of the group is run again alone.
+func (b *Backend) triggerGroup(group []*triggerReq) {
+	ctx, cancel := groupcommit.Context(triggerContexts(group))
+	defer cancel()
+	err := b.withTx(ctx, "trigger", func(sqlTx *sql.Tx) error {
+		tx := b.preparedTx(sqlTx)
+		args := make([]any, 0, 5*len(group))
+		for _, r := range group {
+			p := r.params
+			args = append(args, p.Pipeline, p.Fingerprint, p.Input, r.meta, p.Identity)
+		}
+		rows, err := tx.QueryContext(ctx, qInsertRunsHead+placeholders(insertRunRow, len(group))+" RETURNING id, identity", args...)
+		if err != nil {
+			return err
+		}
+		i := 0
+		for rows.Next() {
+			var (
+				id       int64
+				identity []byte
+			)
+			if err := rows.Scan(&id, &identity); err != nil {
+				rows.Close()
+				return err
+			}
+			// The rows come back in the order of the VALUES list; the
+			// identity confirms it.
+			if i >= len(group) || string(identity) != group[i].params.Identity {
+				rows.Close()
+				return errors.New("ductwork/mysql: inserted runs came back out of order")
+			}
+			group[i].res = &backend.TriggerResult{RunID: id}
+			i++
+		}
+		if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+			return err
+		}
+		if i != len(group) {
+			return fmt.Errorf("ductwork/mysql: %d runs inserted for %d triggers", i, len(group))
+		}
+		args = args[:0]
+		byRun := make(map[int64]*triggerReq, len(group))
+		for _, r := range group {
+			f := &r.params.First
+			args = append(args, r.res.RunID, f.NodeID, f.Scope, f.Priority, f.Input, micros(f.Delay))
+			args = append(args, gateArgs(f.Queue, f.Gate)...)
+			byRun[r.res.RunID] = r
+		}
+		rows, err = tx.QueryContext(ctx, qInsertFirstJobsHead+placeholders(insertFirstJobRow, len(group))+" RETURNING id, run_id", args...)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			var id, runID int64
+			if err := rows.Scan(&id, &runID); err != nil {
+				rows.Close()
+				return err
+			}
+			if r := byRun[runID]; r != nil {
+				r.res.JobID = id
+				n++
+			}
+		}
+		if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+			return err
+		}
+		if n != len(group) {
+			return fmt.Errorf("ductwork/mysql: %d first jobs inserted for %d triggers", n, len(group))
+		}
+		return nil
+	})
+	for _, r := range group {
+		if err != nil {
+			r.res, r.alone = nil, true
+		}
+	}
+}
+
+func triggerContexts(group []*triggerReq) []context.Context {
+	out := make([]context.Context, len(group))
+	for i, r := range group {
+		out[i] = r.ctx
+	}
+	return out
 }
