@@ -514,16 +514,6 @@ func TestNetRequestsPerStep(t *testing.T) {
 func TestNetLatencyMakesProgress(t *testing.T) {
 	t.Parallel()
 	eachLinked(t, func(t *testing.T, l linked) {
-		if l.name == "mariadb" {
-			// Open (the round-trip work of the performance issue): measured
-			// at 400 ms a round trip, a heartbeat takes 6-8 round trips, an
-			// empty claim 4 and a claim of 4 jobs 12, a completion with
-			// ClaimNext 8-12, and every new pool connection prepares each
-			// statement on first use (one more round trip each). PostgreSQL
-			// does a claim or a completion in one. Runs progress (about 7 s
-			// a step) but 4 three-step runs do not finish within the wait.
-			t.Skip("MariaDB under 200 ms each way does not yet complete within the call timeout")
-		}
 		b, p := l.open(t)
 		var cnt counter
 		def := chain3("latency-"+l.name, &cnt)

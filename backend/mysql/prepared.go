@@ -119,3 +119,32 @@ func (p ptx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 	}
 	return s.QueryRowContext(ctx, args...)
 }
+
+// exec is b.db.ExecContext through a prepared statement (outside a
+// transaction: database/sql picks the connection).
+func (b *Backend) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if len(args) > 0 {
+		s, err := b.stmt(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			return s.ExecContext(ctx, args...)
+		}
+	}
+	return b.db.ExecContext(ctx, query, args...)
+}
+
+// query is b.db.QueryContext through a prepared statement.
+func (b *Backend) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if len(args) > 0 {
+		s, err := b.stmt(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			return s.QueryContext(ctx, args...)
+		}
+	}
+	return b.db.QueryContext(ctx, query, args...)
+}

@@ -58,30 +58,42 @@ func (b *Backend) RegisterProcess(ctx context.Context, params *backend.RegisterP
 func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams) (*backend.HeartbeatResult, error) {
 	var at int64
 	err := b.retry(ctx, "heartbeat", func() error {
-		r, err := b.db.ExecContext(ctx, qHeartbeat, params.ProcessID)
+		r, err := b.exec(ctx, qHeartbeat, params.ProcessID)
 		if err != nil {
 			return err
 		}
 		if err := expectOne(r, backend.ErrProcessNotFound); err != nil {
 			return err
 		}
-		return notFound(b.db.QueryRowContext(ctx, qProcessBeat, params.ProcessID).Scan(&at), backend.ErrProcessNotFound)
+		rows, err := b.query(ctx, qProcessBeat, params.ProcessID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			return errors.Join(rows.Err(), backend.ErrProcessNotFound)
+		}
+		if err := rows.Scan(&at); err != nil {
+			return err
+		}
+		return rows.Close()
 	})
 	if err != nil {
 		return nil, err
 	}
 	res := &backend.HeartbeatResult{At: fromMicros(at)}
 	for runs := params.Runs; len(runs) > 0; {
-		n := min(len(runs), maxPlaceholders)
-		args := make([]any, n)
-		for i, id := range runs[:n] {
+		n := min(len(runs), 1024)
+		ids := padded(runs[:n])
+		args := make([]any, len(ids))
+		for i, id := range ids {
 			args[i] = id
 		}
 		runs = runs[n:]
 		var found []int64
 		err := b.retry(ctx, "heartbeat", func() error {
 			found = found[:0]
-			rows, err := b.db.QueryContext(ctx, qCancelledRunsHead+placeholders("?", n)+")", args...)
+			rows, err := b.query(ctx, qCancelledRunsHead+placeholders("?", len(args))+")", args...)
 			if err != nil {
 				return err
 			}
@@ -111,7 +123,7 @@ func (b *Backend) Heartbeat(ctx context.Context, params *backend.HeartbeatParams
 
 // ownedJobs lists the running jobs processID owns.
 func (b *Backend) ownedJobs(ctx context.Context, processID string) ([]backend.OwnedJob, error) {
-	rows, err := b.db.QueryContext(ctx, qOwnedJobs, processID)
+	rows, err := b.query(ctx, qOwnedJobs, processID)
 	if err != nil {
 		return nil, err
 	}
