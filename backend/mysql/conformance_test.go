@@ -59,13 +59,25 @@ func crashPoints() []string {
 	return crashpoint.Backend
 }
 
-func TestConformance(t *testing.T) {
+func TestConformance(t *testing.T) { conformanceWith(t, "") }
+
+// TestConformanceMySQLPath runs the suite on MariaDB taken for a MySQL server
+// (no INSERT ... RETURNING): the statements MySQL runs, where no MySQL
+// server is at hand.
+func TestConformanceMySQLPath(t *testing.T) { conformanceWith(t, "8.0.36") }
+
+// conformanceWith runs the suite, every Backend taking the server for
+// version (when not empty) whatever it reads.
+func conformanceWith(t *testing.T, version string) {
 	serverDSN = testdb.MySQLDSN(t) // skip the whole suite at once without a database
 	open := func(t *testing.T, db *sql.DB) *mysql.Backend {
 		t.Helper()
 		b, err := mysql.New(db, nil)
 		if err != nil {
 			t.Fatalf("mysql.New: %v", err)
+		}
+		if version != "" {
+			mysql.ForceVersion(b, version)
 		}
 		dbs.Store(b, db)
 		t.Cleanup(func() {

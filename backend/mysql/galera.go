@@ -136,6 +136,9 @@ func insertReturning(v string) bool {
 
 // setVersion records what the server of version string v can do.
 func (b *Backend) setVersion(v string) {
+	if b.forceVersion != "" {
+		v = b.forceVersion
+	}
 	b.returning.Store(insertReturning(v))
 	b.versionKnown.Store(true)
 }

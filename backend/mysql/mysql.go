@@ -110,6 +110,8 @@ type Backend struct {
 	// runs INSERT ... RETURNING (MariaDB 10.5 and later; MySQL has none).
 	returning    atomic.Bool
 	versionKnown atomic.Bool
+	// forceVersion, set by tests, replaces the version read from the server.
+	forceVersion string
 }
 
 var _ backend.Backend = (*Backend)(nil)
