@@ -78,7 +78,11 @@ func restartServer(kind, dsn string) (down time.Duration, err error) {
 			err = fmt.Errorf("mariadb-admin shutdown: %w: %s", serr, strings.TrimSpace(string(out)))
 		}
 		startMariaDB := func() error {
-			out, err := exec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd").CombinedOutput()
+			// --pidfile: only the main server counts as running; another
+			// mariadbd (a Galera node of scripts/galera.sh) must not make
+			// --oknodo skip the start.
+			out, err := exec.Command("start-stop-daemon", "--start", "--oknodo", "--background",
+				"--pidfile", mariadbPidfile, "--exec", "/usr/sbin/mariadbd").CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("start-stop-daemon: %w: %s", err, strings.TrimSpace(string(out)))
 			}
@@ -92,6 +96,9 @@ func restartServer(kind, dsn string) (down time.Duration, err error) {
 	}
 	return 0, fmt.Errorf("cannot restart %s", kind)
 }
+
+// mariadbPidfile is where Debian's main MariaDB server writes its pid.
+const mariadbPidfile = "/run/mysqld/mysqld.pid"
 
 // waitAnswers polls the server until a query succeeds. kick, when set, is
 // called once every 20s without an answer.
