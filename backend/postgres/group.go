@@ -32,6 +32,9 @@ type completeReq struct {
 // subtransaction cache.
 const maxGroup = 32
 
+// maxTriggerGroup bounds a group of triggers (no subtransactions there).
+const maxTriggerGroup = 64
+
 func (b *Backend) groupComplete(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, error) {
 	req := &completeReq{ctx: ctx, params: params}
 	b.group.Do(req, b.commitGroup)
@@ -152,4 +155,90 @@ func contexts(group []*completeReq) []context.Context {
 		out[i] = r.ctx
 	}
 	return out
+}
+
+// Triggers (without a caller's transaction or a key) are grouped the same
+// way: the leader sends every trigger queued meanwhile as one pipelined batch,
+// one implicit transaction and one commit, and each caller returns after it.
+
+type triggerReq struct {
+	ctx    context.Context
+	params *backend.TriggerParams
+	meta   map[string]string
+	res    *backend.TriggerResult
+	err    error
+}
+
+func (b *Backend) groupTrigger(ctx context.Context, params *backend.TriggerParams, meta map[string]string) (*backend.TriggerResult, error) {
+	req := &triggerReq{ctx: ctx, params: params, meta: meta}
+	b.triggers.Do(req, b.triggerGroup)
+	return req.res, req.err
+}
+
+func (b *Backend) triggerGroup(group []*triggerReq) {
+	live := group[:0:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = mapErr("trigger", err)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 1 {
+		b.triggerOne(live[0])
+		return
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctxs := make([]context.Context, len(live))
+	for i, r := range live {
+		ctxs[i] = r.ctx
+	}
+	ctx, cancel := groupcommit.Context(ctxs)
+	defer cancel()
+	batch := &pgx.Batch{}
+	for _, r := range live {
+		r.res = &backend.TriggerResult{}
+		b.queueTrigger(batch, r.params, r.meta, r.res)
+	}
+	err := b.pool.SendBatch(ctx, batch).Close()
+	if err == nil {
+		return
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// A statement failed: the server rolled the whole batch back, so
+		// nothing was inserted. Apply them one by one, so that the failure
+		// is only its own caller's.
+		for _, r := range live {
+			b.triggerOne(r)
+		}
+		return
+	}
+	// Anything else (the connection, a deadline) may have struck before or
+	// after the commit: every caller gets the error, as with a lone trigger.
+	err = mapErr("trigger", err)
+	for _, r := range live {
+		r.res, r.err = nil, err
+	}
+}
+
+// triggerOne runs one trigger in its own transaction.
+func (b *Backend) triggerOne(r *triggerReq) {
+	r.res = &backend.TriggerResult{}
+	batch := &pgx.Batch{}
+	b.queueTrigger(batch, r.params, r.meta, r.res)
+	if err := b.pool.SendBatch(r.ctx, batch).Close(); err != nil {
+		r.res, r.err = nil, mapErr("trigger", err)
+	}
+}
+
+// queueTrigger queues the insert of one trigger (sqlTrigger) on batch.
+func (b *Backend) queueTrigger(batch *pgx.Batch, params *backend.TriggerParams, meta map[string]string, res *backend.TriggerResult) {
+	first := params.First
+	gq, gated, gkey, glimit, grate := gateArgs(first.Queue, first.Gate)
+	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
+		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunID, &res.JobID) })
 }

@@ -21,9 +21,11 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 
 // Trigger inserts the run and its first job in one statement. params.Tx, when
 // set, must be a pgx.Tx (a *pgxpool.Tx is one); the statement then runs in it
-// and the caller commits. Anything else returns backend.ErrUnsupportedTx. When
-// the first job is due at once, the channel is notified in the same
-// transaction, so listeners wake only after the commit.
+// and the caller commits, and when the first job is due at once the channel
+// is notified in the same transaction, so listeners wake only after the
+// commit. Anything else returns backend.ErrUnsupportedTx. Without Tx (and
+// without a key), concurrent triggers share one transaction (group.go) and
+// the channel is notified after its commit.
 func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*backend.TriggerResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
@@ -51,21 +53,23 @@ func (b *Backend) Trigger(ctx context.Context, params *backend.TriggerParams) (*
 	if params.Key != "" {
 		return b.triggerKeyed(ctx, q, params, meta)
 	}
+	if params.Tx == nil {
+		// Concurrent triggers share one transaction (group.go).
+		res, err := b.groupTrigger(ctx, params, meta)
+		if err != nil {
+			return nil, err
+		}
+		if first.Delay <= 0 {
+			b.notifyLater()
+		}
+		return res, nil
+	}
 	if first.Delay > 0 {
 		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
 			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).Scan(&res.RunID, &res.JobID)
 		if err != nil {
 			return nil, mapErr("trigger", err)
 		}
-		return res, nil
-	}
-	if params.Tx == nil {
-		err := q.QueryRow(ctx, b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
-			first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).Scan(&res.RunID, &res.JobID)
-		if err != nil {
-			return nil, mapErr("trigger", err)
-		}
-		b.notifyLater()
 		return res, nil
 	}
 	// In the caller's transaction: the notification joins it, so it is

@@ -74,6 +74,8 @@ type Backend struct {
 
 	// group coalesces concurrent completions (group.go).
 	group groupcommit.Batcher[*completeReq]
+	// triggers coalesces concurrent triggers (group.go).
+	triggers groupcommit.Batcher[*triggerReq]
 }
 
 var (
@@ -120,6 +122,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Backend, error) {
 		notifyReq: make(chan struct{}, 1),
 	}
 	b.group.Max = maxGroup
+	b.triggers.Max = maxTriggerGroup
 	return b, nil
 }
 
@@ -154,8 +157,24 @@ func (b *Backend) notifyLoop() {
 			b.logger.Debug("ductwork/postgres: notify failed; listeners fall back to polling", slog.String("error", err.Error()))
 		}
 		cancel()
+		// Under a steady stream of commits, send at most one NOTIFY per
+		// notifySpacing: each is a transaction of its own, and each wakes
+		// every listening process into a claim. The requests arriving
+		// meanwhile are coalesced into the next one.
+		t := time.NewTimer(notifySpacing)
+		select {
+		case <-b.closeCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }
+
+// notifySpacing is the least time between two NOTIFYs of one Backend: the
+// first commit after a quiet spell notifies at once, later ones wait at most
+// this long.
+const notifySpacing = 2 * time.Millisecond
 
 // channelName derives the LISTEN/NOTIFY channel from the schema, staying
 // within PostgreSQL's identifier limit.

@@ -731,3 +731,48 @@ func TestNotificationsOnCompleteReleaseAndReconnect(t *testing.T) {
 	trigger(t, b)
 	recv(t, ch, "Trigger after reconnecting")
 }
+
+// TestConcurrentTriggersFailAlone: concurrent triggers share a transaction;
+// one that fails server side fails alone, the others are inserted once.
+func TestConcurrentTriggersFailAlone(t *testing.T) {
+	t.Parallel()
+	b, db := newMigrated(t)
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	runs := make([]int64, n)
+	for i := range n {
+		wg.Go(func() {
+			pipeline := "p"
+			if i%10 == 3 {
+				pipeline = "p\x00" // refused by the server: invalid byte sequence
+			}
+			res, err := b.Trigger(t.Context(), &backend.TriggerParams{Pipeline: pipeline, Fingerprint: "f1",
+				Input: []byte(`1`), First: backend.NewJob{NodeID: "start", Input: []byte(`1`)}})
+			errs[i] = err
+			if err == nil {
+				runs[i] = res.RunID
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for i := range n {
+		if bad := i%10 == 3; bad != (errs[i] != nil) {
+			t.Fatalf("trigger %d: error %v", i, errs[i])
+		}
+		if errs[i] == nil {
+			if seen[runs[i]] {
+				t.Fatalf("run %d returned twice", runs[i])
+			}
+			seen[runs[i]] = true
+		}
+	}
+	var count int
+	if err := db.pool.QueryRow(t.Context(), "SELECT count(*) FROM "+db.table("ductwork_runs")).Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count != len(seen) {
+		t.Fatalf("%d runs in the table, %d triggers succeeded", count, len(seen))
+	}
+}
