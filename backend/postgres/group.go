@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
@@ -90,8 +91,11 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		if r.ctx.Err() != nil {
 			return false
 		}
+	}
+	b.queueGroupLocks(batch, group)
+	for _, r := range group {
 		r.res = &backend.CompleteResult{}
-		r.wake = b.queueComplete(batch, r.params, r.res)
+		r.wake = b.queueComplete(batch, r.params, r.res, true)
 	}
 	br := b.pool.SendBatch(ctx, batch)
 	crashInFlight(groupParams(group)...)
@@ -99,6 +103,22 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		return false
 	}
 	return true
+}
+
+// queueGroupLocks queues, first on a pipelined group's batch, the locks that
+// each completion would otherwise take first in its own statements
+// (sqlLockOwner, sqlLockRun): each distinct owner's, then the runs of all
+// the group's jobs in one statement. Both are held to the commit, so every
+// fenced update of the group still runs after them in a new snapshot.
+func (b *Backend) queueGroupLocks(batch *pgx.Batch, group []*completeReq) {
+	jobs := make([]int64, len(group))
+	for i, r := range group {
+		if !slices.ContainsFunc(group[:i], func(o *completeReq) bool { return o.params.ProcessID == r.params.ProcessID }) {
+			batch.Queue(b.q.lockOwner, r.params.ProcessID)
+		}
+		jobs[i] = r.params.JobID
+	}
+	batch.Queue(b.q.lockRuns, jobs)
 }
 
 // groupParams lists the completions of a group.
@@ -129,7 +149,7 @@ func (b *Backend) tryGroup(group []*completeReq) error {
 		res := &backend.CompleteResult{}
 		batch := &pgx.Batch{}
 		batch.Queue("SAVEPOINT dw_complete")
-		wake := b.queueComplete(batch, r.params, res)
+		wake := b.queueComplete(batch, r.params, res, false)
 		batch.Queue("RELEASE SAVEPOINT dw_complete")
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			var pgErr *pgconn.PgError

@@ -314,7 +314,7 @@ func checkPlan(p *backend.Plan) error {
 func (b *Backend) completeSingle(ctx context.Context, params *backend.CompleteParams) (*backend.CompleteResult, bool, error) {
 	res := &backend.CompleteResult{}
 	batch := &pgx.Batch{}
-	notify := b.queueComplete(batch, params, res)
+	notify := b.queueComplete(batch, params, res, false)
 	br := b.pool.SendBatch(ctx, batch)
 	crashInFlight(params)
 	if err := br.Close(); err != nil {
@@ -352,12 +352,27 @@ func completeErr(params *backend.CompleteParams, err error) error {
 // queueComplete queues the statements of one completion on batch, filling
 // res as their results arrive. It reports whether other workers should be
 // woken after the commit.
-func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams, res *backend.CompleteResult) (wake bool) {
+//
+// With locked, the batch already holds the owner's and the run's locks
+// (queueGroupLocks); otherwise they are queued first.
+func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams, res *backend.CompleteResult, locked bool) (wake bool) {
 	plan := &params.Plan
-	batch.Queue(b.q.lockOwner, params.ProcessID)
-	batch.Queue(b.q.lockRun, params.JobID)
+	if !locked {
+		batch.Queue(b.q.lockOwner, params.ProcessID)
+		batch.Queue(b.q.lockRun, params.JobID)
+	}
 	var ok int64
-	if a := plan.Arrive; a != nil {
+	// A completion that only ends its run (or changes its outstanding count)
+	// does both in one statement.
+	endsOnly := plan.Arrive == nil && len(plan.Jobs) == 0 && len(plan.OpenJoins) == 0 && (plan.CompleteRun || plan.Detached != 0)
+	if endsOnly {
+		delta := int32(plan.Detached)
+		if plan.CompleteRun {
+			delta--
+		}
+		batch.Queue(b.q.completeJobRun, params.JobID, params.Fence, params.ProcessID, params.Output, plan.CompleteRun, delta).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunCompleted) })
+	} else if a := plan.Arrive; a != nil {
 		batch.Queue(b.q.completeJobArrive, params.JobID, params.Fence, params.ProcessID, params.Output,
 			a.NodeID, a.Scope, int32(a.Slot)).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
 	} else {
@@ -435,7 +450,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 		})
 	}
 	b.queueWaits(batch, params)
-	if plan.CompleteRun || plan.Detached != 0 {
+	if !endsOnly && (plan.CompleteRun || plan.Detached != 0) {
 		delta := int32(plan.Detached)
 		if plan.CompleteRun {
 			delta--

@@ -182,6 +182,34 @@ WITH u AS (
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 0
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END`
 
+// sqlCompleteJobRun is sqlCompleteJob followed by sqlCompleteRun in one
+// statement (its arguments: the job's four, then sqlCompleteRun's $3 and $4
+// as $5 and $6), for a completion whose plan has nothing to apply between the
+// two (no jobs, joins or arrival). The run's update sees the job's through
+// the CTE; it returns whether this statement completed the run.
+const sqlCompleteJobRun = `
+WITH u AS (
+	UPDATE {schema}.ductwork_jobs
+	SET status = 'completed', output = $4, finished_at = now()
+	WHERE id = $1 AND fence = $2 AND process_id = $3 AND status = 'running'
+	RETURNING run_id
+), r AS (
+	UPDATE {schema}.ductwork_runs
+	SET status = CASE WHEN status IN ('running', 'waiting') AND outstanding + $6 = 0 THEN 'completed' ELSE status END,
+		output = CASE WHEN $5 THEN $4 ELSE output END,
+		outstanding = outstanding + $6,
+		updated_at = now()
+	WHERE id = (SELECT run_id FROM u) AND status IN ('running', 'waiting', 'halted')
+	RETURNING status = 'completed' AND outstanding = 0 AS done
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN coalesce((SELECT done FROM r), false)
+	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') = 0 END`
+
+// sqlLockRuns is sqlLockRun for the jobs of a group ($1, an array), in one
+// statement, in the order of the runs' ids.
+const sqlLockRuns = `SELECT 1 FROM {schema}.ductwork_runs
+WHERE id IN (SELECT run_id FROM {schema}.ductwork_jobs WHERE id = ANY($1::bigint[])) ORDER BY id FOR KEY SHARE`
+
 // sqlCompleteJobArrive also records the job as arrival $7 at join ($5, $6);
 // arrival_join_id stays NULL when the join does not exist.
 const sqlCompleteJobArrive = `
@@ -574,6 +602,7 @@ type queries struct {
 	releaseKey                                                         string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
+	completeJobRun, lockRuns                                           string
 	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
@@ -608,6 +637,8 @@ func renderQueries(schema string) queries {
 		openJoins:         r.Replace(sqlOpenJoins),
 		arrive:            r.Replace(sqlArrive),
 		completeRun:       r.Replace(sqlCompleteRun),
+		completeJobRun:    r.Replace(sqlCompleteJobRun),
+		lockRuns:          r.Replace(sqlLockRuns),
 		notify:            sqlNotify,
 		failRetry:         r.Replace(sqlFailRetry),
 		failHalt:          r.Replace(sqlFailHalt),

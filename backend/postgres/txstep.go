@@ -80,7 +80,7 @@ func (b *Backend) completeInTx(ctx context.Context, params *backend.CompletePara
 	p.Output, p.Plan, p.InTx = out, plan, nil
 	res := &backend.CompleteResult{}
 	batch = &pgx.Batch{}
-	wake := b.queueComplete(batch, &p, res)
+	wake := b.queueComplete(batch, &p, res, true) // the locks are held since the first batch
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, completeErr(&p, err)
 	}
