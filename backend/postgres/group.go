@@ -93,9 +93,19 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		}
 	}
 	b.queueGroupLocks(batch, group)
+	var ends []*completeReq
 	for _, r := range group {
 		r.res = &backend.CompleteResult{}
+		if endsRunOnly(&r.params.Plan) {
+			ends = append(ends, r)
+			continue
+		}
 		r.wake = b.queueComplete(batch, r.params, r.res, true)
+	}
+	if len(ends) == 1 {
+		ends[0].wake = b.queueComplete(batch, ends[0].params, ends[0].res, true)
+	} else if len(ends) > 1 {
+		b.queueCompleteEnds(batch, ends)
 	}
 	br := b.pool.SendBatch(ctx, batch)
 	crashInFlight(groupParams(group)...)
@@ -103,6 +113,39 @@ func (b *Backend) tryPipelined(group []*completeReq) bool {
 		return false
 	}
 	return true
+}
+
+// endsRunOnly reports whether a plan ends its run and has nothing else to
+// apply (sqlCompleteEnds).
+func endsRunOnly(p *backend.Plan) bool {
+	return p.CompleteRun && p.Detached == 0 && p.Arrive == nil && len(p.Jobs) == 0 && len(p.OpenJoins) == 0 && !p.Settle
+}
+
+// queueCompleteEnds queues the completions of group, which each end their run
+// only, as one statement (sqlCompleteEnds); the locks are queued already.
+func (b *Backend) queueCompleteEnds(batch *pgx.Batch, group []*completeReq) {
+	n := len(group)
+	ids, fences, owners, outputs := make([]int64, n), make([]int64, n), make([]string, n), make([][]byte, n)
+	byJob := make(map[int64]*completeReq, n)
+	for i, r := range group {
+		p := r.params
+		ids[i], fences[i], owners[i], outputs[i] = p.JobID, p.Fence, p.ProcessID, p.Output
+		byJob[p.JobID] = r
+	}
+	batch.Queue(b.q.completeEnds, ids, fences, owners, outputs).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var done bool
+			if err := rows.Scan(&id, &done); err != nil {
+				return err
+			}
+			if r := byJob[id]; r != nil {
+				r.res.RunCompleted = done
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // queueGroupLocks queues, first on a pipelined group's batch, the locks that

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -774,5 +775,63 @@ func TestConcurrentTriggersFailAlone(t *testing.T) {
 	}
 	if count != len(seen) {
 		t.Fatalf("%d runs in the table, %d triggers succeeded", count, len(seen))
+	}
+}
+
+// TestConcurrentCompletionsEndingRuns: completions that each end their run,
+// committed together, each complete their run and say so; a stale one among
+// them fails alone.
+func TestConcurrentCompletionsEndingRuns(t *testing.T) {
+	t.Parallel()
+	b, _ := newMigrated(t)
+	register(t, b, "w1")
+	const n = 48
+	for range n {
+		trigger(t, b)
+	}
+	jobs := claim(t, b, "w1", n)
+	if len(jobs) != n {
+		t.Fatalf("claimed %d jobs, want %d", len(jobs), n)
+	}
+	for round := range 2 {
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		res := make([]*backend.CompleteResult, n)
+		for i, j := range jobs {
+			wg.Go(func() {
+				fence := j.Fence
+				if round == 0 && i == 7 {
+					fence++ // stale
+				}
+				res[i], errs[i] = b.Complete(t.Context(), &backend.CompleteParams{JobID: j.ID, ProcessID: "w1", Fence: fence,
+					Output: []byte(strconv.Itoa(i)), Plan: backend.Plan{CompleteRun: true}})
+			})
+		}
+		wg.Wait()
+		for i, j := range jobs {
+			switch {
+			case round == 0 && i == 7:
+				if !errors.Is(errs[i], backend.ErrStaleClaim) {
+					t.Fatalf("stale completion: %v", errs[i])
+				}
+			case round == 0:
+				if errs[i] != nil || !res[i].RunCompleted || res[i].Replayed {
+					t.Fatalf("completion %d: %+v, %v", i, res[i], errs[i])
+				}
+				run, err := b.GetRun(t.Context(), &backend.GetRunParams{RunID: j.RunID})
+				if err != nil || run.Status != backend.RunCompleted || string(run.Output) != strconv.Itoa(i) {
+					t.Fatalf("run %d: %+v, %v", j.RunID, run, err)
+				}
+			case i == 7:
+				if errs[i] != nil || !res[i].RunCompleted || res[i].Replayed {
+					t.Fatalf("completion %d: %+v, %v", i, res[i], errs[i])
+				}
+			default:
+				// The same claims again: replayed.
+				if errs[i] != nil || !res[i].Replayed || !res[i].RunCompleted {
+					t.Fatalf("replayed completion %d: %+v, %v", i, res[i], errs[i])
+				}
+			}
+		}
 	}
 }

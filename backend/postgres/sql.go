@@ -205,6 +205,38 @@ WITH u AS (
 SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN coalesce((SELECT done FROM r), false)
 	ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') = 0 END`
 
+// sqlCompleteEnds is sqlCompleteJobRun for several completions that each
+// end their run (Plan.CompleteRun, nothing else to apply), in one statement:
+// $1..$4 are arrays of the jobs' ids, fences, owners and outputs. It returns
+// one row per completed job, with whether it completed its run. When a claim
+// is stale, or two of the jobs belong to one run (the run's update would see
+// only one of them), it raises DW001 and the batch is applied otherwise.
+const sqlCompleteEnds = `
+WITH a AS (
+	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[]) AS a(id, fence, process_id, output)
+), u AS (
+	UPDATE {schema}.ductwork_jobs AS j
+	SET status = 'completed', output = a.output, finished_at = now()
+	FROM a
+	WHERE j.id = a.id AND j.fence = a.fence AND j.process_id = a.process_id AND j.status = 'running'
+	RETURNING j.id, j.run_id, a.output
+), r AS (
+	UPDATE {schema}.ductwork_runs AS r
+	SET status = CASE WHEN r.status IN ('running', 'waiting') AND r.outstanding - 1 = 0 THEN 'completed' ELSE r.status END,
+		output = u.output,
+		outstanding = r.outstanding - 1,
+		updated_at = now()
+	FROM u
+	WHERE r.id = u.run_id AND r.status IN ('running', 'waiting', 'halted')
+	RETURNING u.id, r.status = 'completed' AND r.outstanding = 0 AS done
+)
+SELECT u.id, coalesce(r.done, false)
+FROM (SELECT CASE WHEN (SELECT count(*) FROM u) = cardinality($1::bigint[])
+		AND (SELECT count(DISTINCT run_id) FROM u) = cardinality($1::bigint[]) THEN 0
+		ELSE {schema}.ductwork_raise('DW001', 'ductwork: stale claim') END AS ok) AS chk
+	JOIN u ON chk.ok = 0
+	LEFT JOIN r ON r.id = u.id`
+
 // sqlLockRuns is sqlLockRun for the jobs of a group ($1, an array), in one
 // statement, in the order of the runs' ids.
 const sqlLockRuns = `SELECT 1 FROM {schema}.ductwork_runs
@@ -602,7 +634,7 @@ type queries struct {
 	releaseKey                                                         string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
-	completeJobRun, lockRuns                                           string
+	completeJobRun, lockRuns, completeEnds                             string
 	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
@@ -639,6 +671,7 @@ func renderQueries(schema string) queries {
 		completeRun:       r.Replace(sqlCompleteRun),
 		completeJobRun:    r.Replace(sqlCompleteJobRun),
 		lockRuns:          r.Replace(sqlLockRuns),
+		completeEnds:      r.Replace(sqlCompleteEnds),
 		notify:            sqlNotify,
 		failRetry:         r.Replace(sqlFailRetry),
 		failHalt:          r.Replace(sqlFailHalt),
