@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/ductwork-go/ductwork/backend"
@@ -261,9 +263,11 @@ func (b *Backend) triggerGroup(group []*triggerReq) {
 	ctx, cancel := groupcommit.Context(ctxs)
 	defer cancel()
 	batch := &pgx.Batch{}
-	for _, r := range live {
-		r.res = &backend.TriggerResult{}
-		b.queueTrigger(batch, r.params, r.meta, r.res)
+	if !b.queueTriggerMany(batch, live) {
+		for _, r := range live {
+			r.res = &backend.TriggerResult{}
+			b.queueTrigger(batch, r.params, r.meta, r.res)
+		}
 	}
 	err := b.pool.SendBatch(ctx, batch).Close()
 	if err == nil {
@@ -304,4 +308,62 @@ func (b *Backend) queueTrigger(batch *pgx.Batch, params *backend.TriggerParams, 
 	batch.Queue(b.q.trigger, params.Pipeline, params.Fingerprint, params.Input, meta,
 		first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay), params.Identity, gq, gated, gkey, glimit, grate).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&res.RunID, &res.JobID) })
+}
+
+// queueTriggerMany queues the triggers of group as one statement
+// (sqlTriggerMany) and reports whether it did: it needs each run's identity
+// set and distinct, and metadata it can encode.
+func (b *Backend) queueTriggerMany(batch *pgx.Batch, group []*triggerReq) bool {
+	n := len(group)
+	byIdentity := make(map[string]*triggerReq, n)
+	var (
+		pipelines, fingerprints, metas, nodes, scopes = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		identities, queues                            = make([]string, n), make([]string, n)
+		inputs, jobInputs                             = make([][]byte, n), make([][]byte, n)
+		prios, limits                                 = make([]int32, n), make([]int32, n)
+		delays                                        = make([]int64, n)
+		gated                                         = make([]bool, n)
+		keys, rates                                   = make([]*string, n), make([]*string, n)
+	)
+	for i, r := range group {
+		p := r.params
+		if p.Identity == "" || byIdentity[p.Identity] != nil {
+			return false
+		}
+		byIdentity[p.Identity] = r
+		meta, err := json.Marshal(r.meta)
+		if err != nil {
+			return false
+		}
+		first := p.First
+		pipelines[i], fingerprints[i], inputs[i], metas[i] = p.Pipeline, p.Fingerprint, p.Input, string(meta)
+		nodes[i], scopes[i], prios[i], jobInputs[i], delays[i] = first.NodeID, first.Scope, int32(first.Priority), first.Input, micros(first.Delay)
+		identities[i] = p.Identity
+		queues[i], gated[i], keys[i], limits[i], rates[i] = gateArgs(first.Queue, first.Gate)
+		r.res = &backend.TriggerResult{}
+	}
+	batch.Queue(b.q.triggerMany, pipelines, fingerprints, inputs, metas, nodes, scopes, prios, jobInputs,
+		delays, identities, queues, gated, keys, limits, rates).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		got := 0
+		for rows.Next() {
+			var identity string
+			var runID, jobID int64
+			if err := rows.Scan(&identity, &runID, &jobID); err != nil {
+				return err
+			}
+			if r := byIdentity[identity]; r != nil {
+				r.res.RunID, r.res.JobID = runID, jobID
+				got++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("ductwork/postgres: trigger: %d runs inserted for %d triggers", got, n)
+		}
+		return nil
+	})
+	return true
 }

@@ -738,28 +738,33 @@ func TestNotificationsOnCompleteReleaseAndReconnect(t *testing.T) {
 func TestConcurrentTriggersFailAlone(t *testing.T) {
 	t.Parallel()
 	b, db := newMigrated(t)
-	const n = 64
-	var wg sync.WaitGroup
+	// Two waves: all good, then with a bad one in every ten.
+	const n = 128
+	bad := func(i int) bool { return i%10 == 3 && i >= n/2 }
 	errs := make([]error, n)
 	runs := make([]int64, n)
-	for i := range n {
-		wg.Go(func() {
-			pipeline := "p"
-			if i%10 == 3 {
-				pipeline = "p\x00" // refused by the server: invalid byte sequence
-			}
-			res, err := b.Trigger(t.Context(), &backend.TriggerParams{Pipeline: pipeline, Fingerprint: "f1",
-				Input: []byte(`1`), First: backend.NewJob{NodeID: "start", Input: []byte(`1`)}})
-			errs[i] = err
-			if err == nil {
-				runs[i] = res.RunID
-			}
-		})
+	for wave := range 2 {
+		var wg sync.WaitGroup
+		for i := wave * n / 2; i < (wave+1)*n/2; i++ {
+			wg.Go(func() {
+				pipeline := "p"
+				if bad(i) {
+					pipeline = "p\x00" // refused by the server: invalid byte sequence
+				}
+				res, err := b.Trigger(t.Context(), &backend.TriggerParams{Pipeline: pipeline, Fingerprint: "f1",
+					Input: []byte(`1`), Identity: "id" + strconv.Itoa(i), Metadata: map[string]string{"i": strconv.Itoa(i)},
+					First: backend.NewJob{NodeID: "start", Input: []byte(strconv.Itoa(i))}})
+				errs[i] = err
+				if err == nil {
+					runs[i] = res.RunID
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	seen := map[int64]bool{}
 	for i := range n {
-		if bad := i%10 == 3; bad != (errs[i] != nil) {
+		if bad(i) != (errs[i] != nil) {
 			t.Fatalf("trigger %d: error %v", i, errs[i])
 		}
 		if errs[i] == nil {
@@ -775,6 +780,18 @@ func TestConcurrentTriggersFailAlone(t *testing.T) {
 	}
 	if count != len(seen) {
 		t.Fatalf("%d runs in the table, %d triggers succeeded", count, len(seen))
+	}
+	// Each run got its own job, input and metadata.
+	register(t, b, "w1")
+	for _, j := range claim(t, b, "w1", n) {
+		i, err := strconv.Atoi(string(j.Input))
+		if err != nil || i < 0 || i >= n || runs[i] != j.RunID || j.Metadata["i"] != string(j.Input) || j.RunIdentity != "id"+string(j.Input) {
+			t.Fatalf("claimed %+v (trigger %d: run %d)", j, i, runs[max(min(i, n-1), 0)])
+		}
+		delete(seen, j.RunID)
+	}
+	if len(seen) != 0 {
+		t.Fatalf("runs without a job: %v", seen)
 	}
 }
 

@@ -25,6 +25,31 @@ WITH r AS (
 )
 SELECT r.id, j.id FROM r, j`
 
+// sqlTriggerMany is sqlTrigger for several triggers in one statement, from
+// arrays in sqlTrigger's order of arguments ($4, the metadata, as JSON text).
+// Each run's job is matched to it by its identity, which the caller checks
+// is set and distinct; it returns (identity, run id, job id) per trigger.
+const sqlTriggerMany = `
+WITH a AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::bytea[],
+		$9::bigint[], $10::text[], $11::text[], $12::boolean[], $13::text[], $14::integer[], $15::text[])
+		WITH ORDINALITY AS a(pipeline, fingerprint, input, metadata, node_id, scope, priority, job_input,
+			delay_us, identity, queue, gated, gate_key, gate_limit, rate_key, ord)
+), r AS (
+	INSERT INTO {schema}.ductwork_runs (pipeline, fingerprint, status, input, metadata, identity)
+	SELECT a.pipeline, a.fingerprint, 'running', a.input, a.metadata::jsonb, a.identity FROM a ORDER BY a.ord
+	RETURNING id, identity
+), j AS (
+	INSERT INTO {schema}.ductwork_jobs (run_id, node_id, scope, status, priority, input, due_at,
+		queue, gated, gate_key, gate_limit, rate_key)
+	SELECT r.id, a.node_id, a.scope, 'pending', a.priority, a.job_input, now() + a.delay_us * interval '1 microsecond',
+		a.queue, a.gated, a.gate_key, a.gate_limit, a.rate_key
+	FROM a JOIN r ON r.identity = a.identity
+	ORDER BY a.ord
+	RETURNING id, run_id
+)
+SELECT r.identity, r.id, j.id FROM r JOIN j ON j.run_id = r.id`
+
 // sqlTriggerKeyed is sqlTrigger with an idempotency key ($11): on a key
 // already used in the pipeline it inserts nothing and returns no row (the
 // caller then reads the existing run with sqlTriggerExisting, in a new
@@ -634,7 +659,7 @@ type queries struct {
 	releaseKey                                                         string
 	completeJob, completeJobArrive, insertJobs, openJoins, arrive      string
 	completeRun, notify, failRetry, failHalt, release, lockOwner       string
-	completeJobRun, lockRuns, completeEnds                             string
+	completeJobRun, lockRuns, completeEnds, triggerMany                string
 	lockRun, cancelJobs, lockClaim, listExecutions, pruneExecutions    string
 	registerProcess, heartbeat, deregisterProcess, reap                string
 	getRun, listRuns, listJobs, cancelRun, runExists, reviveRun        string
@@ -672,6 +697,7 @@ func renderQueries(schema string) queries {
 		completeJobRun:    r.Replace(sqlCompleteJobRun),
 		lockRuns:          r.Replace(sqlLockRuns),
 		completeEnds:      r.Replace(sqlCompleteEnds),
+		triggerMany:       r.Replace(sqlTriggerMany),
 		notify:            sqlNotify,
 		failRetry:         r.Replace(sqlFailRetry),
 		failHalt:          r.Replace(sqlFailHalt),
