@@ -24,16 +24,20 @@
 //
 // Claims are one UPDATE over a FOR UPDATE SKIP LOCKED subquery, so many
 // workers claim in parallel without blocking one another. Completions are
-// one transaction fenced by the claim's token, with their statements
-// pipelined in one batch; fan-outs are inserted from arrays in one
-// statement. Joins are counter rows updated under their row lock; the arrival
+// fenced by the claim's token, with their statements pipelined in one batch;
+// concurrent completions of one Backend share a transaction (group commit),
+// those that only end their run in one statement, and so do concurrent
+// triggers made without a transaction of the caller's. Fan-outs are inserted
+// from arrays in one statement. Joins are counter rows updated under their row lock; the arrival
 // that reaches the expected count inserts the join's job, so it fires once.
 //
 // # Notifications
 //
 // Backend implements backend.Notifier with LISTEN/NOTIFY on a channel named
 // after the schema. Operations that make jobs due call pg_notify in their own
-// transaction, so a listener wakes only after the commit.
+// transaction, after their commit, so a listener wakes only after the commit;
+// under a steady stream of commits one Backend sends at most one NOTIFY per
+// 2 ms, covering the commits meanwhile.
 //
 // # Transactions
 //
