@@ -13,6 +13,7 @@ func testListing(t *testing.T, h Harness) {
 		"ListRunsTimeRange":   listingRunsTimeRange,
 		"ListJobs":            listingJobs,
 		"StrandedDefinitions": listingStranded,
+		"LastPageFull":        listingLastPageFull,
 	})
 }
 
@@ -254,5 +255,41 @@ func listingStranded(t *testing.T, h Harness) {
 	}
 	if got := stranded(defA, defA2, defB); len(got) != 0 {
 		t.Errorf("StrandedDefinitions(all known) = %v; want none", got)
+	}
+}
+
+// listingLastPageFull pins what the contract says of Next: 0 on the last
+// page, also when that page is exactly full (a backend that set Next
+// whenever a page was full sent its caller to an empty page).
+func listingLastPageFull(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	for i := range 4 {
+		trigger(t, b, defA, backend.NewJob{NodeID: "root", Input: enc(t, i)})
+	}
+	page := func(p backend.ListRunsParams) *backend.ListRunsResult {
+		t.Helper()
+		res, err := b.ListRuns(testCtx(t), &p)
+		if err != nil {
+			t.Fatalf("ListRuns(%+v): %v", p, err)
+		}
+		return res
+	}
+	if res := page(backend.ListRunsParams{Limit: 4}); len(res.Runs) != 4 || res.Next != 0 {
+		t.Fatalf("ListRuns(limit 4) of 4 runs = %d runs, Next %d; want 4 runs, Next 0", len(res.Runs), res.Next)
+	}
+	first := page(backend.ListRunsParams{Limit: 2})
+	if len(first.Runs) != 2 || first.Next == 0 {
+		t.Fatalf("ListRuns(limit 2) of 4 runs = %d runs, Next %d; want 2 runs and a Next", len(first.Runs), first.Next)
+	}
+	if res := page(backend.ListRunsParams{Limit: 2, BeforeID: first.Next}); len(res.Runs) != 2 || res.Next != 0 {
+		t.Fatalf("the second page of 2 of 4 runs = %d runs, Next %d; want 2 runs, Next 0", len(res.Runs), res.Next)
+	}
+	run := first.Runs[0].ID
+	jobs, err := b.ListJobs(testCtx(t), &backend.ListJobsParams{RunID: run, Limit: 1})
+	if err != nil {
+		t.Fatalf("ListJobs: %v", err)
+	}
+	if len(jobs.Jobs) != 1 || jobs.Next != 0 {
+		t.Fatalf("ListJobs(limit 1) of a run with one job = %d jobs, Next %d; want 1 job, Next 0", len(jobs.Jobs), jobs.Next)
 	}
 }

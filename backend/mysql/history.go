@@ -71,7 +71,7 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	}
 	aj, af := backend.ExecutionKey(params.AfterID)
 	rows, err := b.db.QueryContext(ctx, qListExecutions, params.RunID, params.JobID, params.JobID, aj, aj, af,
-		params.RunID, params.JobID, params.JobID, aj, aj, af, limit)
+		params.RunID, params.JobID, params.JobID, aj, aj, af, limit+1)
 	if err != nil {
 		return nil, mapErr(op, err)
 	}
@@ -103,8 +103,9 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	if err := rows.Err(); err != nil {
 		return nil, mapErr(op, err)
 	}
-	if len(res.Executions) == limit {
-		res.Next = res.Executions[len(res.Executions)-1].ID
+	if len(res.Executions) > limit {
+		res.Executions = res.Executions[:limit]
+		res.Next = res.Executions[limit-1].ID
 	}
 	return res, nil
 }

@@ -86,7 +86,7 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 		args = append(args, params.CreatedTo.UnixMicro())
 	}
 	q += qListRunsTail
-	args = append(args, limit)
+	args = append(args, limit+1)
 	rows, err := b.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(op, err)
@@ -103,8 +103,9 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 	if err := rows.Err(); err != nil {
 		return nil, mapErr(op, err)
 	}
-	if len(res.Runs) == limit {
-		res.Next = res.Runs[len(res.Runs)-1].ID
+	if len(res.Runs) > limit {
+		res.Runs = res.Runs[:limit]
+		res.Next = res.Runs[limit-1].ID
 	}
 	return res, nil
 }
@@ -127,7 +128,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 		args = append(args, params.Status)
 	}
 	q += qListJobsTail
-	args = append(args, limit)
+	args = append(args, limit+1)
 	rows, err := b.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(op, err)
@@ -156,8 +157,9 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	if err := rows.Err(); err != nil {
 		return nil, mapErr(op, err)
 	}
-	if len(res.Jobs) == limit {
-		res.Next = res.Jobs[len(res.Jobs)-1].ID
+	if len(res.Jobs) > limit {
+		res.Jobs = res.Jobs[:limit]
+		res.Next = res.Jobs[limit-1].ID
 	}
 	return res, nil
 }

@@ -703,7 +703,7 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 	if !params.CreatedTo.IsZero() {
 		to = &params.CreatedTo
 	}
-	rows, err := b.pool.Query(ctx, b.q.listRuns, params.Pipeline, params.Status, params.BeforeID, limit, from, to)
+	rows, err := b.pool.Query(ctx, b.q.listRuns, params.Pipeline, params.Status, params.BeforeID, limit+1, from, to)
 	if err != nil {
 		return nil, mapErr("list runs", err)
 	}
@@ -712,8 +712,9 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 		return nil, mapErr("list runs", err)
 	}
 	res := &backend.ListRunsResult{Runs: runs}
-	if len(runs) == limit {
-		res.Next = runs[len(runs)-1].ID
+	if len(runs) > limit {
+		res.Runs = runs[:limit]
+		res.Next = runs[limit-1].ID
 	}
 	return res, nil
 }
@@ -728,7 +729,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	rows, err := b.pool.Query(ctx, b.q.listJobs, params.RunID, params.Status, params.AfterID, limit)
+	rows, err := b.pool.Query(ctx, b.q.listJobs, params.RunID, params.Status, params.AfterID, limit+1)
 	if err != nil {
 		return nil, mapErr("list jobs", err)
 	}
@@ -744,8 +745,9 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 		return nil, mapErr("list jobs", err)
 	}
 	res := &backend.ListJobsResult{Jobs: jobs}
-	if len(jobs) == limit {
-		res.Next = jobs[len(jobs)-1].ID
+	if len(jobs) > limit {
+		res.Jobs = jobs[:limit]
+		res.Next = jobs[limit-1].ID
 	}
 	return res, nil
 }
@@ -764,7 +766,7 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 		limit = defaultPageSize
 	}
 	afterJob, afterFence := backend.ExecutionKey(params.AfterID)
-	rows, err := b.pool.Query(ctx, b.q.listExecutions, params.RunID, params.JobID, afterJob, afterFence, limit)
+	rows, err := b.pool.Query(ctx, b.q.listExecutions, params.RunID, params.JobID, afterJob, afterFence, limit+1)
 	if err != nil {
 		return nil, mapErr("list executions", err)
 	}
@@ -789,8 +791,9 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 		return nil, mapErr("list executions", err)
 	}
 	res := &backend.ListExecutionsResult{Executions: execs}
-	if len(execs) == limit {
-		res.Next = execs[len(execs)-1].ID
+	if len(execs) > limit {
+		res.Executions = execs[:limit]
+		res.Next = execs[limit-1].ID
 	}
 	return res, nil
 }

@@ -82,7 +82,7 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 		to = params.CreatedTo.UnixMicro()
 	}
 	rows, err := b.readRows(ctx, qListRuns, before, params.Pipeline, params.Pipeline,
-		params.Status, params.Status, from, to, limit)
+		params.Status, params.Status, from, to, limit+1)
 	if err != nil {
 		return nil, mapErr("list runs", err)
 	}
@@ -98,8 +98,9 @@ func (b *Backend) ListRuns(ctx context.Context, params *backend.ListRunsParams) 
 	if err := rows.Err(); err != nil {
 		return nil, mapErr("list runs", err)
 	}
-	if len(res.Runs) == limit {
-		res.Next = res.Runs[len(res.Runs)-1].ID
+	if len(res.Runs) > limit {
+		res.Runs = res.Runs[:limit]
+		res.Next = res.Runs[limit-1].ID
 	}
 	return res, nil
 }
@@ -113,7 +114,7 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 		return nil, errClosed("list jobs")
 	}
 	limit := pageSize(params.Limit)
-	rows, err := b.readRows(ctx, qListJobs, params.RunID, params.AfterID, params.Status, params.Status, limit)
+	rows, err := b.readRows(ctx, qListJobs, params.RunID, params.AfterID, params.Status, params.Status, limit+1)
 	if err != nil {
 		return nil, mapErr("list jobs", err)
 	}
@@ -138,8 +139,9 @@ func (b *Backend) ListJobs(ctx context.Context, params *backend.ListJobsParams) 
 	if err := rows.Err(); err != nil {
 		return nil, mapErr("list jobs", err)
 	}
-	if len(res.Jobs) == limit {
-		res.Next = res.Jobs[len(res.Jobs)-1].ID
+	if len(res.Jobs) > limit {
+		res.Jobs = res.Jobs[:limit]
+		res.Next = res.Jobs[limit-1].ID
 	}
 	return res, nil
 }
@@ -155,7 +157,7 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	}
 	limit := pageSize(params.Limit)
 	afterJob, afterFence := backend.ExecutionKey(params.AfterID)
-	rows, err := b.readRows(ctx, qListExecutions, params.RunID, params.JobID, afterJob, afterFence, limit)
+	rows, err := b.readRows(ctx, qListExecutions, params.RunID, params.JobID, afterJob, afterFence, limit+1)
 	if err != nil {
 		return nil, mapErr("list executions", err)
 	}
@@ -184,8 +186,9 @@ func (b *Backend) ListExecutions(ctx context.Context, params *backend.ListExecut
 	if err := rows.Err(); err != nil {
 		return nil, mapErr("list executions", err)
 	}
-	if len(res.Executions) == limit {
-		res.Next = res.Executions[len(res.Executions)-1].ID
+	if len(res.Executions) > limit {
+		res.Executions = res.Executions[:limit]
+		res.Next = res.Executions[limit-1].ID
 	}
 	return res, nil
 }
