@@ -204,6 +204,30 @@ func (p *Plan) NextDue(queue string) (nodeID, scope string, ok bool) {
 	return "", "", false
 }
 
+// ClaimOnInsert returns the index in p.Plan.Jobs of the job a completion
+// with ClaimNext may insert already claimed (running, fence 1, owned by
+// p.ProcessID, when its run is running), or -1: only when that job
+// (Plan.NextDue) is one of the plan's jobs and does not wait, and nothing
+// else in the plan (an arrival, a join, the run's end or outstanding work, a
+// settle) comes between its insertion and the claim. Inserting it claimed
+// writes the same row as inserting it and then claiming it, in one
+// statement.
+func (p *CompleteParams) ClaimOnInsert() int {
+	pl := &p.Plan
+	if p.ClaimNext <= 0 || len(pl.OpenJoins) > 0 || pl.Arrive != nil || pl.Settle || pl.CompleteRun || pl.Detached != 0 {
+		return -1
+	}
+	for k, j := range pl.Jobs {
+		if j.Delay <= 0 && j.Queue == p.Queue && !j.Gate.Gated() {
+			if j.Wait != "" {
+				return -1
+			}
+			return k
+		}
+	}
+	return -1
+}
+
 // TriggerParams are the arguments of Backend.Trigger.
 type TriggerParams struct {
 	Pipeline    string

@@ -390,7 +390,7 @@ func (b *Backend) queueComplete(batch *pgx.Batch, params *backend.CompleteParams
 			gatedPlan = gatedPlan || j.Queue != "" || j.Gate.Gated()
 		}
 		count := func(tag pgconn.CommandTag) error { res.NewJobs += int(tag.RowsAffected()); return nil }
-		if k := claimedOnInsert(params); k >= 0 && !gatedPlan {
+		if k := params.ClaimOnInsert(); k >= 0 && !gatedPlan {
 			claimedAtInsert = true
 			nj := &plan.Jobs[k]
 			batch.Queue(b.q.insertJobsClaim, params.JobID, nodes, scopes, prios, inputs, delays, int64(k+1), params.ProcessID).
@@ -948,25 +948,4 @@ func (b *Backend) Now(ctx context.Context) (time.Time, error) {
 		return time.Time{}, mapErr("now", err)
 	}
 	return t, nil
-}
-
-// claimedOnInsert returns the index in the plan's jobs of the job a
-// completion with ClaimNext may insert already claimed (sqlInsertJobsClaim),
-// or -1: only when that job (backend.Plan.NextDue) is one of the plan's jobs
-// and does not wait, and nothing else in the plan (an arrival, a join, the
-// run's end, a settle) comes between the insert and the claim.
-func claimedOnInsert(p *backend.CompleteParams) int {
-	pl := &p.Plan
-	if p.ClaimNext <= 0 || len(pl.OpenJoins) > 0 || pl.Arrive != nil || pl.Settle || pl.CompleteRun || pl.Detached != 0 {
-		return -1
-	}
-	for k, j := range pl.Jobs {
-		if j.Delay <= 0 && j.Queue == p.Queue && !j.Gate.Gated() {
-			if j.Wait != "" {
-				return -1
-			}
-			return k
-		}
-	}
-	return -1
 }

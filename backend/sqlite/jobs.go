@@ -286,10 +286,30 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 		}
 		crashpoint.Hit(crashpoint.CompleteTx)
 
+		claimAt := params.ClaimOnInsert()
+		if claimAt >= 0 && plan.Jobs[claimAt].Queue != "" {
+			claimAt = -1 // a queue's job: inserted, then claimed
+		}
 		for i := range plan.Jobs {
 			j := &plan.Jobs[i]
 			var err error
-			if j.Queue == "" && !j.Gate.Gated() {
+			if i == claimAt {
+				// The job ClaimNext takes, inserted claimed when the run
+				// is running (one statement instead of an insert, a
+				// select and an update).
+				next := &backend.Job{RunID: runID, NodeID: j.NodeID, Scope: j.Scope, Input: j.Input}
+				var (
+					claimed               bool
+					created, due, started sql.NullInt64
+				)
+				err = t.queryRow(qInsertJobClaimed, runID, j.NodeID, j.Scope, j.Priority, j.Input, params.ProcessID, runID).
+					Scan(&next.ID, &claimed, &created, &due, &started)
+				if err == nil && claimed {
+					next.Attempt, next.Fence = 1, 1
+					next.CreatedAt, next.DueAt, next.ClaimedAt = fromMicros(created.Int64), fromMicros(due.Int64), fromMicros(started.Int64)
+					res.Claimed = []*backend.Job{next}
+				}
+			} else if j.Queue == "" && !j.Gate.Gated() {
 				_, err = t.exec(qInsertJob, runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay))
 			} else {
 				_, err = t.exec(qInsertJobGated, append([]any{runID, j.NodeID, j.Scope, j.Priority, j.Input, micros(j.Delay)},
@@ -366,7 +386,7 @@ func (b *Backend) completeIn(t *txn, params *backend.CompleteParams, res *backen
 				return err
 			}
 		}
-		if params.ClaimNext > 0 && res.NewJobs > 0 {
+		if params.ClaimNext > 0 && res.NewJobs > 0 && claimAt < 0 {
 			next, err := claimNext(t, params, runID)
 			if err != nil {
 				return err

@@ -86,6 +86,18 @@ WHERE j.id = ? AND j.fence = ? AND j.process_id = ?`
 	qInsertJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at)
 VALUES (?, ?, ?, 'pending', ?, ?, ` + nowUS + `, ` + nowUS + ` + ?)`
 
+	// qInsertJobClaimed is qInsertJob for the job a ClaimNext completion
+	// takes: inserted claimed (running, fence 1, owner, started now) when its
+	// run is running, pending otherwise; it returns the job's ID, whether it
+	// was claimed, and its times.
+	qInsertJobClaimed = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, created_at, due_at,
+    fence, process_id, started_at)
+SELECT ?, ?, ?, CASE WHEN r.status = 'running' THEN 'running' ELSE 'pending' END, ?, ?, ` + nowUS + `, ` + nowUS + `,
+    CASE WHEN r.status = 'running' THEN 1 ELSE 0 END, CASE WHEN r.status = 'running' THEN ? END,
+    CASE WHEN r.status = 'running' THEN ` + nowUS + ` END
+FROM ductwork_runs AS r WHERE r.id = ?
+RETURNING id, status = 'running', created_at, due_at, started_at`
+
 	qInsertJoinJob = `INSERT INTO ductwork_jobs (run_id, node_id, scope, status, priority, input, is_join, join_id, created_at, due_at,
     queue, gated, gate_key, gate_limit, rate_key)
 VALUES (?, ?, ?, 'pending', ?, NULL, 1, ?, ` + nowUS + `, ` + nowUS + ` + ?, ?, ?, ?, ?, ?)`
@@ -363,7 +375,7 @@ ORDER BY pipeline, fingerprint`
 
 // hotWrites are prepared on the writer once and reused by every transaction.
 var hotWrites = []string{
-	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJoinJob, qInsertJobGated, qClaimSelect, qGatedSelect, qClaimJob, qJoinInputs, qClaimNextPick,
+	qInsertRun, qInsertFirstJob, qInsertJob, qInsertJobClaimed, qInsertJoinJob, qInsertJobGated, qClaimSelect, qGatedSelect, qClaimJob, qJoinInputs, qClaimNextPick,
 	qCompleteJob, qCompleteJobArrive, qOpenJoin, qArrive, qAdvanceRun, qCompleteRun,
 	qFailRetry, qFailJob, qHaltRun, qRelease, qHeartbeat, qRecordExecution,
 }
