@@ -54,8 +54,8 @@
 // back and applies its completions one per transaction, so that only the
 // failing one fails. New jobs and arrivals are applied as a set on MariaDB
 // 10.5 and later only (INSERT ... RETURNING, detected when a process
-// registers); MySQL applies them one completion at a time, with the same
-// results.
+// registers), and not on a Galera node; MySQL and Galera apply them one
+// completion at a time, with the same results.
 //
 // Capabilities: SkipLocked, no Notify (workers poll), microsecond
 // timestamps.

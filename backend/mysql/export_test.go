@@ -4,5 +4,5 @@ package mysql
 // reads (tests of the MySQL statements on MariaDB).
 func ForceVersion(b *Backend, v string) {
 	b.forceVersion = v
-	b.setVersion(v)
+	b.setVersion(v, false)
 }

@@ -79,7 +79,7 @@ func (b *Backend) checkCluster(ctx context.Context, conn varQuerier, logOK bool)
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return err
 	}
-	b.setVersion(vars["version"])
+	b.setVersion(vars["version"], strings.EqualFold(vars["wsrep_on"], "ON"))
 	if !strings.EqualFold(vars["wsrep_on"], "ON") {
 		return nil
 	}
@@ -134,26 +134,43 @@ func insertReturning(v string) bool {
 	return err1 == nil && err2 == nil && (ma > 10 || ma == 10 && mi >= 5)
 }
 
-// setVersion records what the server of version string v can do.
-func (b *Backend) setVersion(v string) {
+// setVersion records what the server of version string v can do. On a
+// Galera node (galera) the backend does not use INSERT ... RETURNING: with
+// the statements that need it (a group's new jobs and arrivals as sets,
+// grouped triggers), the chaos command's node-kill run on a three-node
+// cluster found two executions under one claim in 2 runs of 3 (none in 6
+// runs without them); the cause is not known.
+func (b *Backend) setVersion(v string, galera bool) {
 	if b.forceVersion != "" {
-		v = b.forceVersion
+		v, galera = b.forceVersion, false
 	}
-	b.returning.Store(insertReturning(v))
+	b.returning.Store(insertReturning(v) && !galera)
 	b.versionKnown.Store(true)
 }
 
-// canReturn reports whether the server runs INSERT ... RETURNING, reading
-// its version the first time it is asked (Migrate and the first
+// canReturn reports whether the backend uses INSERT ... RETURNING, reading
+// the server's version the first time it is asked (Migrate and the first
 // registration read it too). A failed read answers false and is tried again
 // next time.
 func (b *Backend) canReturn(ctx context.Context) bool {
 	if !b.versionKnown.Load() {
-		var v string
-		if err := b.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		rows, err := b.db.QueryContext(ctx, "SHOW VARIABLES WHERE Variable_name IN ('version', 'wsrep_on')")
+		if err != nil {
 			return false
 		}
-		b.setVersion(v)
+		vars := map[string]string{}
+		for rows.Next() {
+			var k, v string
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return false
+			}
+			vars[strings.ToLower(k)] = v
+		}
+		if errors.Join(rows.Close(), rows.Err()) != nil {
+			return false
+		}
+		b.setVersion(vars["version"], strings.EqualFold(vars["wsrep_on"], "ON"))
 	}
 	return b.returning.Load()
 }
