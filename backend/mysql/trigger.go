@@ -10,6 +10,7 @@ import (
 
 	"github.com/ductwork-go/ductwork/backend"
 	"github.com/ductwork-go/ductwork/internal/groupcommit"
+	gomysql "github.com/go-sql-driver/mysql"
 )
 
 // Trigger inserts a run (status running) and the pending job of its first
@@ -161,8 +162,9 @@ type triggerReq struct {
 // triggerGroup inserts the runs and first jobs of concurrent triggers (no
 // key, no caller's transaction, MariaDB) in one transaction: one multi-row
 // INSERT ... RETURNING of the runs, one of the jobs (a group of one too:
-// the callers that arrive meanwhile queue for the next group). If it fails,
-// every trigger of the group is run again alone.
+// the callers that arrive meanwhile queue for the next group). If the
+// server refuses a statement, every trigger of the group is run again alone;
+// any other failure is every caller's error.
 func (b *Backend) triggerGroup(group []*triggerReq) {
 	ctx, cancel := groupcommit.Context(triggerContexts(group))
 	defer cancel()
@@ -234,10 +236,18 @@ func (b *Backend) triggerGroup(group []*triggerReq) {
 		}
 		return nil
 	})
+	if err == nil {
+		return
+	}
+	// The server refused a statement (nothing was committed): each trigger
+	// again alone, where only a bad one fails. Anything else (a lost
+	// connection, no reply to the commit) may have committed the group: the
+	// callers get the error, as a single trigger's would be, and a retry is
+	// theirs to decide (WithKey makes it safe).
+	var me *gomysql.MySQLError
+	alone := errors.As(err, &me)
 	for _, r := range group {
-		if err != nil {
-			r.res, r.alone = nil, true
-		}
+		r.res, r.err, r.alone = nil, err, alone
 	}
 }
 
