@@ -565,6 +565,12 @@ func limitPeak(execs []*execution, node string, limit int) (peak, over int) {
 		if e.Node != node || !e.ReturnedNS.Valid {
 			continue
 		}
+		if e.Outcome.Valid && e.Outcome.String == "stale" {
+			// A zombie's execution (its process frozen past the reap
+			// threshold, its claim reaped, its commit refused): the limit
+			// holds for claims, and a reaped claim no longer holds a slot.
+			continue
+		}
 		edges = append(edges, edge{e.StartedNS, 1}, edge{e.ReturnedNS.Int64, -1})
 	}
 	sort.Slice(edges, func(i, j int) bool {
